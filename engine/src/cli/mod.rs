@@ -1,0 +1,35 @@
+//! Command-line interface: one subcommand per file.
+
+mod check;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// A real-time market-data stream-processing engine: streaming SQL over Kafka,
+/// to derived topics and a Parquet lake.
+#[derive(Debug, Parser)]
+#[command(name = "engine", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job file until stopped (Ctrl-C), or to the end of its input with --bounded.
+    Run(run::RunArgs),
+    /// Parse and plan a job file, print its plan, and exit (connects to nothing).
+    Check(check::CheckArgs),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Run(args) => args.run().await,
+            Command::Check(args) => args.run().await,
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Turning Kafka record payloads into Arrow batches.
+
+pub mod json;
+
+pub use json::{BadRecord, JsonDecoder, RawRecord};

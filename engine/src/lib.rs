@@ -1,0 +1,32 @@
+//! # engine: the streaming runtime
+//!
+//! A job file's statements run as sources -> operators -> sinks exchanging
+//! Arrow batches and in-band signals (watermarks, barriers, end of data).
+//!
+//! # Layout (in the order a trade flows)
+//! - [`message`]: what flows: `Data(RecordBatch)` or a `Signal`.
+//! - [`kafka`]: settings shared by the Kafka source and sink.
+//! - [`source`]: the Kafka source: consume, batch per partition, dead-letter bad records.
+//! - [`decode`]: JSON payloads -> Arrow batches (vectorized, bad records isolated).
+//! - [`watermark`]: the `WATERMARK` expression and per-partition event time.
+//! - [`operator`]: window assignment, windowed aggregates, stateless statements.
+//! - [`sink`]: the Kafka sink and the Parquet lake sink.
+//! - [`pipeline`]: a job wired from its plan, run until done or stopped.
+//! - [`metrics`]: counters of what was read, dropped and written.
+//! - [`error`]: the engine's error type.
+#![warn(missing_docs)]
+
+pub mod message;
+pub mod kafka;
+pub mod source;
+pub mod decode;
+pub mod watermark;
+pub mod operator;
+pub mod sink;
+pub mod pipeline;
+pub mod metrics;
+pub mod error;
+
+pub use error::{EngineError, Result};
+pub use metrics::Metrics;
+pub use pipeline::{Job, RunOptions, RunReport};

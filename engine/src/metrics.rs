@@ -1,0 +1,52 @@
+//! Counters a running job keeps, shared by its tasks and read by the CLI and tests.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Job-wide counters. Everything that is dropped is counted here, never silently lost.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Kafka records read from sources.
+    pub records_in: AtomicU64,
+    /// Records that failed to decode or lacked a required field (sent to the dead-letter topic).
+    pub bad_records: AtomicU64,
+    /// Rows that arrived after their window had closed (dropped, and counted).
+    pub late_rows: AtomicU64,
+    /// Rows written to sinks.
+    pub rows_out: AtomicU64,
+    /// Windows emitted by window operators.
+    pub windows_emitted: AtomicU64,
+    /// Files committed by lake sinks.
+    pub files_written: AtomicU64,
+    /// The combined watermark (event time, ms), or `i64::MIN` before the first.
+    pub watermark: AtomicI64,
+}
+
+impl Metrics {
+    /// A fresh set of counters.
+    pub fn new() -> Self {
+        Self { watermark: AtomicI64::new(i64::MIN), ..Default::default() }
+    }
+
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// A one-line summary for logs.
+    pub fn summary(&self) -> String {
+        format!(
+            "records_in={} bad_records={} late_rows={} windows_emitted={} rows_out={} files_written={}",
+            Self::get(&self.records_in),
+            Self::get(&self.bad_records),
+            Self::get(&self.late_rows),
+            Self::get(&self.windows_emitted),
+            Self::get(&self.rows_out),
+            Self::get(&self.files_written),
+        )
+    }
+}

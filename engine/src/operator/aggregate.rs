@@ -1,0 +1,137 @@
+//! Aggregates over event-time windows, on DataFusion's own accumulators.
+//!
+//! Each input batch gets its window columns, then DataFusion's `Partial`
+//! aggregate turns it into accumulator state rows keyed by group and window.
+//! State rows wait per window (a `BTreeMap` by window end, as in Arroyo's
+//! tumbling window) until the watermark passes the window's end; then the
+//! `Final` aggregate merges them and the projection above it computes the
+//! output (e.g. VWAP = sum(price*size) / sum(size)). State rows are plain
+//! Arrow batches, so they can be checkpointed as they are.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, Scalar, TimestampMillisecondArray};
+use arrow::compute::{filter_record_batch, kernels::cmp::eq, max, min};
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::collect;
+use engine_sql::{ddl::UTC, streaming_session, FoundWindow, StreamPlan, WindowSpec, WINDOW_END};
+
+use super::assign::assign_windows;
+use crate::error::{EngineError, Result};
+use crate::message::EventTime;
+use crate::metrics::Metrics;
+
+/// State batches a window keeps before they are folded into one.
+const MAX_STATE_BATCHES: usize = 64;
+
+/// A windowed `GROUP BY`.
+pub struct WindowAggregate {
+    plan: StreamPlan,
+    spec: WindowSpec,
+    time_column: usize,
+    state_window_end: usize,
+    /// Open windows by end time: their accumulator state rows.
+    windows: BTreeMap<EventTime, Vec<RecordBatch>>,
+    /// Windows ending at or before this are emitted; rows for them are late.
+    watermark: Option<EventTime>,
+    task_ctx: Arc<TaskContext>,
+    metrics: Arc<Metrics>,
+}
+
+impl WindowAggregate {
+    /// An operator for `plan`, windowed by `window`.
+    pub fn new(plan: StreamPlan, window: &FoundWindow, metrics: Arc<Metrics>) -> Result<Self> {
+        let missing = |what: &str| EngineError::Internal(format!("windowed plan has no {what} column"));
+        let time_column = plan.input_schema().index_of(&window.time_column).map_err(|_| missing(&window.time_column))?;
+        let state_schema = plan.state_schema().ok_or_else(|| missing("state"))?;
+        let state_window_end = state_schema.index_of(WINDOW_END).map_err(|_| missing(WINDOW_END))?;
+        Ok(Self {
+            plan,
+            spec: window.spec,
+            time_column,
+            state_window_end,
+            windows: BTreeMap::new(),
+            watermark: None,
+            task_ctx: streaming_session().task_ctx(),
+            metrics,
+        })
+    }
+
+    /// Number of open windows.
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Folds a batch into the state of the windows it touches.
+    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<()> {
+        let (windowed, late) = assign_windows(&batch, self.time_column, self.spec, self.watermark)?;
+        if late > 0 {
+            Metrics::add(&self.metrics.late_rows, late);
+            tracing::warn!(late_rows = late, watermark = self.watermark, "rows arrived after their window closed; dropped and counted");
+        }
+        if windowed.num_rows() == 0 {
+            return Ok(());
+        }
+        let states = collect(self.plan.partial_over(windowed)?, Arc::clone(&self.task_ctx)).await?;
+        for state in states {
+            self.add_state(state).await?;
+        }
+        Ok(())
+    }
+
+    /// Emits, in window order, every window the watermark has passed.
+    pub async fn handle_watermark(&mut self, watermark: EventTime) -> Result<Vec<RecordBatch>> {
+        if self.watermark.is_some_and(|w| watermark <= w) {
+            return Ok(Vec::new());
+        }
+        self.watermark = Some(watermark);
+        let still_open = self.windows.split_off(&watermark.saturating_add(1));
+        let closed = std::mem::replace(&mut self.windows, still_open);
+        let mut out = Vec::new();
+        for (_, states) in closed {
+            let rows = collect(self.plan.final_over(states)?, Arc::clone(&self.task_ctx)).await?;
+            out.extend(rows.into_iter().filter(|b| b.num_rows() > 0));
+            Metrics::add(&self.metrics.windows_emitted, 1);
+        }
+        Ok(out)
+    }
+
+    /// Files state rows under their window(s), folding a window's state when it grows long.
+    async fn add_state(&mut self, state: RecordBatch) -> Result<()> {
+        if state.num_rows() == 0 {
+            return Ok(());
+        }
+        let ends = state
+            .column(self.state_window_end)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .ok_or_else(|| EngineError::Internal("window_end state column is not TIMESTAMP(ms)".into()))?;
+        let (lo, hi) = (min(ends).unwrap_or_default(), max(ends).unwrap_or_default());
+        let parts = if lo == hi {
+            vec![(lo, state)]
+        } else {
+            let mut distinct: Vec<i64> = ends.values().to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+            distinct
+                .into_iter()
+                .map(|end| {
+                    let key = Scalar::new(TimestampMillisecondArray::from(vec![end]).with_timezone(UTC));
+                    Ok((end, filter_record_batch(&state, &eq(ends, &key)?)?))
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        for (end, part) in parts {
+            let batches = self.windows.entry(end).or_default();
+            batches.push(part);
+            if batches.len() >= MAX_STATE_BATCHES {
+                let all = std::mem::take(batches);
+                let folded = collect(self.plan.reduce_over(all)?, Arc::clone(&self.task_ctx)).await?;
+                self.windows.insert(end, folded);
+            }
+        }
+        Ok(())
+    }
+}

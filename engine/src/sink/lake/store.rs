@@ -1,0 +1,44 @@
+//! Opening the object store behind a lake path.
+
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use crate::error::{EngineError, Result};
+
+/// An object store and the prefix of a table inside it.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// The table's prefix inside the store.
+    pub prefix: Path,
+}
+
+/// Opens `path`: `s3://bucket/prefix` (endpoint, region and credentials from
+/// the standard AWS environment variables such as `AWS_ENDPOINT_URL`,
+/// `AWS_ALLOW_HTTP`, `AWS_ACCESS_KEY_ID`), `file:///abs/dir`, or a local directory
+/// (created if missing).
+pub fn open(path: &str) -> Result<Location> {
+    if let Some(rest) = path.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(EngineError::Store(format!("`{path}` names no bucket (expected s3://bucket/prefix)")));
+        }
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| EngineError::Store(format!("opening `{path}`: {e}")))?;
+        return Ok(Location { store: Arc::new(store), prefix: Path::from(prefix.trim_matches('/')) });
+    }
+    let dir = path.strip_prefix("file://").unwrap_or(path);
+    if dir.contains("://") {
+        return Err(EngineError::Store(format!("`{path}`: unsupported scheme (use s3://, file:// or a local directory)")));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| EngineError::Store(format!("creating directory `{dir}`: {e}")))?;
+    let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| EngineError::Store(format!("opening `{dir}`: {e}")))?;
+    Ok(Location { store: Arc::new(store), prefix: Path::default() })
+}

@@ -1,0 +1,80 @@
+//! `WITH (...)` options of a Kafka source table.
+
+use std::time::Duration;
+
+use engine_sql::{LineError, TableDef};
+
+use crate::kafka::KafkaClientOptions;
+
+/// Where a source starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupMode {
+    /// The consumer group's committed offsets; where there are none, `auto.offset.reset`.
+    GroupOffsets,
+    /// The earliest offset of every partition.
+    Earliest,
+    /// The end of every partition (only new records).
+    Latest,
+}
+
+/// A Kafka source table's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSourceConfig {
+    /// Table name (for logs and the default group id).
+    pub table: String,
+    /// `topic`: the topic read.
+    pub topic: String,
+    /// Broker address and pass-through settings.
+    pub client: KafkaClientOptions,
+    /// `group_id`: the consumer group whose offsets are used and committed.
+    pub group_id: String,
+    /// `scan.startup.mode`: `group-offsets` (default), `earliest-offset`, `latest-offset`.
+    pub startup: StartupMode,
+    /// `auto.offset.reset`: where `group-offsets` starts without a committed offset (`earliest` default).
+    pub offset_reset_earliest: bool,
+    /// `dlq.topic`: where bad records go (default `<topic>.dlq`).
+    pub dlq_topic: String,
+    /// `max_message_bytes`: larger payloads are bad records (default 1 MiB).
+    pub max_message_bytes: usize,
+    /// `batch.size`: records decoded together (default 8192).
+    pub batch_size: usize,
+    /// `batch.linger`: longest wait before a partial batch is decoded (default 100ms).
+    pub batch_linger: Duration,
+    /// `watermark.idle_timeout`: a partition silent this long stops holding the watermark (default 30s).
+    pub idle_timeout: Duration,
+}
+
+/// Default `max_message_bytes`: librdkafka's own `message.max.bytes` default.
+const fn default_max_message_bytes() -> u64 {
+    1 << 20
+}
+
+impl KafkaSourceConfig {
+    /// Reads and checks the options of `table`; unknown options are errors.
+    pub fn from_table(table: &TableDef) -> Result<Self, LineError> {
+        let mut o = table.options.clone();
+        let topic = o.required("topic", table.line)?;
+        o.one_of("format", &["json"])?;
+        let client = KafkaClientOptions::from_options(&mut o, table.line)?;
+        let startup = match o.one_of("scan.startup.mode", &["group-offsets", "earliest-offset", "latest-offset"])?.as_str() {
+            "earliest-offset" => StartupMode::Earliest,
+            "latest-offset" => StartupMode::Latest,
+            _ => StartupMode::GroupOffsets,
+        };
+        let config = Self {
+            table: table.name.clone(),
+            group_id: o.get("group_id").unwrap_or_else(|| format!("engine.{}", table.name)),
+            startup,
+            offset_reset_earliest: o.one_of("auto.offset.reset", &["earliest", "latest"])? == "earliest",
+            dlq_topic: o.get("dlq.topic").unwrap_or_else(|| format!("{topic}.dlq")),
+            max_message_bytes: o.bytes("max_message_bytes", default_max_message_bytes())? as usize,
+            batch_size: o.count("batch.size", 8192)?,
+            batch_linger: o.duration("batch.linger", Duration::from_millis(100))?,
+            idle_timeout: o.duration("watermark.idle_timeout", Duration::from_secs(30))?,
+            topic,
+            client,
+        };
+        o.reject_unknown("kafka")?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,312 @@
+//! The Kafka source task.
+//!
+//! It runs on a blocking thread (librdkafka's poll is synchronous and the
+//! decode is CPU work), buffers records per partition, decodes each buffer
+//! into one `RecordBatch`, and sends batches and watermarks downstream over a
+//! bounded channel, so a slow sink slows consumption instead of growing memory.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use engine_sql::TableDef;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::config::{KafkaSourceConfig, StartupMode};
+use super::dlq::{DeadLetters, Origin};
+use crate::decode::{JsonDecoder, RawRecord};
+use crate::error::{EngineError, Result};
+use crate::message::{Message, Signal};
+use crate::metrics::Metrics;
+use crate::watermark::{WatermarkExpr, WatermarkTracker};
+
+/// How long metadata and offset look-ups may take before the source gives up.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bad records logged one by one before the log switches to every 1000th.
+const BAD_RECORDS_LOGGED: u64 = 20;
+
+/// A Kafka source table, ready to run.
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+    decoder: JsonDecoder,
+    watermark: Option<WatermarkExpr>,
+    metrics: Arc<Metrics>,
+    bounded: bool,
+}
+
+/// What a source has consumed; committing it tells Kafka those records are done.
+pub struct SourceProgress {
+    consumer: BaseConsumer,
+    dead_letters: DeadLetters,
+    topic: String,
+    next_offsets: BTreeMap<i32, i64>,
+}
+
+impl SourceProgress {
+    /// Commits the consumed offsets to the consumer group, after making sure
+    /// every dead-letter record is stored. Call only once every sink fed by
+    /// this source has flushed.
+    pub fn commit(self) -> Result<()> {
+        self.dead_letters.flush()?;
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &next) in &self.next_offsets {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(next))
+                .map_err(|e| EngineError::Kafka(format!("offset list for `{}`: {e}", self.topic)))?;
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| EngineError::Kafka(format!("committing offsets of `{}`: {e}", self.topic)))
+    }
+
+    /// The next offset to read, per partition.
+    pub fn next_offsets(&self) -> &BTreeMap<i32, i64> {
+        &self.next_offsets
+    }
+}
+
+/// Per-partition reading state.
+struct PartitionCursor {
+    next: i64,
+    /// Bounded mode: the end offset the broker listed at start. The partition
+    /// is done at the first end-of-partition event at or past it. The listed
+    /// end is only a lower bound: some brokers (Tansu 0.6) list the base offset
+    /// of the last batch + 1 rather than the true end, so records past it are
+    /// read too, never dropped.
+    end: Option<i64>,
+    finished: bool,
+}
+
+impl KafkaSource {
+    /// Builds the source of `table` with its decoder and watermark.
+    pub fn new(table: &TableDef, config: KafkaSourceConfig, metrics: Arc<Metrics>, bounded: bool) -> Result<Self> {
+        let decoder = JsonDecoder::new(table, &config.topic, config.max_message_bytes);
+        let watermark = WatermarkExpr::for_table(table, decoder.schema())?;
+        Ok(Self { config, decoder, watermark, metrics, bounded })
+    }
+
+    /// Schema of the batches this source sends.
+    pub fn schema(&self) -> &SchemaRef {
+        self.decoder.schema()
+    }
+
+    /// Reads until the end offsets (bounded) or until `stop` is set, sending
+    /// to every output. Bounded runs end with `EndOfData`; a stop just closes
+    /// the channels. Blocking: run it on a blocking thread.
+    pub fn run(self, outputs: Vec<mpsc::Sender<Message>>, stop: Arc<AtomicBool>) -> Result<SourceProgress> {
+        let topic = self.config.topic.clone();
+        let kafka_err = |what: &str, e: KafkaError| EngineError::Kafka(format!("{what} for topic `{topic}`: {e}"));
+        let consumer: BaseConsumer = self
+            .config
+            .client
+            .client_config()
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", if self.config.offset_reset_earliest { "earliest" } else { "latest" })
+            .create()
+            .map_err(|e| kafka_err("creating consumer", e))?;
+        let dead_letters = DeadLetters::new(&self.config.client, &self.config.dlq_topic)?;
+        let mut cursors = self.assign(&consumer)?;
+        let mut tracker = WatermarkTracker::new(self.config.idle_timeout);
+        let now = Instant::now();
+        for (&p, c) in &cursors {
+            tracker.assign(p, now);
+            if c.finished {
+                tracker.finish(p);
+            }
+        }
+        tracing::info!(
+            table = %self.config.table, topic = %topic, group = %self.config.group_id, bounded = self.bounded,
+            partitions = cursors.len(), "source started"
+        );
+        let ended = self.poll_loop(&consumer, &dead_letters, &mut cursors, &mut tracker, &outputs, &stop)?;
+        if ended {
+            send(&outputs, Message::Signal(Signal::EndOfData))?;
+        }
+        let reached: BTreeMap<i32, (i64, Option<i64>)> = cursors.iter().map(|(&p, c)| (p, (c.next, c.end))).collect();
+        tracing::info!(table = %self.config.table, topic = %topic, ?reached, "source stopped (partition: next offset, end)");
+        Ok(SourceProgress {
+            consumer,
+            dead_letters,
+            topic,
+            next_offsets: cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
+        })
+    }
+
+    /// Assigns every partition of the topic at its start offset.
+    fn assign(&self, consumer: &BaseConsumer) -> Result<BTreeMap<i32, PartitionCursor>> {
+        let topic = &self.config.topic;
+        let err = |what: &str, e: KafkaError| EngineError::Kafka(format!("{what} of topic `{topic}` on {}: {e}", self.config.client.bootstrap_servers));
+        let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT).map_err(|e| err("reading metadata", e))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        if partitions.is_empty() {
+            return Err(EngineError::Kafka(format!(
+                "topic `{topic}` does not exist on {} (create it, or check `topic` and `bootstrap_servers`)",
+                self.config.client.bootstrap_servers
+            )));
+        }
+        let mut all = TopicPartitionList::new();
+        for &p in &partitions {
+            all.add_partition(topic, p);
+        }
+        let committed = match self.config.startup {
+            StartupMode::GroupOffsets => Some(consumer.committed_offsets(all, ADMIN_TIMEOUT).map_err(|e| err("reading committed offsets", e))?),
+            _ => None,
+        };
+        let mut assignment = TopicPartitionList::new();
+        let mut cursors = BTreeMap::new();
+        for &p in &partitions {
+            let (low, high) = consumer.fetch_watermarks(topic, p, ADMIN_TIMEOUT).map_err(|e| err("reading end offsets", e))?;
+            let committed = committed.as_ref().and_then(|c| match c.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(n)) => Some(n),
+                _ => None,
+            });
+            let start = match (self.config.startup, committed) {
+                (StartupMode::GroupOffsets, Some(n)) => n.max(low),
+                (StartupMode::Latest, _) => high,
+                (StartupMode::GroupOffsets, None) if !self.config.offset_reset_earliest => high,
+                _ => low,
+            };
+            assignment.add_partition_offset(topic, p, Offset::Offset(start)).map_err(|e| err("assigning", e))?;
+            cursors.insert(p, PartitionCursor { next: start, end: self.bounded.then_some(high), finished: false });
+        }
+        consumer.assign(&assignment).map_err(|e| err("assigning partitions", e))?;
+        Ok(cursors)
+    }
+
+    fn poll_loop(
+        &self,
+        consumer: &BaseConsumer,
+        dead_letters: &DeadLetters,
+        cursors: &mut BTreeMap<i32, PartitionCursor>,
+        tracker: &mut WatermarkTracker,
+        outputs: &[mpsc::Sender<Message>],
+        stop: &AtomicBool,
+    ) -> Result<bool> {
+        let mut buffers: BTreeMap<i32, Vec<BorrowedMessage<'_>>> = BTreeMap::new();
+        let mut buffered = 0usize;
+        let mut last_flush = Instant::now();
+        loop {
+            if self.bounded && cursors.values().all(|c| c.finished) {
+                self.flush(&mut buffers, dead_letters, tracker, outputs)?;
+                return Ok(true);
+            }
+            if stop.load(Ordering::Relaxed) {
+                self.flush(&mut buffers, dead_letters, tracker, outputs)?;
+                return Ok(false);
+            }
+            match consumer.poll(Duration::from_millis(50)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(c) = cursors.get_mut(&p) {
+                        // Control records (transaction markers) can sit at the end, so the
+                        // consumer's position, not the last message, says where the end is.
+                        let position = consumer
+                            .position()
+                            .ok()
+                            .and_then(|tpl| tpl.find_partition(&self.config.topic, p).map(|e| e.offset()));
+                        if let Some(Offset::Offset(pos)) = position {
+                            c.next = c.next.max(pos);
+                        }
+                        if c.end.is_some_and(|end| c.next >= end) && !c.finished {
+                            c.finished = true;
+                            let mut tpl = TopicPartitionList::new();
+                            tpl.add_partition(&self.config.topic, p);
+                            // Stop fetching: a bounded run reads what was there when it caught up.
+                            let _ = consumer.pause(&tpl);
+                        }
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(topic = %self.config.topic, error = %e, "consumer error (librdkafka retries)"),
+                Some(Ok(m)) => {
+                    let p = m.partition();
+                    let Some(c) = cursors.get_mut(&p) else { continue };
+                    c.next = m.offset() + 1;
+                    Metrics::add(&self.metrics.records_in, 1);
+                    buffers.entry(p).or_default().push(m);
+                    buffered += 1;
+                }
+            }
+            for (&p, c) in cursors.iter() {
+                if c.finished {
+                    tracker.finish(p);
+                }
+            }
+            if buffered >= self.config.batch_size || (buffered > 0 && last_flush.elapsed() >= self.config.batch_linger) {
+                self.flush(&mut buffers, dead_letters, tracker, outputs)?;
+                buffered = 0;
+                last_flush = Instant::now();
+            }
+            if let Some(wm) = tracker.advance(Instant::now()) {
+                send(outputs, Message::Signal(Signal::Watermark(wm)))?;
+            }
+        }
+    }
+
+    /// Decodes each partition's buffer into one batch and sends it on.
+    fn flush(
+        &self,
+        buffers: &mut BTreeMap<i32, Vec<BorrowedMessage<'_>>>,
+        dead_letters: &DeadLetters,
+        tracker: &mut WatermarkTracker,
+        outputs: &[mpsc::Sender<Message>],
+    ) -> Result<()> {
+        for (&p, messages) in buffers.iter_mut() {
+            if messages.is_empty() {
+                continue;
+            }
+            let raw: Vec<RawRecord> = messages
+                .iter()
+                .map(|m| RawRecord {
+                    payload: m.payload(),
+                    key: m.key(),
+                    partition: p,
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis(),
+                })
+                .collect();
+            let (batch, bad) = self.decoder.decode(&raw)?;
+            for b in &bad {
+                let r = &raw[b.index];
+                let origin = Origin { topic: &self.config.topic, partition: p, offset: r.offset };
+                dead_letters.send(r.payload.unwrap_or_default(), r.key, &b.error, origin)?;
+                let n = self.metrics.bad_records.fetch_add(1, Ordering::Relaxed) + 1;
+                if n <= BAD_RECORDS_LOGGED || n % 1000 == 0 {
+                    tracing::warn!(
+                        topic = %self.config.topic, partition = p, offset = r.offset, error = %b.error,
+                        dead_letter_topic = %self.config.dlq_topic, bad_records = n, "bad record sent to the dead-letter topic"
+                    );
+                }
+            }
+            let wm = match &self.watermark {
+                Some(expr) if batch.num_rows() > 0 => expr.max_over(&batch)?,
+                _ => None,
+            };
+            tracker.observe(p, wm, Instant::now());
+            if batch.num_rows() > 0 {
+                send(outputs, Message::Data(batch))?;
+            }
+            messages.clear();
+        }
+        Ok(())
+    }
+}
+
+fn send(outputs: &[mpsc::Sender<Message>], message: Message) -> Result<()> {
+    for out in outputs {
+        out.blocking_send(message.clone())
+            .map_err(|_| EngineError::Execution("a statement stopped; stopping its source".into()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Sources: where records enter the engine.
+
+pub mod kafka;

@@ -1,0 +1,151 @@
+//! Event time: evaluating a table's `WATERMARK` expression over batches, and
+//! combining per-partition watermarks (minimum over the partitions that are
+//! not idle), as Flink and Arroyo do.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, TimestampMillisecondArray};
+use arrow::compute::{cast, max};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use engine_sql::{timestamp_type, TableDef};
+
+use crate::error::{EngineError, Result};
+use crate::message::EventTime;
+
+/// A table's compiled `WATERMARK FOR col AS expr`.
+#[derive(Debug, Clone)]
+pub struct WatermarkExpr {
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl WatermarkExpr {
+    /// Compiles the watermark of `table` against the decoded batch `schema`;
+    /// `None` when the table declares no watermark.
+    pub fn for_table(table: &TableDef, schema: &SchemaRef) -> Result<Option<Self>> {
+        let Some(w) = &table.watermark else { return Ok(None) };
+        let config_err = |m: String| EngineError::Config(engine_sql::SqlError { file: String::new(), line: table.line, message: m });
+        let ctx = SessionContext::new();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let expr = ctx
+            .parse_sql_expr(&w.expr, &df_schema)
+            .map_err(|e| config_err(format!("WATERMARK expression `{}`: {}", w.expr, e.strip_backtrace())))?;
+        let expr = ctx.create_physical_expr(expr, &df_schema)?;
+        if !matches!(expr.data_type(schema)?, arrow::datatypes::DataType::Timestamp(..)) {
+            return Err(config_err(format!("WATERMARK expression `{}` must give a TIMESTAMP", w.expr)));
+        }
+        Ok(Some(Self { expr }))
+    }
+
+    /// The largest watermark `batch` implies, if it has rows.
+    pub fn max_over(&self, batch: &RecordBatch) -> Result<Option<EventTime>> {
+        let values = self.expr.evaluate(batch)?.into_array(batch.num_rows())?;
+        let values = cast(&values, &timestamp_type())?;
+        let values = values
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .ok_or_else(|| EngineError::Internal("watermark did not cast to ms".into()))?;
+        Ok(max(values))
+    }
+}
+
+/// Per-partition watermarks and their combination.
+#[derive(Debug)]
+pub struct WatermarkTracker {
+    partitions: BTreeMap<i32, PartitionClock>,
+    idle_timeout: Duration,
+    emitted: Option<EventTime>,
+}
+
+#[derive(Debug)]
+struct PartitionClock {
+    watermark: Option<EventTime>,
+    last_active: Instant,
+    finished: bool,
+}
+
+impl WatermarkTracker {
+    /// A tracker in which a partition without data for `idle_timeout` stops holding others back.
+    pub fn new(idle_timeout: Duration) -> Self {
+        Self { partitions: BTreeMap::new(), idle_timeout, emitted: None }
+    }
+
+    /// Starts tracking `partition` (on assignment): until it has data or
+    /// turns idle, it holds the watermark back.
+    pub fn assign(&mut self, partition: i32, now: Instant) {
+        self.partitions.entry(partition).or_insert(PartitionClock { watermark: None, last_active: now, finished: false });
+    }
+
+    /// Stops tracking `partition` (revoked).
+    pub fn revoke(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// Records that `partition` had data implying watermark `wm` at `now`.
+    pub fn observe(&mut self, partition: i32, wm: Option<EventTime>, now: Instant) {
+        self.assign(partition, now);
+        let clock = self.partitions.get_mut(&partition).expect("assigned above");
+        clock.last_active = now;
+        if let Some(wm) = wm {
+            clock.watermark = Some(clock.watermark.map_or(wm, |old| old.max(wm)));
+        }
+    }
+
+    /// Marks `partition` as exhausted (bounded mode): it no longer holds the watermark back.
+    pub fn finish(&mut self, partition: i32) {
+        if let Some(clock) = self.partitions.get_mut(&partition) {
+            clock.finished = true;
+        }
+    }
+
+    /// The combined watermark if it moved forward since the last call.
+    pub fn advance(&mut self, now: Instant) -> Option<EventTime> {
+        let mut combined: Option<EventTime> = None;
+        for clock in self.partitions.values() {
+            let idle = now.duration_since(clock.last_active) >= self.idle_timeout;
+            if clock.finished || idle {
+                continue;
+            }
+            let wm = clock.watermark?; // an active partition without data yet holds everything back
+            combined = Some(combined.map_or(wm, |c| c.min(wm)));
+        }
+        // All partitions idle or finished: hold the watermark where it is (as Flink does).
+        let combined = combined?;
+        if self.emitted.is_some_and(|e| combined <= e) {
+            return None;
+        }
+        self.emitted = Some(combined);
+        Some(combined)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimum_over_active_partitions_with_idle_timeout() {
+        let t0 = Instant::now();
+        let mut w = WatermarkTracker::new(Duration::from_secs(10));
+        w.assign(0, t0);
+        w.assign(1, t0);
+        w.observe(0, Some(100), t0);
+        assert_eq!(w.advance(t0), None, "partition 1 has no data yet");
+        w.observe(1, Some(50), t0);
+        assert_eq!(w.advance(t0), Some(50));
+        w.observe(0, Some(200), t0 + Duration::from_secs(11));
+        // Partition 1 is idle after 10 s: partition 0 alone sets the watermark.
+        assert_eq!(w.advance(t0 + Duration::from_secs(11)), Some(200));
+        // Never moves back.
+        w.observe(1, Some(60), t0 + Duration::from_secs(12));
+        assert_eq!(w.advance(t0 + Duration::from_secs(12)), None);
+        w.finish(1);
+        w.observe(0, Some(300), t0 + Duration::from_secs(12));
+        assert_eq!(w.advance(t0 + Duration::from_secs(12)), Some(300));
+    }
+}

@@ -1,0 +1,222 @@
+//! Test support: trade generation, an independent fold of the same windows,
+//! and plain Kafka helpers against the real broker started by scripts/test.sh.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// The broker address exported by scripts/services.sh.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect(
+        "KAFKA_BROKERS is not set: run the tests with scripts/test.sh, which starts a Kafka-protocol broker and exports it",
+    )
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{:06x}", std::process::id(), rand::rng().random::<u32>() & 0xff_ffff)
+}
+
+/// One trade, as the producer sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trade {
+    pub symbol: String,
+    pub price: f64,
+    pub size: f64,
+    pub ts: i64,
+}
+
+/// Trades over `symbols` symbols starting at `start_ms`, one every `spacing_ms`
+/// (so event times are unique, and first/last by time are well defined),
+/// random-walk prices with cent ticks, integer sizes.
+pub fn generate_trades(seed: u64, n: usize, symbols: usize, start_ms: i64, spacing_ms: i64) -> Vec<Trade> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:02}")).collect();
+    let mut prices: Vec<f64> = (0..symbols).map(|i| 50.0 + 25.0 * i as f64).collect();
+    (0..n)
+        .map(|i| {
+            let s = rng.random_range(0..symbols);
+            let step = rng.random_range(-5i64..=5) as f64 / 100.0;
+            prices[s] = ((prices[s] + step).max(1.0) * 100.0).round() / 100.0;
+            Trade { symbol: names[s].clone(), price: prices[s], size: rng.random_range(1..=1000) as f64, ts: start_ms + i as i64 * spacing_ms }
+        })
+        .collect()
+}
+
+/// The order trades reach Kafka: each delayed by up to `max_delay_ms` (< the watermark delay).
+pub fn arrival_order(trades: &[Trade], seed: u64, max_delay_ms: i64) -> Vec<Trade> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut keyed: Vec<(i64, usize)> = trades.iter().enumerate().map(|(i, t)| (t.ts + rng.random_range(0..max_delay_ms), i)).collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, i)| trades[i].clone()).collect()
+}
+
+/// A window's aggregates, computed independently of the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candle {
+    pub window_end: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    pub notional: f64,
+    pub trades: i64,
+    first_ts: i64,
+    last_ts: i64,
+}
+
+impl Candle {
+    pub fn vwap(&self) -> f64 {
+        self.notional / self.volume
+    }
+}
+
+/// Plain fold: every trade into each window `[start, start + size)` containing
+/// it, starts multiple of `slide`. Keyed by (symbol, window_start).
+pub fn fold_windows(trades: &[Trade], size_ms: i64, slide_ms: i64) -> BTreeMap<(String, i64), Candle> {
+    let mut out: BTreeMap<(String, i64), Candle> = BTreeMap::new();
+    for t in trades {
+        let last_start = t.ts.div_euclid(slide_ms) * slide_ms;
+        let mut start = last_start;
+        while start > t.ts - size_ms {
+            let c = out.entry((t.symbol.clone(), start)).or_insert(Candle {
+                window_end: start + size_ms,
+                open: t.price,
+                high: t.price,
+                low: t.price,
+                close: t.price,
+                volume: 0.0,
+                notional: 0.0,
+                trades: 0,
+                first_ts: t.ts,
+                last_ts: t.ts,
+            });
+            if t.ts < c.first_ts {
+                (c.first_ts, c.open) = (t.ts, t.price);
+            }
+            if t.ts > c.last_ts {
+                (c.last_ts, c.close) = (t.ts, t.price);
+            }
+            c.high = c.high.max(t.price);
+            c.low = c.low.min(t.price);
+            c.volume += t.size;
+            c.notional += t.price * t.size;
+            c.trades += 1;
+            start -= slide_ms;
+        }
+    }
+    out
+}
+
+/// `a` and `b` equal to `rel` relative error.
+pub fn close_to(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(f64::MIN_POSITIVE)
+}
+
+/// Creates topics (name, partitions) on the test broker.
+pub async fn create_topics(topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+    let new: Vec<NewTopic> = topics.iter().map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1))).collect();
+    for result in admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics") {
+        result.expect("topic created");
+    }
+}
+
+/// Produces (key, payload) records and waits for every acknowledgement.
+pub async fn produce(topic: &str, records: &[(String, Vec<u8>)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "20")
+        .set("message.max.bytes", "10000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let mut pending = Vec::with_capacity(records.len());
+    for (key, payload) in records {
+        let record = FutureRecord::to(topic).key(key.as_str()).payload(payload.as_slice());
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+    }
+    for d in pending {
+        d.await.expect("delivery future").expect("delivered");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub timestamp: Option<i64>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads every record of `topic` present now (all partitions, from the
+/// beginning, until each reports end-of-partition: Tansu under-reports end
+/// offsets, so counting up to them would stop early).
+pub fn read_all(topic: &str) -> Vec<ReadRecord> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while at_end.len() < partitions.len() {
+        assert!(std::time::Instant::now() < deadline, "reading {topic} took over 120 s");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(ReadRecord {
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                timestamp: m.timestamp().to_millis(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The repository root (job files live in `jobs/`).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Sends the engine's logs to the test output (shown for failing tests).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_test_writer()
+        .try_init();
+}

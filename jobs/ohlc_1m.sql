@@ -1,0 +1,68 @@
+-- 1-minute candles per symbol: open, high, low, close, volume, VWAP and trade count,
+-- from the `trades` topic to the derived topic `ohlc_1m` and the lake table `ohlc_1m`.
+--
+--   engine run jobs/ohlc_1m.sql              # keeps running; Ctrl-C stops cleanly
+--   engine run jobs/ohlc_1m.sql --bounded    # reads what is there now, emits every window, exits
+--
+-- Settings come from the environment (defaults after `:-`).
+
+CREATE TABLE trades (
+    symbol TEXT NOT NULL,
+    price  DOUBLE NOT NULL,
+    size   DOUBLE NOT NULL,
+    ts     TIMESTAMP NOT NULL,             -- epoch milliseconds or RFC 3339, UTC
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (
+    connector = 'kafka',
+    bootstrap_servers = '${KAFKA_BROKERS:-127.0.0.1:9092}',
+    topic = '${TRADES_TOPIC:-trades}',
+    group_id = '${OHLC_GROUP:-engine.ohlc_1m}',
+    format = 'json'
+);
+
+CREATE TABLE ohlc_1m_topic (
+    symbol TEXT, window_start TIMESTAMP, window_end TIMESTAMP,
+    open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE,
+    volume DOUBLE, vwap DOUBLE, trades BIGINT
+) WITH (
+    connector = 'kafka',
+    bootstrap_servers = '${KAFKA_BROKERS:-127.0.0.1:9092}',
+    topic = '${OHLC_TOPIC:-ohlc_1m}',
+    key_field = 'symbol',                  -- record timestamp = window_end
+    format = 'json'
+);
+
+CREATE TABLE ohlc_1m_lake (
+    symbol TEXT, window_start TIMESTAMP, window_end TIMESTAMP,
+    open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE,
+    volume DOUBLE, vwap DOUBLE, trades BIGINT
+) WITH (
+    connector = 'lake',
+    path = '${LAKE_URL:-./lake}/ohlc_1m',  -- ohlc_1m/dt=YYYY-MM-DD/part-....parquet
+    partition_by = 'dt',
+    format = 'parquet'
+);
+
+INSERT INTO ohlc_1m_topic
+SELECT symbol, window_start, window_end,
+       first_value(price ORDER BY ts) AS open,
+       max(price) AS high,
+       min(price) AS low,
+       last_value(price ORDER BY ts) AS close,
+       sum(size) AS volume,
+       sum(price * size) / sum(size) AS vwap,
+       count(*) AS trades
+FROM trades
+GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
+
+INSERT INTO ohlc_1m_lake
+SELECT symbol, window_start, window_end,
+       first_value(price ORDER BY ts) AS open,
+       max(price) AS high,
+       min(price) AS low,
+       last_value(price ORDER BY ts) AS close,
+       sum(size) AS volume,
+       sum(price * size) / sum(size) AS vwap,
+       count(*) AS trades
+FROM trades
+GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);

@@ -1,0 +1,32 @@
+-- Every raw trade to the lake table `trades`, partitioned by event date and hour (UTC).
+--
+--   engine run jobs/trades_raw.sql
+
+CREATE TABLE trades (
+    symbol TEXT NOT NULL,
+    price  DOUBLE NOT NULL,
+    size   DOUBLE NOT NULL,
+    ts     TIMESTAMP NOT NULL,
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (
+    connector = 'kafka',
+    bootstrap_servers = '${KAFKA_BROKERS:-127.0.0.1:9092}',
+    topic = '${TRADES_TOPIC:-trades}',
+    group_id = '${RAW_GROUP:-engine.trades_raw}',
+    format = 'json'
+);
+
+CREATE TABLE trades_lake (
+    symbol TEXT, price DOUBLE, size DOUBLE, ts TIMESTAMP
+) WITH (
+    connector = 'lake',
+    path = '${LAKE_URL:-./lake}/trades',
+    partition_by = 'dt,hour',
+    partition_time_field = 'ts',
+    rolling.file_size = '${RAW_FILE_SIZE:-128MB}',
+    rolling.interval = '5min',
+    format = 'parquet'
+);
+
+INSERT INTO trades_lake
+SELECT symbol, price, size, ts FROM trades;

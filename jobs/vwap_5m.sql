@@ -1,0 +1,36 @@
+-- 5-minute VWAP per symbol, updated every minute (hopping window), to the topic `vwap_5m`.
+--
+--   engine run jobs/vwap_5m.sql
+
+CREATE TABLE trades (
+    symbol TEXT NOT NULL,
+    price  DOUBLE NOT NULL,
+    size   DOUBLE NOT NULL,
+    ts     TIMESTAMP NOT NULL,
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (
+    connector = 'kafka',
+    bootstrap_servers = '${KAFKA_BROKERS:-127.0.0.1:9092}',
+    topic = '${TRADES_TOPIC:-trades}',
+    group_id = '${VWAP_GROUP:-engine.vwap_5m}',
+    format = 'json'
+);
+
+CREATE TABLE vwap_5m (
+    symbol TEXT, window_start TIMESTAMP, window_end TIMESTAMP,
+    vwap DOUBLE, volume DOUBLE, trades BIGINT
+) WITH (
+    connector = 'kafka',
+    bootstrap_servers = '${KAFKA_BROKERS:-127.0.0.1:9092}',
+    topic = '${VWAP_TOPIC:-vwap_5m}',
+    key_field = 'symbol',
+    format = 'json'
+);
+
+INSERT INTO vwap_5m
+SELECT symbol, window_start, window_end,
+       sum(price * size) / sum(size) AS vwap,
+       sum(size) AS volume,
+       count(*) AS trades
+FROM trades
+GROUP BY symbol, HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE);

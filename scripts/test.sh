@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real services: installs and starts
+# the Kafka-protocol broker and the S3 server (scripts/services.sh), runs
+# `cargo test`, and stops the services it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One target directory outside the clone, reused by later runs (a cold build is long).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdengine-target}
+
+started=0
+if ! (exec 3<>"/dev/tcp/127.0.0.1/${KAFKA_PORT:-19092}") 2>/dev/null; then started=1; fi
+scripts/services.sh start
+if [ "$started" = 1 ]; then trap 'scripts/services.sh stop' EXIT; fi
+eval "$(scripts/services.sh env)"
+
+cargo test --workspace --locked "$@"

@@ -1,0 +1,206 @@
+//! A parsed job file: its tables and its `INSERT` statements.
+
+use datafusion::sql::sqlparser::{
+    ast::{Query, SetExpr, Statement, TableFactor, TableObject},
+    dialect::GenericDialect,
+    parser::Parser,
+};
+
+use crate::ddl::{parse_create_table, TableDef};
+use crate::error::{line_err, LineError, Result, SqlError};
+use crate::split::split_statements;
+use crate::substitute::substitute;
+use crate::window::{rewrite_window, FoundWindow};
+
+/// One `INSERT INTO sink SELECT ...` statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsertDef {
+    /// Line of the statement.
+    pub line: usize,
+    /// The sink table written to.
+    pub sink: String,
+    /// The source table read from.
+    pub source: String,
+    /// The query, with any TUMBLE/HOP already rewritten to window columns.
+    pub query: Box<Query>,
+    /// The event-time window, if the query groups by one.
+    pub window: Option<FoundWindow>,
+}
+
+/// A job file after variable substitution and parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFile {
+    /// The file name, for error messages.
+    pub file: String,
+    /// `CREATE TABLE` statements, in file order.
+    pub tables: Vec<TableDef>,
+    /// `INSERT` statements, in file order.
+    pub inserts: Vec<InsertDef>,
+}
+
+impl JobFile {
+    /// Parses `text` (the contents of `file`), substituting `${VAR}` with `env`.
+    pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let at = |(line, message): LineError| SqlError { file: file.to_string(), line, message };
+        let text = substitute(text, env).map_err(at)?;
+        let mut job = JobFile { file: file.to_string(), tables: Vec::new(), inserts: Vec::new() };
+        for stmt in split_statements(&text) {
+            let first_words: Vec<String> =
+                stmt.text.split_whitespace().take(2).map(|w| w.to_ascii_uppercase()).collect();
+            match first_words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                ["CREATE", "TABLE"] => {
+                    let table = parse_create_table(&stmt.text, stmt.line).map_err(at)?;
+                    if job.table(&table.name).is_some() {
+                        return Err(at((stmt.line, format!("table `{}` is created twice", table.name))));
+                    }
+                    job.tables.push(table);
+                }
+                ["INSERT", ..] => job.inserts.push(parse_insert(&stmt.text, stmt.line).map_err(at)?),
+                _ => {
+                    return Err(at((
+                        stmt.line,
+                        format!("expected CREATE TABLE or INSERT INTO, found `{}`", first_words.join(" ")),
+                    )))
+                }
+            }
+        }
+        job.validate().map_err(at)?;
+        Ok(job)
+    }
+
+    /// The table called `name`.
+    pub fn table(&self, name: &str) -> Option<&TableDef> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// Tables read by some `INSERT`, in file order.
+    pub fn sources(&self) -> impl Iterator<Item = &TableDef> {
+        self.tables.iter().filter(|t| self.inserts.iter().any(|i| i.source == t.name))
+    }
+
+    /// Tables written by some `INSERT`, in file order.
+    pub fn sinks(&self) -> impl Iterator<Item = &TableDef> {
+        self.tables.iter().filter(|t| self.inserts.iter().any(|i| i.sink == t.name))
+    }
+
+    fn validate(&self) -> Result<(), LineError> {
+        if self.inserts.is_empty() {
+            line_err!(0, "the job has no INSERT INTO statement, so it would compute nothing");
+        }
+        for insert in &self.inserts {
+            for name in [&insert.sink, &insert.source] {
+                if self.table(name).is_none() {
+                    line_err!(insert.line, "table `{name}` is not created in this job (add a CREATE TABLE for it)");
+                }
+            }
+            if self.inserts.iter().any(|i| i.sink == insert.source) {
+                line_err!(insert.line, "table `{}` is both written and read; read the topic in a separate job", insert.source);
+            }
+            let source = self.table(&insert.source).expect("checked above");
+            if let Some(window) = &insert.window {
+                match &source.watermark {
+                    Some(w) if w.column == window.time_column => {}
+                    Some(w) => line_err!(
+                        insert.line,
+                        "the window is over `{}` but source `{}` declares its WATERMARK FOR `{}`",
+                        window.time_column, source.name, w.column
+                    ),
+                    None => line_err!(
+                        insert.line,
+                        "a window needs event time: declare `WATERMARK FOR {} AS {} - INTERVAL '2' SECOND` in table `{}`",
+                        window.time_column, window.time_column, source.name
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_insert(text: &str, line: usize) -> Result<InsertDef, LineError> {
+    let mut statements = Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
+    let (Some(Statement::Insert(insert)), None) = (statements.pop(), statements.pop()) else {
+        line_err!(line, "expected one INSERT INTO sink SELECT ... statement");
+    };
+    let TableObject::TableName(name) = &insert.table else {
+        line_err!(line, "INSERT INTO must name a table");
+    };
+    if !insert.columns.is_empty() {
+        line_err!(line, "INSERT INTO {name} (columns...) is not supported: select the sink's columns in order");
+    }
+    let Some(mut query) = insert.source.clone() else {
+        line_err!(line, "INSERT INTO {name} needs a SELECT");
+    };
+    let window = rewrite_window(&mut query).map_err(|m| (line, m))?;
+    let Some(source) = from_table(&query) else {
+        line_err!(line, "the SELECT must read FROM exactly one table (joins and subqueries are not supported yet)");
+    };
+    Ok(InsertDef { line, sink: normalize_name(&name.to_string()), source, query, window })
+}
+
+/// The one table a simple `SELECT ... FROM t` reads.
+fn from_table(query: &Query) -> Option<String> {
+    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    let [from] = select.from.as_slice() else { return None };
+    if !from.joins.is_empty() {
+        return None;
+    }
+    match &from.relation {
+        TableFactor::Table { name, .. } => Some(normalize_name(&name.to_string())),
+        _ => None,
+    }
+}
+
+fn normalize_name(name: &str) -> String {
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.to_string(),
+        None => name.to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = "
+CREATE TABLE trades (symbol TEXT, price DOUBLE, ts TIMESTAMP,
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+WITH (connector = 'kafka', topic = '${TOPIC:-trades}', bootstrap_servers = '${BROKERS}');
+
+CREATE TABLE out (symbol TEXT, window_start TIMESTAMP, n BIGINT)
+WITH (connector = 'lake', path = './lake/out');
+
+INSERT INTO out
+SELECT symbol, window_start, count(*) FROM trades
+GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
+";
+
+    fn env(name: &str) -> Option<String> {
+        (name == "BROKERS").then(|| "b:9092".to_string())
+    }
+
+    #[test]
+    fn parses_a_job() {
+        let job = JobFile::parse("job.sql", JOB, &env).unwrap();
+        assert_eq!(job.tables.len(), 2);
+        let mut o = job.tables[0].options.clone();
+        assert_eq!(o.get("topic").as_deref(), Some("trades"));
+        assert_eq!(o.get("bootstrap_servers").as_deref(), Some("b:9092"));
+        let insert = &job.inserts[0];
+        assert_eq!((insert.line, insert.sink.as_str(), insert.source.as_str()), (9, "out", "trades"));
+        assert_eq!(insert.window.as_ref().unwrap().spec.size_ms, 60_000);
+        assert_eq!(job.sources().count(), 1);
+    }
+
+    #[test]
+    fn errors_carry_file_and_line() {
+        let err = JobFile::parse("job.sql", JOB, &|_| None).unwrap_err();
+        assert_eq!((err.file.as_str(), err.line), ("job.sql", 4));
+        let bad = JOB.replace("FROM trades", "FROM tardes");
+        let err = JobFile::parse("job.sql", &bad, &env).unwrap_err();
+        assert_eq!(err.line, 9);
+        assert!(err.to_string().starts_with("job.sql:9: table `tardes` is not created"), "{err}");
+        let err = JobFile::parse("job.sql", "SELECT 1;", &env).unwrap_err();
+        assert!(err.message.contains("expected CREATE TABLE or INSERT INTO"), "{err}");
+    }
+}
