@@ -112,7 +112,11 @@ impl Job {
 
     /// Runs the job until its bounded input ends or `stop` is set.
     pub async fn run(self, options: RunOptions, stop: Arc<AtomicBool>) -> Result<RunReport> {
-        let metrics = Arc::new(Metrics::new());
+        self.run_with_metrics(options, stop, Arc::new(Metrics::new())).await
+    }
+
+    /// [`Job::run`], counting into `metrics`, which callers can watch while it runs.
+    pub async fn run_with_metrics(self, options: RunOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<RunReport> {
         let mut committed = BTreeMap::new();
         let mut first_error: Option<EngineError> = None;
         let mut runs = Vec::new();

@@ -96,12 +96,12 @@ async fn run(op: &mut Operator, arrivals: &[Trade], batch: usize) -> Vec<RecordB
     out
 }
 
-async fn check_against_fold(window_sql: &str, size: i64, slide: i64) {
+async fn check_against_fold(window_sql: &str, size: i64, slide: i64, batch: usize) {
     let trades = generate_trades(5, 50_000, 6, 1_763_640_000_000, 37);
     let arrivals = arrival_order(&trades, 9, 1900);
     let metrics = Arc::new(Metrics::new());
     let mut op = operator(window_sql, Arc::clone(&metrics)).await;
-    let got = rows(&run(&mut op, &arrivals, 1000).await);
+    let got = rows(&run(&mut op, &arrivals, batch).await);
     let expected = fold_windows(&trades, size, slide);
     assert_eq!(Metrics::get(&metrics.late_rows), 0);
     assert_eq!(got.len(), expected.len());
@@ -116,12 +116,19 @@ async fn check_against_fold(window_sql: &str, size: i64, slide: i64) {
 
 #[tokio::test]
 async fn tumbling_window_matches_fold() {
-    check_against_fold("TUMBLE(ts, INTERVAL '1' MINUTE)", 60_000, 60_000).await;
+    check_against_fold("TUMBLE(ts, INTERVAL '1' MINUTE)", 60_000, 60_000, 1000).await;
+}
+
+/// Batches of 10 rows leave ~160 state batches per window, so each window's
+/// state is folded with DataFusion's `PartialReduce` before it closes.
+#[tokio::test]
+async fn folded_window_state_matches_fold() {
+    check_against_fold("TUMBLE(ts, INTERVAL '1' MINUTE)", 60_000, 60_000, 10).await;
 }
 
 #[tokio::test]
 async fn hopping_window_matches_fold() {
-    check_against_fold("HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)", 300_000, 60_000).await;
+    check_against_fold("HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)", 300_000, 60_000, 1000).await;
 }
 
 #[tokio::test]

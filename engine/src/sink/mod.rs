@@ -32,11 +32,13 @@ pub enum SinkConfig {
 impl SinkConfig {
     /// Reads the options of sink table `table`; `file` names the job file for errors.
     pub fn from_table(file: &str, table: &TableDef) -> Result<Self> {
-        let at = |(line, message): (usize, String)| EngineError::Config(SqlError { file: file.to_string(), line, message });
+        let at = |(line, message): (usize, String)| {
+            EngineError::Config(SqlError { file: file.to_string(), line, message: format!("table `{}`: {message}", table.name) })
+        };
         match table.connector.as_str() {
             "kafka" => Ok(SinkConfig::Kafka(kafka::KafkaSinkConfig::from_table(table).map_err(at)?)),
             "lake" | "filesystem" => Ok(SinkConfig::Lake(lake::LakeSinkConfig::from_table(table).map_err(at)?)),
-            other => Err(at((table.line, format!("table `{}`: unknown sink connector '{other}' (known: 'kafka', 'lake', 'filesystem')", table.name)))),
+            other => Err(at((table.line, format!("unknown sink connector '{other}' (known: 'kafka', 'lake', 'filesystem')")))),
         }
     }
 

@@ -37,7 +37,7 @@ impl KafkaSinkConfig {
         let mut o = table.options.clone();
         let column = |o: &engine_sql::Options, key: &str, name: &str| -> Result<usize, LineError> {
             table.columns.iter().position(|c| c.name == name).ok_or_else(|| {
-                (o.line_of(key, table.line), format!("option `{key}` = '{name}': table `{}` has no such column", table.name))
+                (o.line_of(key, table.line), format!("option `{key}` = '{name}': no such column"))
             })
         };
         let topic = o.required("topic", table.line)?;

@@ -58,14 +58,14 @@ impl LakeSinkConfig {
         };
         for key in ["dt", "hour"] {
             if table.column(key).is_some() && partitioning != PartitionScheme::None {
-                return Err((table.line, format!("table `{}`: column `{key}` clashes with the partition column of the same name", table.name)));
+                return Err((table.line, format!("column `{key}` clashes with the partition column of the same name")));
             }
         }
         let is_time = |i: &usize| matches!(table.columns[*i].data_type, DataType::Timestamp(..));
         let partition_time_field = match o.get("partition_time_field") {
             Some(name) => match table.columns.iter().position(|c| c.name == name) {
                 Some(i) if is_time(&i) => Some(i),
-                _ => return Err((o.line_of("partition_time_field", table.line), format!("partition_time_field `{name}` is not a TIMESTAMP column of `{}`", table.name))),
+                _ => return Err((o.line_of("partition_time_field", table.line), format!("partition_time_field `{name}` is not a TIMESTAMP column"))),
             },
             None => table
                 .columns
@@ -75,7 +75,7 @@ impl LakeSinkConfig {
                 .or_else(|| (0..table.columns.len()).find(is_time)),
         };
         if partition_time_field.is_none() && partitioning != PartitionScheme::None {
-            return Err((table.line, format!("table `{}` is partitioned by time but has no TIMESTAMP column (use partition_by = 'none')", table.name)));
+            return Err((table.line, "partitioned by time but has no TIMESTAMP column (use partition_by = 'none')".to_string()));
         }
         let config = Self {
             table: table.name.clone(),
