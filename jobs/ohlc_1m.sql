@@ -43,7 +43,8 @@ CREATE TABLE ohlc_1m_lake (
     format = 'parquet'
 );
 
-INSERT INTO ohlc_1m_topic
+-- One computation, two sinks: statements that read a view with SELECT * share it.
+CREATE VIEW ohlc_1m AS
 SELECT symbol, window_start, window_end,
        first_value(price ORDER BY ts) AS open,
        max(price) AS high,
@@ -55,14 +56,5 @@ SELECT symbol, window_start, window_end,
 FROM trades
 GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
 
-INSERT INTO ohlc_1m_lake
-SELECT symbol, window_start, window_end,
-       first_value(price ORDER BY ts) AS open,
-       max(price) AS high,
-       min(price) AS low,
-       last_value(price ORDER BY ts) AS close,
-       sum(size) AS volume,
-       sum(price * size) / sum(size) AS vwap,
-       count(*) AS trades
-FROM trades
-GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
+INSERT INTO ohlc_1m_topic SELECT * FROM ohlc_1m;
+INSERT INTO ohlc_1m_lake SELECT * FROM ohlc_1m;

@@ -1,9 +1,16 @@
 //! Settings shared by the Kafka source and sink.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use engine_sql::{LineError, Options};
-use rdkafka::ClientConfig;
+use rdkafka::client::Client;
+use rdkafka::{ClientConfig, ClientContext};
+
+use crate::error::{EngineError, Result};
+
+/// How long a metadata look-up may take before the engine gives up.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Broker address and pass-through librdkafka settings of one Kafka table.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,4 +39,18 @@ impl KafkaClientOptions {
         }
         config
     }
+}
+
+/// Fails unless `topic` exists, so a missing output topic stops the job at
+/// start rather than at its first record hours later. `role` says what the
+/// topic is for (e.g. "dead-letter topic").
+pub fn ensure_topic<C: ClientContext>(client: &Client<C>, topic: &str, bootstrap_servers: &str, role: &str) -> Result<()> {
+    let metadata = client
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| EngineError::Kafka(format!("reading metadata of {role} `{topic}` on {bootstrap_servers}: {e}")))?;
+    let exists = metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+    if !exists {
+        return Err(EngineError::Kafka(format!("{role} `{topic}` does not exist on {bootstrap_servers}: create it first")));
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  KafkaSource (blocking thread) --mpsc--> statement task: Operator -> Sink
-//!                                \--mpsc--> statement task: Operator -> Sink
+//!                                \--mpsc--> statement task: Operator -> Sink, Sink (a shared view)
 //! ```
 //! A source feeds every statement that reads it (each has its own bounded
 //! channel). Offsets are committed only after every sink fed by the source
@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use engine_sql::{plan_job, JobFile, PlannedInsert, SqlError, TableDef};
+use engine_sql::{plan_job, JobFile, PlannedStatement, SqlError, TableDef};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -47,7 +47,7 @@ pub struct RunReport {
 #[derive(Debug)]
 pub struct Job {
     file: JobFile,
-    statements: Vec<PlannedInsert>,
+    statements: Vec<PlannedStatement>,
     sources: BTreeMap<String, KafkaSourceConfig>,
     sinks: BTreeMap<String, SinkConfig>,
 }
@@ -97,7 +97,7 @@ impl Job {
             };
             out.push_str(&format!(
                 "\nINSERT INTO {} (line {}) FROM {}{window}\n{}",
-                st.insert.sink,
+                st.sinks.join(", "),
                 st.insert.line,
                 st.insert.source,
                 datafusion::physical_plan::displayable(st.plan.root().as_ref()).indent(true)
@@ -127,10 +127,13 @@ impl Job {
             for st in self.statements.iter().filter(|s| &s.insert.source == name) {
                 let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
                 outputs.push(tx);
-                let sink_table = self.file.table(&st.insert.sink).expect("sinks come from the job's tables");
-                let sink = Sink::open(self.sinks[&st.insert.sink].clone(), sink_table, Arc::clone(&metrics)).await?;
+                let mut sinks = Vec::with_capacity(st.sinks.len());
+                for name in &st.sinks {
+                    let table = self.file.table(name).expect("sinks come from the job's tables");
+                    sinks.push(Sink::open(self.sinks[name].clone(), table, Arc::clone(&metrics)).await?);
+                }
                 let operator = Operator::for_statement(st, Arc::clone(&metrics))?;
-                tasks.push((st.window().is_some(), tokio::spawn(run_statement(rx, operator, sink, Arc::clone(&metrics)))));
+                tasks.push((st.window().is_some(), tokio::spawn(run_statement(rx, operator, sinks, Arc::clone(&metrics)))));
             }
             let source = KafkaSource::new(table, config.clone(), Arc::clone(&metrics), options.bounded)?;
             let stop = Arc::clone(&stop);
@@ -172,9 +175,10 @@ impl Job {
     }
 }
 
-/// One statement: feed its operator, write what it emits, flush at the end.
-async fn run_statement(mut input: mpsc::Receiver<Message>, mut operator: Operator, mut sink: Sink, metrics: Arc<Metrics>) -> Result<()> {
+/// One statement: feed its operator, write what it emits to every sink, flush at the end.
+async fn run_statement(mut input: mpsc::Receiver<Message>, mut operator: Operator, mut sinks: Vec<Sink>, metrics: Arc<Metrics>) -> Result<()> {
     while let Some(message) = input.recv().await {
+        let end_of_data = matches!(message, Message::Signal(Signal::EndOfData));
         let (rows, watermark) = match message {
             Message::Data(batch) => (operator.process_batch(batch).await?, None),
             Message::Signal(Signal::Watermark(w)) => {
@@ -182,21 +186,26 @@ async fn run_statement(mut input: mpsc::Receiver<Message>, mut operator: Operato
                 (operator.handle_watermark(w).await?, Some(w))
             }
             Message::Signal(Signal::Barrier(_)) => (Vec::new(), None),
-            Message::Signal(Signal::EndOfData) => {
-                for batch in operator.handle_end_of_data().await? {
-                    sink.write(batch).await?;
-                }
-                break;
-            }
+            Message::Signal(Signal::EndOfData) => (operator.handle_end_of_data().await?, None),
         };
-        for batch in rows {
-            sink.write(batch).await?;
+        for batch in &rows {
+            for sink in &mut sinks {
+                sink.write(batch).await?;
+            }
         }
         if let Some(w) = watermark {
-            sink.handle_watermark(w).await?;
+            for sink in &mut sinks {
+                sink.handle_watermark(w).await?;
+            }
+        }
+        if end_of_data {
+            break;
         }
     }
-    sink.flush().await
+    for sink in &mut sinks {
+        sink.flush().await?;
+    }
+    Ok(())
 }
 
 async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {

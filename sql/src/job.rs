@@ -1,7 +1,7 @@
 //! A parsed job file: its tables and its `INSERT` statements.
 
 use datafusion::sql::sqlparser::{
-    ast::{Query, SetExpr, Statement, TableFactor, TableObject},
+    ast::{GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor, TableObject},
     dialect::GenericDialect,
     parser::Parser,
 };
@@ -25,6 +25,24 @@ pub struct InsertDef {
     pub query: Box<Query>,
     /// The event-time window, if the query groups by one.
     pub window: Option<FoundWindow>,
+    /// The view the statement reads with `SELECT * FROM view`, if any:
+    /// statements reading the same view share one computation.
+    pub view: Option<String>,
+}
+
+/// `CREATE VIEW name AS SELECT ...`: a query several `INSERT`s can share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewDef {
+    /// Normalized view name.
+    pub name: String,
+    /// Line of the statement.
+    pub line: usize,
+    /// The source table the view reads.
+    pub source: String,
+    /// The query, with any TUMBLE/HOP already rewritten to window columns.
+    pub query: Box<Query>,
+    /// The event-time window, if the query groups by one.
+    pub window: Option<FoundWindow>,
 }
 
 /// A job file after variable substitution and parsing.
@@ -34,6 +52,8 @@ pub struct JobFile {
     pub file: String,
     /// `CREATE TABLE` statements, in file order.
     pub tables: Vec<TableDef>,
+    /// `CREATE VIEW` statements, in file order.
+    pub views: Vec<ViewDef>,
     /// `INSERT` statements, in file order.
     pub inserts: Vec<InsertDef>,
 }
@@ -43,23 +63,32 @@ impl JobFile {
     pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let at = |(line, message): LineError| SqlError { file: file.to_string(), line, message };
         let text = substitute(text, env).map_err(at)?;
-        let mut job = JobFile { file: file.to_string(), tables: Vec::new(), inserts: Vec::new() };
+        let mut job = JobFile { file: file.to_string(), tables: Vec::new(), views: Vec::new(), inserts: Vec::new() };
         for stmt in split_statements(&text) {
             let first_words: Vec<String> =
                 stmt.text.split_whitespace().take(2).map(|w| w.to_ascii_uppercase()).collect();
             match first_words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
                 ["CREATE", "TABLE"] => {
                     let table = parse_create_table(&stmt.text, stmt.line).map_err(at)?;
-                    if job.table(&table.name).is_some() {
-                        return Err(at((stmt.line, format!("table `{}` is created twice", table.name))));
-                    }
+                    job.check_new_name(&table.name, stmt.line).map_err(at)?;
                     job.tables.push(table);
                 }
-                ["INSERT", ..] => job.inserts.push(parse_insert(&stmt.text, stmt.line).map_err(at)?),
+                ["CREATE", "VIEW"] => {
+                    let view = parse_view(&stmt.text, stmt.line).map_err(at)?;
+                    job.check_new_name(&view.name, stmt.line).map_err(at)?;
+                    if job.view(&view.source).is_some() {
+                        return Err(at((stmt.line, format!("view `{}` reads view `{}`: views over views are not supported yet", view.name, view.source))));
+                    }
+                    job.views.push(view);
+                }
+                ["INSERT", ..] => {
+                    let insert = parse_insert(&stmt.text, stmt.line, &job.views).map_err(at)?;
+                    job.inserts.push(insert);
+                }
                 _ => {
                     return Err(at((
                         stmt.line,
-                        format!("expected CREATE TABLE or INSERT INTO, found `{}`", first_words.join(" ")),
+                        format!("expected CREATE TABLE, CREATE VIEW or INSERT INTO, found `{}`", first_words.join(" ")),
                     )))
                 }
             }
@@ -71,6 +100,18 @@ impl JobFile {
     /// The table called `name`.
     pub fn table(&self, name: &str) -> Option<&TableDef> {
         self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// The view called `name`.
+    pub fn view(&self, name: &str) -> Option<&ViewDef> {
+        self.views.iter().find(|v| v.name == name)
+    }
+
+    fn check_new_name(&self, name: &str, line: usize) -> Result<(), LineError> {
+        if self.table(name).is_some() || self.view(name).is_some() {
+            line_err!(line, "`{name}` is created twice");
+        }
+        Ok(())
     }
 
     /// Tables read by some `INSERT`, in file order.
@@ -117,7 +158,23 @@ impl JobFile {
     }
 }
 
-fn parse_insert(text: &str, line: usize) -> Result<InsertDef, LineError> {
+fn parse_view(text: &str, line: usize) -> Result<ViewDef, LineError> {
+    let mut statements = Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
+    let (Some(Statement::CreateView(view)), None) = (statements.pop(), statements.pop()) else {
+        line_err!(line, "expected one CREATE VIEW name AS SELECT ... statement");
+    };
+    if view.materialized || !view.columns.is_empty() {
+        line_err!(line, "CREATE VIEW {}: only `CREATE VIEW name AS SELECT ...` is supported", view.name);
+    }
+    let mut query = view.query;
+    let window = rewrite_window(&mut query).map_err(|m| (line, m))?;
+    let Some(source) = from_table(&query) else {
+        line_err!(line, "the view's SELECT must read FROM exactly one table (joins and subqueries are not supported yet)");
+    };
+    Ok(ViewDef { name: normalize_name(&view.name.to_string()), line, source, query, window })
+}
+
+fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef, LineError> {
     let mut statements = Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
     let (Some(Statement::Insert(insert)), None) = (statements.pop(), statements.pop()) else {
         line_err!(line, "expected one INSERT INTO sink SELECT ... statement");
@@ -131,11 +188,30 @@ fn parse_insert(text: &str, line: usize) -> Result<InsertDef, LineError> {
     let Some(mut query) = insert.source.clone() else {
         line_err!(line, "INSERT INTO {name} needs a SELECT");
     };
+    let sink = normalize_name(&name.to_string());
+    if let Some(view) = from_table(&query).and_then(|f| views.iter().find(|v| v.name == f)) {
+        if !is_select_star(&query) {
+            line_err!(line, "write `INSERT INTO {sink} SELECT * FROM {}`: a view is shared as a whole (put filters and columns in the view)", view.name);
+        }
+        let (source, query, window) = (view.source.clone(), view.query.clone(), view.window.clone());
+        return Ok(InsertDef { line, sink, source, query, window, view: Some(view.name.clone()) });
+    }
     let window = rewrite_window(&mut query).map_err(|m| (line, m))?;
     let Some(source) = from_table(&query) else {
         line_err!(line, "the SELECT must read FROM exactly one table (joins and subqueries are not supported yet)");
     };
-    Ok(InsertDef { line, sink: normalize_name(&name.to_string()), source, query, window })
+    Ok(InsertDef { line, sink, source, query, window, view: None })
+}
+
+/// `SELECT * FROM x` and nothing more.
+fn is_select_star(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else { return false };
+    matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)])
+        && select.selection.is_none()
+        && select.having.is_none()
+        && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+        && query.order_by.is_none()
+        && query.limit_clause.is_none()
 }
 
 /// The one table a simple `SELECT ... FROM t` reads.
@@ -193,6 +269,21 @@ GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
     }
 
     #[test]
+    fn inserts_from_a_view_share_its_query() {
+        let text = JOB.replace(
+            "INSERT INTO out\nSELECT symbol, window_start, count(*) FROM trades\nGROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);",
+            "CREATE VIEW per_minute AS SELECT symbol, window_start, count(*) FROM trades\nGROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);\nINSERT INTO out SELECT * FROM per_minute;",
+        );
+        let job = JobFile::parse("job.sql", &text, &env).unwrap();
+        let insert = &job.inserts[0];
+        assert_eq!((insert.view.as_deref(), insert.source.as_str()), (Some("per_minute"), "trades"));
+        assert_eq!(insert.window.as_ref().unwrap().spec.size_ms, 60_000);
+        let bad = text.replace("SELECT * FROM per_minute", "SELECT symbol FROM per_minute");
+        let err = JobFile::parse("job.sql", &bad, &env).unwrap_err();
+        assert!(err.message.contains("a view is shared as a whole"), "{err}");
+    }
+
+    #[test]
     fn errors_carry_file_and_line() {
         let err = JobFile::parse("job.sql", JOB, &|_| None).unwrap_err();
         assert_eq!((err.file.as_str(), err.line), ("job.sql", 4));
@@ -201,6 +292,6 @@ GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
         assert_eq!(err.line, 9);
         assert!(err.to_string().starts_with("job.sql:9: table `tardes` is not created"), "{err}");
         let err = JobFile::parse("job.sql", "SELECT 1;", &env).unwrap_err();
-        assert!(err.message.contains("expected CREATE TABLE or INSERT INTO"), "{err}");
+        assert!(err.message.contains("expected CREATE TABLE, CREATE VIEW or INSERT INTO"), "{err}");
     }
 }

@@ -5,7 +5,8 @@
 //! ```text
 //! job.sql --substitute ${VAR}--> text --split--> statements
 //!   CREATE TABLE ... WITH (...)   --ddl-->      TableDef (columns, WATERMARK, options)
-//!   INSERT INTO sink SELECT ...   --window-->   query with TUMBLE/HOP rewritten
+//!   CREATE VIEW v AS SELECT ...   --window-->   query with TUMBLE/HOP rewritten
+//!   INSERT INTO sink SELECT ...   --window-->   (or SELECT * FROM v: statements share the view)
 //!                                 --planner-->  DataFusion LogicalPlan -> ExecutionPlan
 //!                                 --physical--> StreamPlan (partial / final pieces)
 //! ```
@@ -52,8 +53,8 @@ pub mod window;
 
 pub use ddl::{timestamp_type, ColumnDef, MetadataField, TableDef, WatermarkDef};
 pub use error::{LineError, Result, SqlError};
-pub use job::{InsertDef, JobFile};
+pub use job::{InsertDef, JobFile, ViewDef};
 pub use options::Options;
 pub use physical::StreamPlan;
-pub use planner::{plan_job, streaming_session, PlannedInsert};
+pub use planner::{plan_job, streaming_session, PlannedStatement};
 pub use window::{FoundWindow, WindowSpec, WINDOW_END, WINDOW_START};

@@ -1,7 +1,7 @@
 //! Splits a DataFusion physical plan into the pieces a streaming operator runs.
 //!
 //! ```text
-//!   ProjectionExec (vwap = sum(pv) / sum(v), casts to the sink)  ┐ final part: run once
+//!   ProjectionExec (vwap = sum(pv) / sum(v))                     ┐ final part: run once
 //!     AggregateExec mode=Final                                   ┘ per closed window
 //!       AggregateExec mode=Partial                               ┐ partial part: run on
 //!         FilterExec (WHERE)                                     │ every input batch,
@@ -89,7 +89,7 @@ impl StreamPlan {
         &self.input_schema
     }
 
-    /// Schema of the rows the statement produces (the sink's columns).
+    /// Schema of the rows the statement produces (the query's columns).
     pub fn output_schema(&self) -> SchemaRef {
         self.root.schema()
     }

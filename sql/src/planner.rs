@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use arrow::compute::can_cast_types;
 use arrow::datatypes::{Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{cast, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -20,16 +21,21 @@ use crate::window::{FoundWindow, WINDOW_END, WINDOW_START};
 /// and answering `count(*)` from table statistics (our table is a placeholder).
 const BATCH_ONLY_RULES: &[&str] = &["CombinePartialFinalAggregate", "AggregateStatistics"];
 
-/// One `INSERT`, planned.
+/// One computation of a job: an `INSERT`, or all the `INSERT ... SELECT * FROM view`
+/// statements of one view, which share it.
 #[derive(Debug, Clone)]
-pub struct PlannedInsert {
-    /// The statement as parsed.
+pub struct PlannedStatement {
+    /// The first `INSERT` of the computation (its line, source, query and window).
     pub insert: InsertDef,
-    /// Its physical plan, split for streaming.
+    /// Every sink the rows go to, in file order. `INSERT` is positional: rows
+    /// are cast to each sink's columns in order.
+    pub sinks: Vec<String>,
+    /// The physical plan, split for streaming. Its output has the query's own
+    /// column types; the planner checked they cast to every sink's.
     pub plan: StreamPlan,
 }
 
-impl PlannedInsert {
+impl PlannedStatement {
     /// The window, when the statement aggregates over one.
     pub fn window(&self) -> Option<&FoundWindow> {
         self.insert.window.as_ref()
@@ -48,21 +54,60 @@ pub fn streaming_session() -> SessionContext {
     SessionContext::new_with_state(state)
 }
 
-/// Plans every `INSERT` of `job`.
-pub async fn plan_job(job: &JobFile) -> Result<Vec<PlannedInsert>> {
-    let mut planned = Vec::with_capacity(job.inserts.len());
+/// Plans every `INSERT` of `job`; those reading the same view become one statement.
+pub async fn plan_job(job: &JobFile) -> Result<Vec<PlannedStatement>> {
+    let mut planned: Vec<PlannedStatement> = Vec::with_capacity(job.inserts.len());
     for insert in &job.inserts {
-        planned.push(plan_insert(job, insert).await?);
+        let shared = insert.view.as_ref().and_then(|v| planned.iter_mut().find(|p| p.insert.view.as_ref() == Some(v)));
+        let statement = match shared {
+            Some(statement) => statement,
+            None => {
+                planned.push(plan_insert(job, insert).await?);
+                planned.last_mut().expect("just pushed")
+            }
+        };
+        if statement.sinks.contains(&insert.sink) {
+            let at = SqlError { file: job.file.clone(), line: insert.line, message: format!("sink `{}` is written twice from view `{}`", insert.sink, insert.view.as_deref().unwrap_or_default()) };
+            return Err(at);
+        }
+        check_sink_columns(job, insert, &statement.plan)?;
+        statement.sinks.push(insert.sink.clone());
     }
     Ok(planned)
 }
 
-/// Plans one `INSERT` of `job`.
-pub async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedInsert> {
+/// `INSERT` is positional: the query's columns must cast to the sink's, in order.
+fn check_sink_columns(job: &JobFile, insert: &InsertDef, plan: &StreamPlan) -> Result<()> {
+    let at = |message: String| SqlError { file: job.file.clone(), line: insert.line, message };
+    let sink = job.table(&insert.sink).ok_or_else(|| at(format!("no table `{}`", insert.sink)))?;
+    let (output, sink_schema) = (plan.output_schema(), sink.schema());
+    if output.fields().len() != sink_schema.fields().len() {
+        let names = |s: &Schema| s.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+        return Err(at(format!(
+            "the SELECT gives {} columns ({}) but sink `{}` has {} ({})",
+            output.fields().len(),
+            names(&output),
+            sink.name,
+            sink_schema.fields().len(),
+            names(&sink_schema),
+        )));
+    }
+    for (from, to) in output.fields().iter().zip(sink_schema.fields()) {
+        if !can_cast_types(from.data_type(), to.data_type()) {
+            return Err(at(format!(
+                "column `{}` of the SELECT is {} and cannot be written to `{}.{}` ({})",
+                from.name(), from.data_type(), sink.name, to.name(), to.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Plans the query of one `INSERT` of `job` (its sink is added by [`plan_job`]).
+async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStatement> {
     let at = |message: String| SqlError { file: job.file.clone(), line: insert.line, message };
     let df = |e: datafusion::error::DataFusionError| at(e.strip_backtrace().to_string());
     let source = job.table(&insert.source).ok_or_else(|| at(format!("no table `{}`", insert.source)))?;
-    let sink = job.table(&insert.sink).ok_or_else(|| at(format!("no table `{}`", insert.sink)))?;
 
     // A windowed statement reads the source extended with the window columns,
     // which the engine's window operator fills in.
@@ -89,29 +134,9 @@ pub async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedIns
         )));
     }
 
-    // INSERT is positional, as in SQL: cast each column to the sink's type and name.
-    let sink_schema = sink.schema();
-    let columns = query.schema().columns();
-    if columns.len() != sink_schema.fields().len() {
-        let names = |it: Vec<String>| it.join(", ");
-        return Err(at(format!(
-            "the SELECT gives {} columns ({}) but sink `{}` has {} ({})",
-            columns.len(),
-            names(columns.iter().map(|c| c.name.clone()).collect()),
-            sink.name,
-            sink_schema.fields().len(),
-            names(sink_schema.fields().iter().map(|f| f.name().clone()).collect()),
-        )));
-    }
-    let casts: Vec<Expr> = columns
-        .into_iter()
-        .zip(sink_schema.fields())
-        .map(|(c, f)| cast(Expr::Column(c), f.data_type().clone()).alias(f.name()))
-        .collect();
-    let logical = LogicalPlanBuilder::from(query).project(casts).and_then(|b| b.build()).map_err(df)?;
-    let physical = ctx.state().create_physical_plan(&logical).await.map_err(df)?;
+    let physical = ctx.state().create_physical_plan(&query).await.map_err(df)?;
     let plan = StreamPlan::try_new(physical, input_schema).map_err(df)?;
-    Ok(PlannedInsert { insert: insert.clone(), plan })
+    Ok(PlannedStatement { insert: insert.clone(), sinks: Vec::new(), plan })
 }
 
 fn has_aggregate(plan: &LogicalPlan) -> bool {

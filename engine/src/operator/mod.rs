@@ -1,6 +1,6 @@
 //! Operators: what a statement does to the stream between source and sink.
 //!
-//! Each `INSERT` becomes one operator. Like Arroyo's `ArrowOperator`, it gets
+//! Each planned statement (an `INSERT`, or the `INSERT`s sharing one view) becomes one operator. Like Arroyo's `ArrowOperator`, it gets
 //! batches and signals in stream order and returns the rows to write.
 
 mod aggregate;
@@ -10,7 +10,7 @@ mod stateless;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
-use engine_sql::PlannedInsert;
+use engine_sql::PlannedStatement;
 
 pub use aggregate::WindowAggregate;
 pub use assign::assign_windows;
@@ -30,7 +30,7 @@ pub enum Operator {
 
 impl Operator {
     /// The operator for a planned statement.
-    pub fn for_statement(planned: &PlannedInsert, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn for_statement(planned: &PlannedStatement, metrics: Arc<Metrics>) -> Result<Self> {
         Ok(match planned.window() {
             Some(window) => Operator::Window(WindowAggregate::new(planned.plan.clone(), window, metrics)?),
             None => Operator::Stateless(StatelessQuery::new(planned.plan.clone())),

@@ -5,6 +5,9 @@ pub mod lake;
 
 use std::sync::Arc;
 
+use arrow::array::ArrayRef;
+use arrow::compute::cast;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use engine_sql::{SqlError, TableDef};
 
@@ -12,8 +15,15 @@ use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
 
-/// The sink of one statement.
-pub enum Sink {
+/// A sink table: its columns and where its rows go.
+pub struct Sink {
+    name: String,
+    schema: SchemaRef,
+    target: Target,
+}
+
+/// Where a sink's rows go.
+enum Target {
     /// JSON records to a Kafka topic.
     Kafka(kafka::KafkaSink),
     /// Hive-partitioned Parquet files on an object store.
@@ -52,35 +62,56 @@ impl SinkConfig {
 }
 
 impl Sink {
-    /// Connects the sink.
+    /// Connects the sink of table `table`.
     pub async fn open(config: SinkConfig, table: &TableDef, metrics: Arc<Metrics>) -> Result<Self> {
-        Ok(match config {
-            SinkConfig::Kafka(c) => Sink::Kafka(kafka::KafkaSink::new(c, metrics)?),
-            SinkConfig::Lake(c) => Sink::Lake(lake::LakeSink::open(c, table.schema(), metrics).await?),
-        })
+        let target = match config {
+            SinkConfig::Kafka(c) => {
+                let open = tokio::task::spawn_blocking(move || kafka::KafkaSink::new(c, metrics));
+                Target::Kafka(open.await.map_err(|e| EngineError::Internal(format!("opening a Kafka sink: {e}")))??)
+            }
+            SinkConfig::Lake(c) => Target::Lake(lake::LakeSink::open(c, table.schema(), metrics).await?),
+        };
+        Ok(Self { name: table.name.clone(), schema: table.schema(), target })
     }
 
-    /// Writes rows (buffered; durable after [`Sink::flush`]).
-    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        match self {
-            Sink::Kafka(s) => s.write(batch).await,
-            Sink::Lake(s) => s.write(batch).await,
+    /// Writes rows (buffered; durable after [`Sink::flush`]), cast to the
+    /// table's columns by position, as SQL's `INSERT` does.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = conform(batch, &self.schema).map_err(|e| EngineError::Execution(format!("writing to `{}`: {e}", self.name)))?;
+        match &mut self.target {
+            Target::Kafka(s) => s.write(batch).await,
+            Target::Lake(s) => s.write(batch).await,
         }
     }
 
     /// Tells the sink how far event time has come (lake files roll by time).
     pub async fn handle_watermark(&mut self, watermark: EventTime) -> Result<()> {
-        match self {
-            Sink::Kafka(_) => Ok(()),
-            Sink::Lake(s) => s.handle_watermark(watermark).await,
+        match &mut self.target {
+            Target::Kafka(_) => Ok(()),
+            Target::Lake(s) => s.handle_watermark(watermark).await,
         }
     }
 
     /// Makes everything written so far durable.
     pub async fn flush(&mut self) -> Result<()> {
-        match self {
-            Sink::Kafka(s) => s.flush().await,
-            Sink::Lake(s) => s.flush().await,
+        match &mut self.target {
+            Target::Kafka(s) => s.flush().await,
+            Target::Lake(s) => s.flush().await,
         }
     }
+}
+
+/// `batch` with its columns cast, in order, to `schema`'s types and names.
+/// A null in a `NOT NULL` column is an error, never a silently wrong row.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema().fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+        return RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast(c, f.data_type()))
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
 }

@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::json::LineDelimitedWriter;
 use arrow::record_batch::RecordBatch;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::config::{KafkaSinkConfig, TimestampFormat};
 use crate::error::{EngineError, Result};
@@ -28,9 +28,10 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// Creates the producer (idempotent, acks from all in-sync replicas).
+    /// Creates the producer (idempotent, acks from all in-sync replicas) and
+    /// checks that the topic exists. Blocks on a metadata look-up.
     pub fn new(config: KafkaSinkConfig, metrics: Arc<Metrics>) -> Result<Self> {
-        let producer = config
+        let producer: FutureProducer = config
             .client
             .client_config()
             .set("enable.idempotence", "true")
@@ -39,10 +40,11 @@ impl KafkaSink {
             .set("compression.type", "lz4")
             .create()
             .map_err(|e| EngineError::Kafka(format!("creating producer for topic `{}`: {e}", config.topic)))?;
+        crate::kafka::ensure_topic(producer.client(), &config.topic, &config.client.bootstrap_servers, "output topic")?;
         Ok(Self { config, producer, in_flight: VecDeque::new(), metrics })
     }
 
-    /// Queues one record per row.
+    /// Queues one record per row (rows already in the table's schema).
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         let values = encode_json(&batch, self.config.timestamp_format)?;
         let keys = match self.config.key_field {

@@ -57,10 +57,8 @@ impl LakeSink {
         Ok(Self { config, location, schema, properties, open: BTreeMap::new(), run_id, next_file: 0, metrics })
     }
 
-    /// Appends rows to their partitions' open files.
+    /// Appends rows (already in the table's schema) to their partitions' open files.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())
-            .map_err(|e| EngineError::Internal(format!("rows for lake table `{}` do not match its schema: {e}", self.config.table)))?;
         let rows = batch.num_rows() as u64;
         for (key, part) in self.split_by_partition(batch)? {
             let file = match self.open.get_mut(&key) {

@@ -60,12 +60,13 @@ impl DeadLetters {
     pub fn new(client: &KafkaClientOptions, topic: &str) -> Result<Self> {
         let context = DeliveryCounter::default();
         let failed = Arc::clone(&context.failed);
-        let producer = client
+        let producer: ThreadedProducer<DeliveryCounter> = client
             .client_config()
             .set("enable.idempotence", "true")
             .set("linger.ms", "20")
             .create_with_context(context)
             .map_err(|e| EngineError::Kafka(format!("creating the dead-letter producer for `{topic}`: {e}")))?;
+        crate::kafka::ensure_topic(producer.client(), topic, &client.bootstrap_servers, "dead-letter topic (option dlq.topic)")?;
         Ok(Self { topic: topic.to_string(), producer, failed })
     }
 

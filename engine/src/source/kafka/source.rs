@@ -22,12 +22,11 @@ use super::config::{KafkaSourceConfig, StartupMode};
 use super::dlq::{DeadLetters, Origin};
 use crate::decode::{JsonDecoder, RawRecord};
 use crate::error::{EngineError, Result};
+use crate::kafka::METADATA_TIMEOUT;
 use crate::message::{Message, Signal};
 use crate::metrics::Metrics;
 use crate::watermark::{WatermarkExpr, WatermarkTracker};
 
-/// How long metadata and offset look-ups may take before the source gives up.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bad records logged one by one before the log switches to every 1000th.
 const BAD_RECORDS_LOGGED: u64 = 20;
 
@@ -143,7 +142,7 @@ impl KafkaSource {
     fn assign(&self, consumer: &BaseConsumer) -> Result<BTreeMap<i32, PartitionCursor>> {
         let topic = &self.config.topic;
         let err = |what: &str, e: KafkaError| EngineError::Kafka(format!("{what} of topic `{topic}` on {}: {e}", self.config.client.bootstrap_servers));
-        let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT).map_err(|e| err("reading metadata", e))?;
+        let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|e| err("reading metadata", e))?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
@@ -161,13 +160,13 @@ impl KafkaSource {
             all.add_partition(topic, p);
         }
         let committed = match self.config.startup {
-            StartupMode::GroupOffsets => Some(consumer.committed_offsets(all, ADMIN_TIMEOUT).map_err(|e| err("reading committed offsets", e))?),
+            StartupMode::GroupOffsets => Some(consumer.committed_offsets(all, METADATA_TIMEOUT).map_err(|e| err("reading committed offsets", e))?),
             _ => None,
         };
         let mut assignment = TopicPartitionList::new();
         let mut cursors = BTreeMap::new();
         for &p in &partitions {
-            let (low, high) = consumer.fetch_watermarks(topic, p, ADMIN_TIMEOUT).map_err(|e| err("reading end offsets", e))?;
+            let (low, high) = consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT).map_err(|e| err("reading end offsets", e))?;
             let committed = committed.as_ref().and_then(|c| match c.find_partition(topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(n)) => Some(n),
                 _ => None,
