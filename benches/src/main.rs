@@ -17,15 +17,21 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
     let trades = *args.first().unwrap_or(&2_000_000);
     let symbols = *args.get(1).unwrap_or(&100);
     let batch = *args.get(2).unwrap_or(&8192);
 
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../jobs/ohlc_1m.sql"))?;
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../jobs/ohlc_1m.sql"))?;
     let job = JobFile::parse("jobs/ohlc_1m.sql", &text, &|_| None)?;
     let planned = plan_job(&job).await?;
-    let source = job.table("trades").expect("jobs/ohlc_1m.sql reads `trades`");
+    let source = job
+        .table("trades")
+        .expect("jobs/ohlc_1m.sql reads `trades`");
 
     // Payloads as the simulator writes them: ~70 bytes, a trade every 3 ms.
     let mut rng = StdRng::seed_from_u64(1);
@@ -50,7 +56,13 @@ async fn main() -> Result<()> {
         let raw: Vec<RawRecord> = chunk
             .iter()
             .enumerate()
-            .map(|(i, p)| RawRecord { payload: Some(p), key: None, partition: 0, offset: (n * batch + i) as i64, timestamp: None })
+            .map(|(i, p)| RawRecord {
+                payload: Some(p),
+                key: None,
+                partition: 0,
+                offset: (n * batch + i) as i64,
+                timestamp: None,
+            })
             .collect();
         let (b, bad) = decoder.decode(&raw)?;
         assert!(bad.is_empty());
@@ -63,19 +75,41 @@ async fn main() -> Result<()> {
     let mut candles = 0;
     for b in batches {
         let max_ts = arrow::compute::max(
-            b.column(3).as_any().downcast_ref::<arrow::array::TimestampMillisecondArray>().expect("ts column"),
+            b.column(3)
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                .expect("ts column"),
         )
         .unwrap_or(i64::MIN);
         op.process_batch(b).await?;
-        candles += op.handle_watermark(max_ts - 2000).await?.iter().map(|b| b.num_rows()).sum::<usize>();
+        candles += op
+            .handle_watermark(max_ts - 2000)
+            .await?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>();
     }
-    candles += op.handle_end_of_data().await?.iter().map(|b| b.num_rows()).sum::<usize>();
+    candles += op
+        .handle_end_of_data()
+        .await?
+        .iter()
+        .map(|b| b.num_rows())
+        .sum::<usize>();
     let aggregate = started.elapsed();
 
     let rate = |d: std::time::Duration| trades as f64 / d.as_secs_f64();
-    println!("trades={trades} symbols={symbols} batch={batch} payload_bytes={bytes} candles={candles}");
-    println!("decode:    {:>12.0} events/s ({:.0} MB/s)", rate(decode), bytes as f64 / decode.as_secs_f64() / 1e6);
+    println!(
+        "trades={trades} symbols={symbols} batch={batch} payload_bytes={bytes} candles={candles}"
+    );
+    println!(
+        "decode:    {:>12.0} events/s ({:.0} MB/s)",
+        rate(decode),
+        bytes as f64 / decode.as_secs_f64() / 1e6
+    );
     println!("aggregate: {:>12.0} events/s", rate(aggregate));
-    println!("both:      {:>12.0} events/s on one core", rate(decode + aggregate));
+    println!(
+        "both:      {:>12.0} events/s on one core",
+        rate(decode + aggregate)
+    );
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 #[tokio::main]
@@ -23,22 +23,39 @@ async fn main() -> anyhow::Result<()> {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let topic = std::env::var("TRADES_TOPIC").unwrap_or_else(|_| "trades".into());
 
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()?;
     for name in [topic.clone(), format!("{topic}.dlq")] {
         let partitions = if name == topic { 4 } else { 1 };
         // An existing topic is fine: the result is only logged.
-        let result = admin.create_topics(&[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()).await?;
-        eprintln!("topic {name}: {:?}", result[0].as_ref().map(|_| "created").map_err(|(_, e)| e.to_string()));
+        let result = admin
+            .create_topics(
+                &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await?;
+        eprintln!(
+            "topic {name}: {:?}",
+            result[0]
+                .as_ref()
+                .map(|_| "created")
+                .map_err(|(_, e)| e.to_string())
+        );
     }
 
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "20").create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "20")
+        .create()?;
     let mut rng = StdRng::seed_from_u64(42);
     let mut prices: Vec<f64> = (0..symbols).map(|i| 100.0 + 10.0 * i as f64).collect();
     let start = chrono::Utc::now().timestamp_millis();
     for i in 0..count {
         let s = rng.random_range(0..symbols);
-        prices[s] = ((prices[s] + rng.random_range(-5i64..=5) as f64 / 100.0).max(1.0) * 100.0).round() / 100.0;
+        prices[s] = ((prices[s] + rng.random_range(-5i64..=5) as f64 / 100.0).max(1.0) * 100.0)
+            .round()
+            / 100.0;
         let symbol = format!("SYM{s:02}");
         let payload = format!(
             r#"{{"symbol":"{symbol}","price":{},"size":{},"ts":{}}}"#,

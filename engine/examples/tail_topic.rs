@@ -33,7 +33,13 @@ fn main() -> anyhow::Result<()> {
     while last.elapsed() < Duration::from_secs(5) {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m?;
-            if writeln!(out, "{}", String::from_utf8_lossy(m.payload().unwrap_or_default())).is_err() {
+            if writeln!(
+                out,
+                "{}",
+                String::from_utf8_lossy(m.payload().unwrap_or_default())
+            )
+            .is_err()
+            {
                 break; // the reader went away (e.g. `| head`)
             }
             last = Instant::now();

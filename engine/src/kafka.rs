@@ -44,13 +44,27 @@ impl KafkaClientOptions {
 /// Fails unless `topic` exists, so a missing output topic stops the job at
 /// start rather than at its first record hours later. `role` says what the
 /// topic is for (e.g. "dead-letter topic").
-pub fn ensure_topic<C: ClientContext>(client: &Client<C>, topic: &str, bootstrap_servers: &str, role: &str) -> Result<()> {
+pub fn ensure_topic<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    bootstrap_servers: &str,
+    role: &str,
+) -> Result<()> {
     let metadata = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| EngineError::Kafka(format!("reading metadata of {role} `{topic}` on {bootstrap_servers}: {e}")))?;
-    let exists = metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        .map_err(|e| {
+            EngineError::Kafka(format!(
+                "reading metadata of {role} `{topic}` on {bootstrap_servers}: {e}"
+            ))
+        })?;
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
     if !exists {
-        return Err(EngineError::Kafka(format!("{role} `{topic}` does not exist on {bootstrap_servers}: create it first")));
+        return Err(EngineError::Kafka(format!(
+            "{role} `{topic}` does not exist on {bootstrap_servers}: create it first"
+        )));
     }
     Ok(())
 }

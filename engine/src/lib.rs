@@ -16,16 +16,16 @@
 //! - [`error`]: the engine's error type.
 #![warn(missing_docs)]
 
-pub mod message;
-pub mod kafka;
-pub mod source;
 pub mod decode;
-pub mod watermark;
-pub mod operator;
-pub mod sink;
-pub mod pipeline;
-pub mod metrics;
 pub mod error;
+pub mod kafka;
+pub mod message;
+pub mod metrics;
+pub mod operator;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod watermark;
 
 pub use error::{EngineError, Result};
 pub use metrics::Metrics;

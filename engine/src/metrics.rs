@@ -24,7 +24,10 @@ pub struct Metrics {
 impl Metrics {
     /// A fresh set of counters.
     pub fn new() -> Self {
-        Self { watermark: AtomicI64::new(i64::MIN), ..Default::default() }
+        Self {
+            watermark: AtomicI64::new(i64::MIN),
+            ..Default::default()
+        }
     }
 
     /// Adds `n` to `counter`.

@@ -57,42 +57,79 @@ impl Job {
     pub async fn load(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            EngineError::Config(SqlError { file: name.clone(), line: 0, message: format!("cannot read job file: {e}") })
+            EngineError::Config(SqlError {
+                file: name.clone(),
+                line: 0,
+                message: format!("cannot read job file: {e}"),
+            })
         })?;
         Self::from_text(&name, &text, &|var| std::env::var(var).ok()).await
     }
 
     /// Parses and plans job text; `name` is used in error messages.
-    pub async fn from_text(name: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+    pub async fn from_text(
+        name: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
         let file = JobFile::parse(name, text, env)?;
         let statements = plan_job(&file).await?;
         let at = |t: &TableDef, (line, message): (usize, String)| {
-            EngineError::Config(SqlError { file: name.to_string(), line, message: format!("table `{}`: {message}", t.name) })
+            EngineError::Config(SqlError {
+                file: name.to_string(),
+                line,
+                message: format!("table `{}`: {message}", t.name),
+            })
         };
         let mut sources = BTreeMap::new();
         for table in file.sources() {
             if table.connector != "kafka" {
-                return Err(at(table, (table.line, format!("unknown source connector '{}' (known: 'kafka')", table.connector))));
+                return Err(at(
+                    table,
+                    (
+                        table.line,
+                        format!(
+                            "unknown source connector '{}' (known: 'kafka')",
+                            table.connector
+                        ),
+                    ),
+                ));
             }
-            sources.insert(table.name.clone(), KafkaSourceConfig::from_table(table).map_err(|e| at(table, e))?);
+            sources.insert(
+                table.name.clone(),
+                KafkaSourceConfig::from_table(table).map_err(|e| at(table, e))?,
+            );
         }
         let mut sinks = BTreeMap::new();
         for table in file.sinks() {
             sinks.insert(table.name.clone(), SinkConfig::from_table(name, table)?);
         }
-        Ok(Self { file, statements, sources, sinks })
+        Ok(Self {
+            file,
+            statements,
+            sources,
+            sinks,
+        })
     }
 
     /// A readable account of the job: sources, statements with their plans, sinks.
     pub fn explain(&self) -> String {
         let mut out = String::new();
         for (name, s) in &self.sources {
-            out.push_str(&format!("source {name}: kafka topic `{}` on {} (group {})\n", s.topic, s.client.bootstrap_servers, s.group_id));
+            out.push_str(&format!(
+                "source {name}: kafka topic `{}` on {} (group {})\n",
+                s.topic, s.client.bootstrap_servers, s.group_id
+            ));
         }
         for st in &self.statements {
             let window = match st.window() {
-                Some(w) if w.spec.size_ms == w.spec.slide_ms => format!(" TUMBLE({}, {} ms)", w.time_column, w.spec.size_ms),
-                Some(w) => format!(" HOP({}, slide {} ms, size {} ms)", w.time_column, w.spec.slide_ms, w.spec.size_ms),
+                Some(w) if w.spec.size_ms == w.spec.slide_ms => {
+                    format!(" TUMBLE({}, {} ms)", w.time_column, w.spec.size_ms)
+                }
+                Some(w) => format!(
+                    " HOP({}, slide {} ms, size {} ms)",
+                    w.time_column, w.spec.slide_ms, w.spec.size_ms
+                ),
                 None => String::new(),
             };
             out.push_str(&format!(
@@ -112,16 +149,25 @@ impl Job {
 
     /// Runs the job until its bounded input ends or `stop` is set.
     pub async fn run(self, options: RunOptions, stop: Arc<AtomicBool>) -> Result<RunReport> {
-        self.run_with_metrics(options, stop, Arc::new(Metrics::new())).await
+        self.run_with_metrics(options, stop, Arc::new(Metrics::new()))
+            .await
     }
 
     /// [`Job::run`], counting into `metrics`, which callers can watch while it runs.
-    pub async fn run_with_metrics(self, options: RunOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<RunReport> {
+    pub async fn run_with_metrics(
+        self,
+        options: RunOptions,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> Result<RunReport> {
         let mut committed = BTreeMap::new();
         let mut first_error: Option<EngineError> = None;
         let mut runs = Vec::new();
         for (name, config) in &self.sources {
-            let table = self.file.table(name).expect("sources come from the job's tables");
+            let table = self
+                .file
+                .table(name)
+                .expect("sources come from the job's tables");
             let mut outputs = Vec::new();
             let mut tasks: Vec<(bool, JoinHandle<Result<()>>)> = Vec::new();
             for st in self.statements.iter().filter(|s| &s.insert.source == name) {
@@ -129,13 +175,22 @@ impl Job {
                 outputs.push(tx);
                 let mut sinks = Vec::with_capacity(st.sinks.len());
                 for name in &st.sinks {
-                    let table = self.file.table(name).expect("sinks come from the job's tables");
-                    sinks.push(Sink::open(self.sinks[name].clone(), table, Arc::clone(&metrics)).await?);
+                    let table = self
+                        .file
+                        .table(name)
+                        .expect("sinks come from the job's tables");
+                    sinks.push(
+                        Sink::open(self.sinks[name].clone(), table, Arc::clone(&metrics)).await?,
+                    );
                 }
                 let operator = Operator::for_statement(st, Arc::clone(&metrics))?;
-                tasks.push((st.window().is_some(), tokio::spawn(run_statement(rx, operator, sinks, Arc::clone(&metrics)))));
+                tasks.push((
+                    st.window().is_some(),
+                    tokio::spawn(run_statement(rx, operator, sinks, Arc::clone(&metrics))),
+                ));
             }
-            let source = KafkaSource::new(table, config.clone(), Arc::clone(&metrics), options.bounded)?;
+            let source =
+                KafkaSource::new(table, config.clone(), Arc::clone(&metrics), options.bounded)?;
             let stop = Arc::clone(&stop);
             let handle = tokio::task::spawn_blocking(move || source.run(outputs, stop));
             runs.push((config.topic.clone(), handle, tasks));
@@ -161,7 +216,9 @@ impl Job {
                     tracing::info!(topic = %topic, ?offsets, "offsets committed");
                     committed.insert(topic, offsets);
                 }
-                Ok(_) => tracing::info!(topic = %topic, "offsets not committed: open windows would be lost"),
+                Ok(_) => {
+                    tracing::info!(topic = %topic, "offsets not committed: open windows would be lost")
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -176,7 +233,12 @@ impl Job {
 }
 
 /// One statement: feed its operator, write what it emits to every sink, flush at the end.
-async fn run_statement(mut input: mpsc::Receiver<Message>, mut operator: Operator, mut sinks: Vec<Sink>, metrics: Arc<Metrics>) -> Result<()> {
+async fn run_statement(
+    mut input: mpsc::Receiver<Message>,
+    mut operator: Operator,
+    mut sinks: Vec<Sink>,
+    metrics: Arc<Metrics>,
+) -> Result<()> {
     while let Some(message) = input.recv().await {
         let end_of_data = matches!(message, Message::Signal(Signal::EndOfData));
         let (rows, watermark) = match message {
@@ -209,5 +271,7 @@ async fn run_statement(mut input: mpsc::Receiver<Message>, mut operator: Operato
 }
 
 async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {
-    handle.await.map_err(|e| EngineError::Internal(format!("task panicked or was cancelled: {e}")))?
+    handle
+        .await
+        .map_err(|e| EngineError::Internal(format!("task panicked or was cancelled: {e}")))?
 }

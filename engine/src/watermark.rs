@@ -28,16 +28,34 @@ impl WatermarkExpr {
     /// Compiles the watermark of `table` against the decoded batch `schema`;
     /// `None` when the table declares no watermark.
     pub fn for_table(table: &TableDef, schema: &SchemaRef) -> Result<Option<Self>> {
-        let Some(w) = &table.watermark else { return Ok(None) };
-        let config_err = |m: String| EngineError::Config(engine_sql::SqlError { file: String::new(), line: table.line, message: m });
+        let Some(w) = &table.watermark else {
+            return Ok(None);
+        };
+        let config_err = |m: String| {
+            EngineError::Config(engine_sql::SqlError {
+                file: String::new(),
+                line: table.line,
+                message: m,
+            })
+        };
         let ctx = SessionContext::new();
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-        let expr = ctx
-            .parse_sql_expr(&w.expr, &df_schema)
-            .map_err(|e| config_err(format!("WATERMARK expression `{}`: {}", w.expr, e.strip_backtrace())))?;
+        let expr = ctx.parse_sql_expr(&w.expr, &df_schema).map_err(|e| {
+            config_err(format!(
+                "WATERMARK expression `{}`: {}",
+                w.expr,
+                e.strip_backtrace()
+            ))
+        })?;
         let expr = ctx.create_physical_expr(expr, &df_schema)?;
-        if !matches!(expr.data_type(schema)?, arrow::datatypes::DataType::Timestamp(..)) {
-            return Err(config_err(format!("WATERMARK expression `{}` must give a TIMESTAMP", w.expr)));
+        if !matches!(
+            expr.data_type(schema)?,
+            arrow::datatypes::DataType::Timestamp(..)
+        ) {
+            return Err(config_err(format!(
+                "WATERMARK expression `{}` must give a TIMESTAMP",
+                w.expr
+            )));
         }
         Ok(Some(Self { expr }))
     }
@@ -72,13 +90,21 @@ struct PartitionClock {
 impl WatermarkTracker {
     /// A tracker in which a partition without data for `idle_timeout` stops holding others back.
     pub fn new(idle_timeout: Duration) -> Self {
-        Self { partitions: BTreeMap::new(), idle_timeout, emitted: None }
+        Self {
+            partitions: BTreeMap::new(),
+            idle_timeout,
+            emitted: None,
+        }
     }
 
     /// Starts tracking `partition` (on assignment): until it has data or
     /// turns idle, it holds the watermark back.
     pub fn assign(&mut self, partition: i32, now: Instant) {
-        self.partitions.entry(partition).or_insert(PartitionClock { watermark: None, last_active: now, finished: false });
+        self.partitions.entry(partition).or_insert(PartitionClock {
+            watermark: None,
+            last_active: now,
+            finished: false,
+        });
     }
 
     /// Stops tracking `partition` (revoked).

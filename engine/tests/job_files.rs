@@ -14,7 +14,9 @@ async fn every_job_file_plans() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "sql") {
-            let job = Job::load(&path).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let job = Job::load(&path)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(job.explain().contains("INSERT INTO"), "{}", path.display());
             checked += 1;
         }
@@ -23,8 +25,16 @@ async fn every_job_file_plans() {
 }
 
 fn engine(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine")).args(args).env("RUST_LOG", "error").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -33,24 +43,50 @@ fn check_reports_errors_with_file_and_line() {
     let job = dir.path().join("bad.sql");
     let text = std::fs::read_to_string(common::repo_root().join("jobs/vwap_5m.sql"))
         .unwrap()
-        .replace("key_field = 'symbol'", "key_field = 'symbol',\n    topik = 'oops'");
+        .replace(
+            "key_field = 'symbol'",
+            "key_field = 'symbol',\n    topik = 'oops'",
+        );
     std::fs::write(&job, text).unwrap();
     let (ok, _, stderr) = engine(&["check", job.to_str().unwrap()]);
     assert!(!ok);
     let line = text_line(&job, "topik");
-    assert!(stderr.contains(&format!("bad.sql:{line}: table `vwap_5m`: unknown option `topik` for connector 'kafka'")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "bad.sql:{line}: table `vwap_5m`: unknown option `topik` for connector 'kafka'"
+        )),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let (ok, _, stderr) = engine(&["check", "no/such/job.sql"]);
-    assert!(!ok && stderr.contains("no/such/job.sql: cannot read job file"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("no/such/job.sql: cannot read job file"),
+        "{stderr}"
+    );
 
-    let (ok, stdout, _) = engine(&["check", common::repo_root().join("jobs/ohlc_1m.sql").to_str().unwrap()]);
-    assert!(ok && stdout.contains("AggregateExec: mode=Final") && stdout.contains("TUMBLE(ts, 60000 ms)"), "{stdout}");
+    let (ok, stdout, _) = engine(&[
+        "check",
+        common::repo_root()
+            .join("jobs/ohlc_1m.sql")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(
+        ok && stdout.contains("AggregateExec: mode=Final")
+            && stdout.contains("TUMBLE(ts, 60000 ms)"),
+        "{stdout}"
+    );
 
     let (ok, _, stderr) = engine(&["run"]);
     assert!(!ok && stderr.contains("Usage"), "{stderr}");
 }
 
 fn text_line(path: &std::path::Path, needle: &str) -> usize {
-    std::fs::read_to_string(path).unwrap().lines().position(|l| l.contains(needle)).unwrap() + 1
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap()
+        + 1
 }

@@ -37,13 +37,26 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
     let job = Job::from_text("live.sql", &job_text, &env).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Metrics::new());
-    let running = tokio::spawn(job.run_with_metrics(RunOptions::default(), Arc::clone(&stop), Arc::clone(&metrics)));
+    let running = tokio::spawn(job.run_with_metrics(
+        RunOptions::default(),
+        Arc::clone(&stop),
+        Arc::clone(&metrics),
+    ));
 
     // Two minutes of event time, produced while the job runs, in two parts.
     let trades = generate_trades(21, 6_000, 3, 1_763_650_000_000, 20);
     let as_records = |ts: &[Trade]| -> Vec<(String, Vec<u8>)> {
         ts.iter()
-            .map(|t| (t.symbol.clone(), format!(r#"{{"symbol":"{}","price":{},"size":{},"ts":{}}}"#, t.symbol, t.price, t.size, t.ts).into_bytes()))
+            .map(|t| {
+                (
+                    t.symbol.clone(),
+                    format!(
+                        r#"{{"symbol":"{}","price":{},"size":{},"ts":{}}}"#,
+                        t.symbol, t.price, t.size, t.ts
+                    )
+                    .into_bytes(),
+                )
+            })
             .collect()
     };
     produce(&topic, &as_records(&trades[..3_000])).await;
@@ -53,17 +66,30 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
     // The partition whose last trade is older holds the watermark back until it has
     // been idle for 3 s; then the other partition alone sets it.
     let max_ts = trades.iter().map(|t| t.ts).max().unwrap();
-    let expected: Vec<_> = fold_windows(&trades, 10_000, 10_000).into_iter().filter(|(_, c)| c.window_end <= max_ts - 2000).collect();
+    let expected: Vec<_> = fold_windows(&trades, 10_000, 10_000)
+        .into_iter()
+        .filter(|(_, c)| c.window_end <= max_ts - 2000)
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while Metrics::get(&metrics.records_in) < trades.len() as u64 || metrics.watermark.load(Ordering::Relaxed) < max_ts - 2000 {
-        assert!(Instant::now() < deadline, "job did not catch up: {}", metrics.summary());
+    while Metrics::get(&metrics.records_in) < trades.len() as u64
+        || metrics.watermark.load(Ordering::Relaxed) < max_ts - 2000
+    {
+        assert!(
+            Instant::now() < deadline,
+            "job did not catch up: {}",
+            metrics.summary()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, Ordering::Relaxed);
     let report = running.await.unwrap().unwrap();
 
     let got = read_all(&out_topic);
-    assert_eq!(got.len(), expected.len(), "closed windows emitted while running, the open one not");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "closed windows emitted while running, the open one not"
+    );
     for ((symbol, start), c) in &expected {
         let row = got
             .iter()
@@ -74,8 +100,30 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
         assert!(close_to(row["volume"].as_f64().unwrap(), c.volume, 1e-9));
     }
     // The stateless statement's rows are all in closed files after the stop.
-    assert_eq!(Metrics::get(&report.metrics.files_written) > 0, true);
+    let mut lake_rows = 0;
+    for entry in walk(&lake.path().join("raw")) {
+        let file = std::fs::File::open(&entry).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        lake_rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
+    }
+    assert_eq!(lake_rows, trades.len());
     assert_eq!(Metrics::get(&report.metrics.late_rows), 0);
     // A windowed statement reads this source, so nothing was committed.
     assert!(report.committed.is_empty(), "{:?}", report.committed);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
 }

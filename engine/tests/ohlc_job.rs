@@ -38,13 +38,32 @@ struct Row {
 }
 
 fn bad_records() -> Vec<(String, Vec<u8>, &'static str)> {
-    let huge = format!(r#"{{"symbol":"HUGE","price":1.0,"size":1,"ts":{START_MS},"pad":"{}"}}"#, "x".repeat(1_200_000));
+    let huge = format!(
+        r#"{{"symbol":"HUGE","price":1.0,"size":1,"ts":{START_MS},"pad":"{}"}}"#,
+        "x".repeat(1_200_000)
+    );
     vec![
-        ("BAD".into(), b"{\"symbol\":\"AAPL\",\"price\":".to_vec(), "truncated JSON"),
+        (
+            "BAD".into(),
+            b"{\"symbol\":\"AAPL\",\"price\":".to_vec(),
+            "truncated JSON",
+        ),
         ("BAD".into(), b"not json at all".to_vec(), "not JSON"),
-        ("BAD".into(), br#"{"symbol":"AAPL","price":"abc","size":1,"ts":1763682600000}"#.to_vec(), "wrong type"),
-        ("BAD".into(), br#"{"symbol":"AAPL","price":1.5,"ts":1763682600000}"#.to_vec(), "missing size"),
-        ("BAD".into(), br#"{"symbol":"AAPL","price":1.5,"size":3}"#.to_vec(), "missing ts"),
+        (
+            "BAD".into(),
+            br#"{"symbol":"AAPL","price":"abc","size":1,"ts":1763682600000}"#.to_vec(),
+            "wrong type",
+        ),
+        (
+            "BAD".into(),
+            br#"{"symbol":"AAPL","price":1.5,"ts":1763682600000}"#.to_vec(),
+            "missing size",
+        ),
+        (
+            "BAD".into(),
+            br#"{"symbol":"AAPL","price":1.5,"size":3}"#.to_vec(),
+            "missing ts",
+        ),
         ("BAD".into(), Vec::new(), "empty"),
         ("BAD".into(), huge.into_bytes(), "huge"),
         ("BAD".into(), br#"[1,2,3]"#.to_vec(), "array"),
@@ -67,16 +86,31 @@ async fn ohlc_job_matches_an_independent_fold() {
         .enumerate()
         .map(|(i, t)| {
             let ts = if i % 997 == 0 {
-                format!("\"{}\"", chrono::DateTime::from_timestamp_millis(t.ts).unwrap().to_rfc3339())
+                format!(
+                    "\"{}\"",
+                    chrono::DateTime::from_timestamp_millis(t.ts)
+                        .unwrap()
+                        .to_rfc3339()
+                )
             } else {
                 t.ts.to_string()
             };
-            (t.symbol.clone(), format!(r#"{{"symbol":"{}","price":{},"size":{},"ts":{ts}}}"#, t.symbol, t.price, t.size).into_bytes())
+            (
+                t.symbol.clone(),
+                format!(
+                    r#"{{"symbol":"{}","price":{},"size":{},"ts":{ts}}}"#,
+                    t.symbol, t.price, t.size
+                )
+                .into_bytes(),
+            )
         })
         .collect();
     let bad = bad_records();
     for (k, (key, payload, _)) in bad.iter().enumerate() {
-        records.insert(1000 + k * (TRADES / bad.len()), (key.clone(), payload.clone()));
+        records.insert(
+            1000 + k * (TRADES / bad.len()),
+            (key.clone(), payload.clone()),
+        );
     }
     produce(&trades_topic, &records).await;
 
@@ -91,19 +125,39 @@ async fn ohlc_job_matches_an_independent_fold() {
     let env = |name: &str| vars.get(name).cloned();
     let job_path = repo_root().join("jobs/ohlc_1m.sql");
     let text = std::fs::read_to_string(&job_path).unwrap();
-    let job = Job::from_text("jobs/ohlc_1m.sql", &text, &env).await.unwrap();
-    let report = job.run(RunOptions { bounded: true }, Arc::new(AtomicBool::new(false))).await.unwrap();
+    let job = Job::from_text("jobs/ohlc_1m.sql", &text, &env)
+        .await
+        .unwrap();
+    let report = job
+        .run(
+            RunOptions { bounded: true },
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await
+        .unwrap();
 
     // Every record is accounted for: read, and either a row or a dead letter.
     let m = &report.metrics;
     assert_eq!(Metrics::get(&m.records_in), records.len() as u64);
     assert_eq!(Metrics::get(&m.bad_records), bad.len() as u64);
-    assert_eq!(Metrics::get(&m.late_rows), 0, "disorder stayed inside the watermark delay");
+    assert_eq!(
+        Metrics::get(&m.late_rows),
+        0,
+        "disorder stayed inside the watermark delay"
+    );
     let committed: i64 = report.committed[&trades_topic].values().sum();
-    assert_eq!(committed, records.len() as i64, "offsets committed up to the end of every partition");
+    assert_eq!(
+        committed,
+        records.len() as i64,
+        "offsets committed up to the end of every partition"
+    );
 
     let expected = fold_windows(&trades, 60_000, 60_000);
-    assert!(expected.len() > 250, "the data covers many windows: {}", expected.len());
+    assert!(
+        expected.len() > 250,
+        "the data covers many windows: {}",
+        expected.len()
+    );
 
     // The derived topic: one record per candle, key = symbol, timestamp = window end.
     let topic_rows: Vec<Row> = read_all(&ohlc_topic)
@@ -131,14 +185,35 @@ async fn ohlc_job_matches_an_independent_fold() {
 
     // The lake: Hive partitions by the window's date, Parquet as Athena reads it.
     let files = parquet_files(&lake.path().join("ohlc_1m"));
-    let dts: std::collections::BTreeSet<String> =
-        files.iter().map(|f| f.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(dts.into_iter().collect::<Vec<_>>(), vec!["dt=2025-11-20", "dt=2025-11-21"]);
+    let dts: std::collections::BTreeSet<String> = files
+        .iter()
+        .map(|f| {
+            f.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        dts.into_iter().collect::<Vec<_>>(),
+        vec!["dt=2025-11-20", "dt=2025-11-21"]
+    );
     let mut lake_rows = Vec::new();
     for f in &files {
-        let dt = f.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let dt = f
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         for row in read_parquet_rows(f) {
-            let day = chrono::DateTime::from_timestamp_millis(row.window_start).unwrap().format("dt=%Y-%m-%d").to_string();
+            let day = chrono::DateTime::from_timestamp_millis(row.window_start)
+                .unwrap()
+                .format("dt=%Y-%m-%d")
+                .to_string();
             assert_eq!(day, dt, "row filed under the date of its window");
             lake_rows.push(row);
         }
@@ -154,31 +229,71 @@ async fn ohlc_job_matches_an_independent_fold() {
         assert!(d.headers["dlq.offset"].parse::<i64>().is_ok());
     }
     // The oversized record is kept as a prefix the broker accepts, with its real size.
-    let huge = dead.iter().find(|d| d.headers.contains_key("dlq.original_bytes")).expect("huge record dead-lettered");
-    assert!(huge.headers["dlq.error"].contains("max_message_bytes"), "{}", huge.headers["dlq.error"]);
-    assert_eq!(huge.headers["dlq.original_bytes"], bad[6].1.len().to_string());
+    let huge = dead
+        .iter()
+        .find(|d| d.headers.contains_key("dlq.original_bytes"))
+        .expect("huge record dead-lettered");
+    assert!(
+        huge.headers["dlq.error"].contains("max_message_bytes"),
+        "{}",
+        huge.headers["dlq.error"]
+    );
+    assert_eq!(
+        huge.headers["dlq.original_bytes"],
+        bad[6].1.len().to_string()
+    );
     assert!(huge.payload.len() < 1_000_000 && bad[6].1.starts_with(&huge.payload));
-    assert!(dead.iter().any(|d| d.headers["dlq.error"].contains("missing required field(s): size")));
+    assert!(dead
+        .iter()
+        .any(|d| d.headers["dlq.error"].contains("missing required field(s): size")));
 
     // A second bounded run of the same group starts from the committed offsets: nothing new.
-    let job = Job::from_text("jobs/ohlc_1m.sql", &text, &env).await.unwrap();
-    let again = job.run(RunOptions { bounded: true }, Arc::new(AtomicBool::new(false))).await.unwrap();
+    let job = Job::from_text("jobs/ohlc_1m.sql", &text, &env)
+        .await
+        .unwrap();
+    let again = job
+        .run(
+            RunOptions { bounded: true },
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await
+        .unwrap();
     assert_eq!(Metrics::get(&again.metrics.records_in), 0);
     assert_eq!(Metrics::get(&again.metrics.rows_out), 0);
 }
 
 fn assert_rows_match(what: &str, rows: &[Row], expected: &BTreeMap<(String, i64), Candle>) {
-    assert_eq!(rows.len(), expected.len(), "{what}: one row per (symbol, window)");
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "{what}: one row per (symbol, window)"
+    );
     let mut seen = std::collections::BTreeSet::new();
     for r in rows {
         let key = (r.symbol.clone(), r.window_start);
         assert!(seen.insert(key.clone()), "{what}: duplicate row {key:?}");
-        let e = expected.get(&key).unwrap_or_else(|| panic!("{what}: unexpected row {r:?}"));
+        let e = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("{what}: unexpected row {r:?}"));
         assert_eq!(r.window_end, e.window_end, "{what} {key:?} window_end");
-        assert_eq!((r.open, r.high, r.low, r.close), (e.open, e.high, e.low, e.close), "{what} {key:?} OHLC");
+        assert_eq!(
+            (r.open, r.high, r.low, r.close),
+            (e.open, e.high, e.low, e.close),
+            "{what} {key:?} OHLC"
+        );
         assert_eq!(r.trades, e.trades, "{what} {key:?} trades");
-        assert!(close_to(r.volume, e.volume, 1e-9), "{what} {key:?} volume {} vs {}", r.volume, e.volume);
-        assert!(close_to(r.vwap, e.vwap(), 1e-9), "{what} {key:?} vwap {} vs {}", r.vwap, e.vwap());
+        assert!(
+            close_to(r.volume, e.volume, 1e-9),
+            "{what} {key:?} volume {} vs {}",
+            r.volume,
+            e.volume
+        );
+        assert!(
+            close_to(r.vwap, e.vwap(), 1e-9),
+            "{what} {key:?} vwap {} vs {}",
+            r.vwap,
+            e.vwap()
+        );
     }
 }
 
@@ -190,7 +305,10 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
             out.extend(parquet_files(&path));
         } else {
             let name = path.file_name().unwrap().to_string_lossy();
-            assert!(name.ends_with(".parquet"), "only complete Parquet files under the table: {name}");
+            assert!(
+                name.ends_with(".parquet"),
+                "only complete Parquet files under the table: {name}"
+            );
             out.push(path);
         }
     }
@@ -213,16 +331,52 @@ fn read_parquet_rows(path: &Path) -> Vec<Row> {
             );
         }
     }
-    assert!(meta.row_groups().iter().all(|rg| rg.columns().iter().all(|c| c.compression() == Compression::SNAPPY)));
+    assert!(meta.row_groups().iter().all(|rg| rg
+        .columns()
+        .iter()
+        .all(|c| c.compression() == Compression::SNAPPY)));
     let mut rows = Vec::new();
     for batch in builder.build().unwrap() {
         let b = batch.unwrap();
-        let f64s = |name: &str| b.column_by_name(name).unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone();
-        let times = |name: &str| b.column_by_name(name).unwrap().as_any().downcast_ref::<TimestampMillisecondArray>().unwrap().clone();
-        let symbol = b.column_by_name("symbol").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
-        let trades = b.column_by_name("trades").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().clone();
+        let f64s = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .clone()
+        };
+        let times = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap()
+                .clone()
+        };
+        let symbol = b
+            .column_by_name("symbol")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone();
+        let trades = b
+            .column_by_name("trades")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone();
         let (ws, we) = (times("window_start"), times("window_end"));
-        let (o, h, l, c, v, w) = (f64s("open"), f64s("high"), f64s("low"), f64s("close"), f64s("volume"), f64s("vwap"));
+        let (o, h, l, c, v, w) = (
+            f64s("open"),
+            f64s("high"),
+            f64s("low"),
+            f64s("close"),
+            f64s("volume"),
+            f64s("vwap"),
+        );
         for i in 0..b.num_rows() {
             assert!(!symbol.is_null(i));
             rows.push(Row {

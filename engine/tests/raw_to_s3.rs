@@ -20,14 +20,24 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_trades_land_on_s3_partitioned_by_hour() {
     init_logs();
-    let lake_url = std::env::var("LAKE_S3_URL").expect("LAKE_S3_URL is not set: run the tests with scripts/test.sh");
+    let lake_url = std::env::var("LAKE_S3_URL")
+        .expect("LAKE_S3_URL is not set: run the tests with scripts/test.sh");
     let topic = unique("raw");
     create_topics(&[(&topic, 3), (&format!("{topic}.dlq"), 1)]).await;
     // 2025-11-20T22:40:00Z, 90k trades 100 ms apart: 2.5 hours over three `hour` partitions.
     let trades = generate_trades(3, 90_000, 5, 1_763_678_400_000, 100);
     let records: Vec<(String, Vec<u8>)> = trades
         .iter()
-        .map(|t| (t.symbol.clone(), format!(r#"{{"symbol":"{}","price":{},"size":{},"ts":{}}}"#, t.symbol, t.price, t.size, t.ts).into_bytes()))
+        .map(|t| {
+            (
+                t.symbol.clone(),
+                format!(
+                    r#"{{"symbol":"{}","price":{},"size":{},"ts":{}}}"#,
+                    t.symbol, t.price, t.size, t.ts
+                )
+                .into_bytes(),
+            )
+        })
         .collect();
     produce(&topic, &records).await;
 
@@ -43,21 +53,43 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
     );
     let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
     let job = Job::from_text("raw.sql", &job_text, &env).await.unwrap();
-    let report = job.run(RunOptions { bounded: true }, Arc::new(AtomicBool::new(false))).await.unwrap();
+    let report = job
+        .run(
+            RunOptions { bounded: true },
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await
+        .unwrap();
     let kept: Vec<&Trade> = trades.iter().filter(|t| t.size >= 100.0).collect();
     assert_eq!(Metrics::get(&report.metrics.rows_out), kept.len() as u64);
 
     // Read back with our own S3 client from the same environment.
     let bucket = lake_url.trim_start_matches("s3://");
-    let s3 = AmazonS3Builder::from_env().with_bucket_name(bucket).build().unwrap();
-    let objects: Vec<_> = s3.list(Some(&table.as_str().into())).try_collect().await.unwrap();
+    let s3 = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()
+        .unwrap();
+    let objects: Vec<_> = s3
+        .list(Some(&table.as_str().into()))
+        .try_collect()
+        .await
+        .unwrap();
     let mut per_partition: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for o in &objects {
         let path = o.location.to_string();
         assert!(path.ends_with(".parquet"), "{path}");
-        let partition = path.split('/').skip(1).take(2).collect::<Vec<_>>().join("/");
+        let partition = path
+            .split('/')
+            .skip(1)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("/");
         let bytes: Bytes = s3.get(&o.location).await.unwrap().bytes().await.unwrap();
-        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap() {
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
             let b = batch.unwrap();
             let notional = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
             let symbols = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
@@ -69,15 +101,24 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
     }
     let mut expected: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for t in &kept {
-        let p = chrono::DateTime::from_timestamp_millis(t.ts).unwrap().format("dt=%Y-%m-%d/hour=%H").to_string();
+        let p = chrono::DateTime::from_timestamp_millis(t.ts)
+            .unwrap()
+            .format("dt=%Y-%m-%d/hour=%H")
+            .to_string();
         let e = expected.entry(p).or_default();
         e.0 += 1;
         e.1 += t.price * t.size;
     }
-    assert_eq!(per_partition.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    assert_eq!(
+        per_partition.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
     for (p, (n, sum)) in &expected {
         let (got_n, got_sum) = per_partition[p];
         assert_eq!(got_n, *n, "{p}: rows");
-        assert!(close_to(got_sum, *sum, 1e-9), "{p}: notional {got_sum} vs {sum}");
+        assert!(
+            close_to(got_sum, *sum, 1e-9),
+            "{p}: notional {got_sum} vs {sum}"
+        );
     }
 }

@@ -23,10 +23,18 @@ fn batch_of(trades: &[Trade]) -> RecordBatch {
     RecordBatch::try_new(
         Arc::new(schema),
         vec![
-            Arc::new(trades.iter().map(|t| Some(t.symbol.as_str())).collect::<StringArray>()),
+            Arc::new(
+                trades
+                    .iter()
+                    .map(|t| Some(t.symbol.as_str()))
+                    .collect::<StringArray>(),
+            ),
             Arc::new(trades.iter().map(|t| t.price).collect::<Float64Array>()),
             Arc::new(trades.iter().map(|t| t.size).collect::<Float64Array>()),
-            Arc::new(TimestampMillisecondArray::from(trades.iter().map(|t| t.ts).collect::<Vec<_>>()).with_timezone("UTC")),
+            Arc::new(
+                TimestampMillisecondArray::from(trades.iter().map(|t| t.ts).collect::<Vec<_>>())
+                    .with_timezone("UTC"),
+            ),
         ],
     )
     .unwrap()
@@ -61,9 +69,23 @@ fn rows(batches: &[RecordBatch]) -> Vec<Out> {
     let mut out = Vec::new();
     for b in batches {
         let s = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-        let ws = b.column(1).as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
-        let we = b.column(2).as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
-        let f = |i: usize| b.column(i).as_any().downcast_ref::<Float64Array>().unwrap().clone();
+        let ws = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
+        let we = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
+        let f = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .clone()
+        };
         let n = b.column(6).as_any().downcast_ref::<Int64Array>().unwrap();
         let (vwap, open, close, p50) = (f(3), f(4), f(5), f(7));
         for i in 0..b.num_rows() {
@@ -109,7 +131,13 @@ async fn check_against_fold(window_sql: &str, size: i64, slide: i64, batch: usiz
     assert!(got.windows(2).all(|w| w[0].end <= w[1].end));
     for r in &got {
         let e = &expected[&(r.symbol.clone(), r.start)];
-        assert_eq!((r.end, r.n, r.open, r.close), (e.window_end, e.trades, e.open, e.close), "{} {}", r.symbol, r.start);
+        assert_eq!(
+            (r.end, r.n, r.open, r.close),
+            (e.window_end, e.trades, e.open, e.close),
+            "{} {}",
+            r.symbol,
+            r.start
+        );
         assert!(close_to(r.vwap, e.vwap(), 1e-9));
     }
 }
@@ -128,19 +156,34 @@ async fn folded_window_state_matches_fold() {
 
 #[tokio::test]
 async fn hopping_window_matches_fold() {
-    check_against_fold("HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)", 300_000, 60_000, 1000).await;
+    check_against_fold(
+        "HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)",
+        300_000,
+        60_000,
+        1000,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn late_rows_are_counted_not_silently_dropped() {
     let metrics = Arc::new(Metrics::new());
     let mut op = operator("TUMBLE(ts, INTERVAL '1' MINUTE)", Arc::clone(&metrics)).await;
-    let t = |ts: i64| Trade { symbol: "A".into(), price: 10.0, size: 1.0, ts };
-    op.process_batch(batch_of(&[t(1_000), t(2_000)])).await.unwrap();
+    let t = |ts: i64| Trade {
+        symbol: "A".into(),
+        price: 10.0,
+        size: 1.0,
+        ts,
+    };
+    op.process_batch(batch_of(&[t(1_000), t(2_000)]))
+        .await
+        .unwrap();
     let first = rows(&op.handle_watermark(60_000).await.unwrap());
     assert_eq!((first.len(), first[0].n), (1, 2));
     // A row for the window already emitted: dropped and counted. A row for the next window: kept.
-    op.process_batch(batch_of(&[t(59_999), t(60_000)])).await.unwrap();
+    op.process_batch(batch_of(&[t(59_999), t(60_000)]))
+        .await
+        .unwrap();
     assert_eq!(Metrics::get(&metrics.late_rows), 1);
     let rest = rows(&op.handle_end_of_data().await.unwrap());
     assert_eq!((rest.len(), rest[0].start, rest[0].n), (1, 60_000, 1));

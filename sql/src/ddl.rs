@@ -108,14 +108,21 @@ impl TableDef {
     /// The declared columns as an Arrow schema. The event-time column is
     /// never null: a record without it cannot be placed in time.
     pub fn schema(&self) -> SchemaRef {
-        let fields: Vec<Field> =
-            self.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), !self.is_required(c))).collect();
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.data_type.clone(), !self.is_required(c)))
+            .collect();
         Arc::new(Schema::new(fields))
     }
 
     /// True for `NOT NULL` columns and the event-time column.
     pub fn is_required(&self, column: &ColumnDef) -> bool {
-        column.not_null || self.watermark.as_ref().is_some_and(|w| w.column == column.name)
+        column.not_null
+            || self
+                .watermark
+                .as_ref()
+                .is_some_and(|w| w.column == column.name)
     }
 
     /// The column called `name`.
@@ -174,14 +181,16 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<TableDef, LineError
                     Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
                     Token::Number(n, _) => n,
                     Token::Word(w) => w.value,
-                    other => return Err(ParserError::ParserError(format!("expected a value for option `{key}`, found {other} at Line: {key_line}"))),
+                    other => return Err(ParserError::ParserError(format!(
+                        "expected a value for option `{key}`, found {other} at Line: {key_line}"
+                    ))),
                 };
                 if key == "connector" {
                     connector = value;
                 } else {
-                    options
-                        .insert(key, value, key_line)
-                        .map_err(|(_, m)| ParserError::ParserError(format!("{m} at Line: {key_line}")))?;
+                    options.insert(key, value, key_line).map_err(|(_, m)| {
+                        ParserError::ParserError(format!("{m} at Line: {key_line}"))
+                    })?;
                 }
                 if p.consume_token(&Token::RParen) {
                     break;
@@ -192,7 +201,14 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<TableDef, LineError
         if p.peek_token().token != Token::EOF {
             return p.expected("end of statement", p.peek_token());
         }
-        Ok(TableDef { name: normalize(&name), line, columns, watermark, connector, options })
+        Ok(TableDef {
+            name: normalize(&name),
+            line,
+            columns,
+            watermark,
+            connector,
+            options,
+        })
     };
     let table = parse().map_err(|e| (line, e.to_string()))?;
     validate(&table)?;
@@ -213,7 +229,12 @@ fn parse_column(p: &mut Parser) -> Result<ColumnDef, ParserError> {
             type_token.span.start.line, type_token.span.start.column
         ))
     })?;
-    let mut column = ColumnDef { name, data_type, not_null: false, metadata: None };
+    let mut column = ColumnDef {
+        name,
+        data_type,
+        not_null: false,
+        metadata: None,
+    };
     loop {
         if p.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
             column.not_null = true;
@@ -265,26 +286,51 @@ pub fn arrow_type(sql: &str) -> Option<DataType> {
 
 fn validate(t: &TableDef) -> Result<(), LineError> {
     if t.connector.is_empty() {
-        line_err!(t.line, "table `{}` needs a `connector` option ('kafka', 'lake' or 'filesystem')", t.name);
+        line_err!(
+            t.line,
+            "table `{}` needs a `connector` option ('kafka', 'lake' or 'filesystem')",
+            t.name
+        );
     }
     if t.columns.is_empty() {
         line_err!(t.line, "table `{}` declares no columns", t.name);
     }
     for (i, c) in t.columns.iter().enumerate() {
         if t.columns[..i].iter().any(|d| d.name == c.name) {
-            line_err!(t.line, "table `{}`: column `{}` is declared twice", t.name, c.name);
+            line_err!(
+                t.line,
+                "table `{}`: column `{}` is declared twice",
+                t.name,
+                c.name
+            );
         }
         if let Some(m) = c.metadata {
             if c.data_type != m.data_type() {
-                line_err!(t.line, "table `{}`: metadata column `{}` must have type {}", t.name, c.name, m.data_type());
+                line_err!(
+                    t.line,
+                    "table `{}`: metadata column `{}` must have type {}",
+                    t.name,
+                    c.name,
+                    m.data_type()
+                );
             }
         }
     }
     if let Some(w) = &t.watermark {
         match t.column(&w.column) {
-            None => line_err!(t.line, "table `{}`: WATERMARK FOR `{}`: no such column", t.name, w.column),
+            None => line_err!(
+                t.line,
+                "table `{}`: WATERMARK FOR `{}`: no such column",
+                t.name,
+                w.column
+            ),
             Some(c) if !matches!(c.data_type, DataType::Timestamp(..)) => {
-                line_err!(t.line, "table `{}`: WATERMARK FOR `{}`: the column must be a TIMESTAMP", t.name, w.column)
+                line_err!(
+                    t.line,
+                    "table `{}`: WATERMARK FOR `{}`: the column must be a TIMESTAMP",
+                    t.name,
+                    w.column
+                )
             }
             _ => {}
         }
@@ -310,7 +356,10 @@ mod tests {
         assert_eq!(t.columns[3].data_type, timestamp_type());
         assert_eq!(t.columns[4].metadata, Some(MetadataField::Partition));
         let w = t.watermark.as_ref().unwrap();
-        assert_eq!((w.column.as_str(), w.expr.as_str()), ("ts", "ts - INTERVAL '2' SECOND"));
+        assert_eq!(
+            (w.column.as_str(), w.expr.as_str()),
+            ("ts", "ts - INTERVAL '2' SECOND")
+        );
         let mut o = t.options.clone();
         assert_eq!(o.get("properties.fetch.min.bytes").as_deref(), Some("1"));
         assert_eq!(o.line_of("topic", 0), 4);
@@ -321,9 +370,16 @@ mod tests {
         let sql = "\n\nCREATE TABLE t (a TEXT,\n b BLOB) WITH (connector = 'kafka')";
         let (line, msg) = parse_create_table(sql, 3).unwrap_err();
         assert_eq!(line, 3);
-        assert!(msg.contains("unsupported type") && msg.contains("Line: 4"), "{msg}");
+        assert!(
+            msg.contains("unsupported type") && msg.contains("Line: 4"),
+            "{msg}"
+        );
 
-        let (_, msg) = parse_create_table("CREATE TABLE t (a TEXT, WATERMARK FOR b AS b) WITH (connector='kafka')", 1).unwrap_err();
+        let (_, msg) = parse_create_table(
+            "CREATE TABLE t (a TEXT, WATERMARK FOR b AS b) WITH (connector='kafka')",
+            1,
+        )
+        .unwrap_err();
         assert!(msg.contains("no such column"), "{msg}");
         let (_, msg) = parse_create_table("CREATE TABLE t (a TEXT)", 1).unwrap_err();
         assert!(msg.contains("needs a `connector`"), "{msg}");
@@ -331,7 +387,10 @@ mod tests {
 
     #[test]
     fn decimal_types() {
-        assert_eq!(arrow_type("DECIMAL(18,4)"), Some(DataType::Decimal128(18, 4)));
+        assert_eq!(
+            arrow_type("DECIMAL(18,4)"),
+            Some(DataType::Decimal128(18, 4))
+        );
         assert_eq!(arrow_type("decimal(50,2)"), None);
     }
 }

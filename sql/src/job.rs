@@ -61,13 +61,31 @@ pub struct JobFile {
 impl JobFile {
     /// Parses `text` (the contents of `file`), substituting `${VAR}` with `env`.
     pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let at = |(line, message): LineError| SqlError { file: file.to_string(), line, message };
+        let at = |(line, message): LineError| SqlError {
+            file: file.to_string(),
+            line,
+            message,
+        };
         let text = substitute(text, env).map_err(at)?;
-        let mut job = JobFile { file: file.to_string(), tables: Vec::new(), views: Vec::new(), inserts: Vec::new() };
+        let mut job = JobFile {
+            file: file.to_string(),
+            tables: Vec::new(),
+            views: Vec::new(),
+            inserts: Vec::new(),
+        };
         for stmt in split_statements(&text) {
-            let first_words: Vec<String> =
-                stmt.text.split_whitespace().take(2).map(|w| w.to_ascii_uppercase()).collect();
-            match first_words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            let first_words: Vec<String> = stmt
+                .text
+                .split_whitespace()
+                .take(2)
+                .map(|w| w.to_ascii_uppercase())
+                .collect();
+            match first_words
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
                 ["CREATE", "TABLE"] => {
                     let table = parse_create_table(&stmt.text, stmt.line).map_err(at)?;
                     job.check_new_name(&table.name, stmt.line).map_err(at)?;
@@ -77,7 +95,13 @@ impl JobFile {
                     let view = parse_view(&stmt.text, stmt.line).map_err(at)?;
                     job.check_new_name(&view.name, stmt.line).map_err(at)?;
                     if job.view(&view.source).is_some() {
-                        return Err(at((stmt.line, format!("view `{}` reads view `{}`: views over views are not supported yet", view.name, view.source))));
+                        return Err(at((
+                            stmt.line,
+                            format!(
+                                "view `{}` reads view `{}`: views over views are not supported yet",
+                                view.name, view.source
+                            ),
+                        )));
                     }
                     job.views.push(view);
                 }
@@ -88,7 +112,10 @@ impl JobFile {
                 _ => {
                     return Err(at((
                         stmt.line,
-                        format!("expected CREATE TABLE, CREATE VIEW or INSERT INTO, found `{}`", first_words.join(" ")),
+                        format!(
+                            "expected CREATE TABLE, CREATE VIEW or INSERT INTO, found `{}`",
+                            first_words.join(" ")
+                        ),
                     )))
                 }
             }
@@ -116,26 +143,40 @@ impl JobFile {
 
     /// Tables read by some `INSERT`, in file order.
     pub fn sources(&self) -> impl Iterator<Item = &TableDef> {
-        self.tables.iter().filter(|t| self.inserts.iter().any(|i| i.source == t.name))
+        self.tables
+            .iter()
+            .filter(|t| self.inserts.iter().any(|i| i.source == t.name))
     }
 
     /// Tables written by some `INSERT`, in file order.
     pub fn sinks(&self) -> impl Iterator<Item = &TableDef> {
-        self.tables.iter().filter(|t| self.inserts.iter().any(|i| i.sink == t.name))
+        self.tables
+            .iter()
+            .filter(|t| self.inserts.iter().any(|i| i.sink == t.name))
     }
 
     fn validate(&self) -> Result<(), LineError> {
         if self.inserts.is_empty() {
-            line_err!(0, "the job has no INSERT INTO statement, so it would compute nothing");
+            line_err!(
+                0,
+                "the job has no INSERT INTO statement, so it would compute nothing"
+            );
         }
         for insert in &self.inserts {
             for name in [&insert.sink, &insert.source] {
                 if self.table(name).is_none() {
-                    line_err!(insert.line, "table `{name}` is not created in this job (add a CREATE TABLE for it)");
+                    line_err!(
+                        insert.line,
+                        "table `{name}` is not created in this job (add a CREATE TABLE for it)"
+                    );
                 }
             }
             if self.inserts.iter().any(|i| i.sink == insert.source) {
-                line_err!(insert.line, "table `{}` is both written and read; read the topic in a separate job", insert.source);
+                line_err!(
+                    insert.line,
+                    "table `{}` is both written and read; read the topic in a separate job",
+                    insert.source
+                );
             }
             let source = self.table(&insert.source).expect("checked above");
             if let Some(window) = &insert.window {
@@ -159,23 +200,38 @@ impl JobFile {
 }
 
 fn parse_view(text: &str, line: usize) -> Result<ViewDef, LineError> {
-    let mut statements = Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
+    let mut statements =
+        Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
     let (Some(Statement::CreateView(view)), None) = (statements.pop(), statements.pop()) else {
-        line_err!(line, "expected one CREATE VIEW name AS SELECT ... statement");
+        line_err!(
+            line,
+            "expected one CREATE VIEW name AS SELECT ... statement"
+        );
     };
     if view.materialized || !view.columns.is_empty() {
-        line_err!(line, "CREATE VIEW {}: only `CREATE VIEW name AS SELECT ...` is supported", view.name);
+        line_err!(
+            line,
+            "CREATE VIEW {}: only `CREATE VIEW name AS SELECT ...` is supported",
+            view.name
+        );
     }
     let mut query = view.query;
     let window = rewrite_window(&mut query).map_err(|m| (line, m))?;
     let Some(source) = from_table(&query) else {
         line_err!(line, "the view's SELECT must read FROM exactly one table (joins and subqueries are not supported yet)");
     };
-    Ok(ViewDef { name: normalize_name(&view.name.to_string()), line, source, query, window })
+    Ok(ViewDef {
+        name: normalize_name(&view.name.to_string()),
+        line,
+        source,
+        query,
+        window,
+    })
 }
 
 fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef, LineError> {
-    let mut statements = Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
+    let mut statements =
+        Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
     let (Some(Statement::Insert(insert)), None) = (statements.pop(), statements.pop()) else {
         line_err!(line, "expected one INSERT INTO sink SELECT ... statement");
     };
@@ -183,7 +239,10 @@ fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef,
         line_err!(line, "INSERT INTO must name a table");
     };
     if !insert.columns.is_empty() {
-        line_err!(line, "INSERT INTO {name} (columns...) is not supported: select the sink's columns in order");
+        line_err!(
+            line,
+            "INSERT INTO {name} (columns...) is not supported: select the sink's columns in order"
+        );
     }
     let Some(mut query) = insert.source.clone() else {
         line_err!(line, "INSERT INTO {name} needs a SELECT");
@@ -193,19 +252,36 @@ fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef,
         if !is_select_star(&query) {
             line_err!(line, "write `INSERT INTO {sink} SELECT * FROM {}`: a view is shared as a whole (put filters and columns in the view)", view.name);
         }
-        let (source, query, window) = (view.source.clone(), view.query.clone(), view.window.clone());
-        return Ok(InsertDef { line, sink, source, query, window, view: Some(view.name.clone()) });
+        let (source, query, window) =
+            (view.source.clone(), view.query.clone(), view.window.clone());
+        return Ok(InsertDef {
+            line,
+            sink,
+            source,
+            query,
+            window,
+            view: Some(view.name.clone()),
+        });
     }
     let window = rewrite_window(&mut query).map_err(|m| (line, m))?;
     let Some(source) = from_table(&query) else {
         line_err!(line, "the SELECT must read FROM exactly one table (joins and subqueries are not supported yet)");
     };
-    Ok(InsertDef { line, sink, source, query, window, view: None })
+    Ok(InsertDef {
+        line,
+        sink,
+        source,
+        query,
+        window,
+        view: None,
+    })
 }
 
 /// `SELECT * FROM x` and nothing more.
 fn is_select_star(query: &Query) -> bool {
-    let SetExpr::Select(select) = query.body.as_ref() else { return false };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
     matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)])
         && select.selection.is_none()
         && select.having.is_none()
@@ -216,8 +292,12 @@ fn is_select_star(query: &Query) -> bool {
 
 /// The one table a simple `SELECT ... FROM t` reads.
 fn from_table(query: &Query) -> Option<String> {
-    let SetExpr::Select(select) = query.body.as_ref() else { return None };
-    let [from] = select.from.as_slice() else { return None };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
     if !from.joins.is_empty() {
         return None;
     }
@@ -263,7 +343,10 @@ GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
         assert_eq!(o.get("topic").as_deref(), Some("trades"));
         assert_eq!(o.get("bootstrap_servers").as_deref(), Some("b:9092"));
         let insert = &job.inserts[0];
-        assert_eq!((insert.line, insert.sink.as_str(), insert.source.as_str()), (9, "out", "trades"));
+        assert_eq!(
+            (insert.line, insert.sink.as_str(), insert.source.as_str()),
+            (9, "out", "trades")
+        );
         assert_eq!(insert.window.as_ref().unwrap().spec.size_ms, 60_000);
         assert_eq!(job.sources().count(), 1);
     }
@@ -276,7 +359,10 @@ GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
         );
         let job = JobFile::parse("job.sql", &text, &env).unwrap();
         let insert = &job.inserts[0];
-        assert_eq!((insert.view.as_deref(), insert.source.as_str()), (Some("per_minute"), "trades"));
+        assert_eq!(
+            (insert.view.as_deref(), insert.source.as_str()),
+            (Some("per_minute"), "trades")
+        );
         assert_eq!(insert.window.as_ref().unwrap().spec.size_ms, 60_000);
         let bad = text.replace("SELECT * FROM per_minute", "SELECT symbol FROM per_minute");
         let err = JobFile::parse("job.sql", &bad, &env).unwrap_err();
@@ -290,8 +376,16 @@ GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
         let bad = JOB.replace("FROM trades", "FROM tardes");
         let err = JobFile::parse("job.sql", &bad, &env).unwrap_err();
         assert_eq!(err.line, 9);
-        assert!(err.to_string().starts_with("job.sql:9: table `tardes` is not created"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("job.sql:9: table `tardes` is not created"),
+            "{err}"
+        );
         let err = JobFile::parse("job.sql", "SELECT 1;", &env).unwrap_err();
-        assert!(err.message.contains("expected CREATE TABLE, CREATE VIEW or INSERT INTO"), "{err}");
+        assert!(
+            err.message
+                .contains("expected CREATE TABLE, CREATE VIEW or INSERT INTO"),
+            "{err}"
+        );
     }
 }

@@ -18,9 +18,17 @@ pub struct Options {
 
 impl Options {
     /// Adds an option; a repeated key is an error.
-    pub(crate) fn insert(&mut self, key: String, value: String, line: usize) -> Result<(), LineError> {
+    pub(crate) fn insert(
+        &mut self,
+        key: String,
+        value: String,
+        line: usize,
+    ) -> Result<(), LineError> {
         if let Some((_, first)) = self.entries.get(&key) {
-            line_err!(line, "option `{key}` is given twice (first on line {first})");
+            line_err!(
+                line,
+                "option `{key}` is given twice (first on line {first})"
+            );
         }
         self.entries.insert(key, (value, line));
         Ok(())
@@ -47,9 +55,15 @@ impl Options {
 
     /// A value that must be one of `allowed`; the first is the default.
     pub fn one_of(&mut self, key: &str, allowed: &[&str]) -> Result<String, LineError> {
-        let Some(v) = self.get(key) else { return Ok(allowed[0].to_string()) };
+        let Some(v) = self.get(key) else {
+            return Ok(allowed[0].to_string());
+        };
         if !allowed.contains(&v.as_str()) {
-            line_err!(self.line_of(key, 0), "option `{key}` = '{v}' is not one of {}", quote_list(allowed));
+            line_err!(
+                self.line_of(key, 0),
+                "option `{key}` = '{v}' is not one of {}",
+                quote_list(allowed)
+            );
         }
         Ok(v)
     }
@@ -69,7 +83,10 @@ impl Options {
         match self.get(key) {
             None => Ok(default),
             Some(v) => parse_bytes(&v).ok_or_else(|| {
-                (self.line_of(key, 0), format!("option `{key}` = '{v}' is not a size (e.g. '128MB', '1MiB', '65536')"))
+                (
+                    self.line_of(key, 0),
+                    format!("option `{key}` = '{v}' is not a size (e.g. '128MB', '1MiB', '65536')"),
+                )
             }),
         }
     }
@@ -80,7 +97,10 @@ impl Options {
             None => Ok(default),
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if n > 0 => Ok(n),
-                _ => line_err!(self.line_of(key, 0), "option `{key}` = '{v}' must be a positive integer"),
+                _ => line_err!(
+                    self.line_of(key, 0),
+                    "option `{key}` = '{v}' must be a positive integer"
+                ),
             },
         }
     }
@@ -88,7 +108,12 @@ impl Options {
     /// All options whose key starts with `prefix`, with the prefix removed
     /// (for pass-through settings such as `properties.*`).
     pub fn with_prefix(&mut self, prefix: &str) -> BTreeMap<String, String> {
-        let keys: Vec<String> = self.entries.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let keys: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         keys.into_iter()
             .map(|k| {
                 let v = self.get(&k).unwrap_or_default();
@@ -101,20 +126,30 @@ impl Options {
     pub fn reject_unknown(&self, connector: &str) -> Result<(), LineError> {
         if let Some((key, (_, line))) = self.entries.iter().find(|(k, _)| !self.read.contains(*k)) {
             let known: Vec<&str> = self.read.iter().map(String::as_str).collect();
-            line_err!(*line, "unknown option `{key}` for connector '{connector}' (known: {})", known.join(", "));
+            line_err!(
+                *line,
+                "unknown option `{key}` for connector '{connector}' (known: {})",
+                known.join(", ")
+            );
         }
         Ok(())
     }
 }
 
 fn quote_list(items: &[&str]) -> String {
-    items.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses `250ms`, `30s`, `5min`, `2m`, `1h`, `1d`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit.trim().to_ascii_lowercase().as_str() {
@@ -167,6 +202,9 @@ mod tests {
         assert_eq!(o.get("topic").as_deref(), Some("t"));
         let (line, msg) = o.reject_unknown("kafka").unwrap_err();
         assert_eq!(line, 4);
-        assert!(msg.contains("unknown option `topik`") && msg.contains("known: topic"), "{msg}");
+        assert!(
+            msg.contains("unknown option `topik`") && msg.contains("known: topic"),
+            "{msg}"
+        );
     }
 }

@@ -71,12 +71,25 @@ impl StreamPlan {
             }
             _ => return plan_err!("a streaming statement may have one windowed GROUP BY; this plan has another shape:\n{}", displayable(root.as_ref()).indent(true)),
         };
-        for name in ["SortExec", "SortPreservingMergeExec", "GlobalLimitExec", "LocalLimitExec", "WindowAggExec", "BoundedWindowAggExec"] {
+        for name in [
+            "SortExec",
+            "SortPreservingMergeExec",
+            "GlobalLimitExec",
+            "LocalLimitExec",
+            "WindowAggExec",
+            "BoundedWindowAggExec",
+        ] {
             if contains(&root, name) {
                 return plan_err!("{name} (ORDER BY, LIMIT or OVER over the whole stream) is not supported in a streaming statement");
             }
         }
-        Ok(Self { root, leaf: Arc::clone(leaf), leaf_projection, input_schema, aggregate })
+        Ok(Self {
+            root,
+            leaf: Arc::clone(leaf),
+            leaf_projection,
+            input_schema,
+            aggregate,
+        })
     }
 
     /// The whole plan, for `engine check` and logs.
@@ -106,14 +119,22 @@ impl StreamPlan {
 
     /// The whole statement over one batch (for statements without aggregates).
     pub fn stateless_over(&self, batch: RecordBatch) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = self.memory_input(vec![batch], self.leaf_projection.clone(), Arc::clone(&self.input_schema))?;
+        let input = memory_input(
+            vec![batch],
+            self.leaf_projection.clone(),
+            Arc::clone(&self.input_schema),
+        )?;
         replace(&self.root, &self.leaf, &input)
     }
 
     /// The partial aggregate over one input batch: its output is state rows.
     pub fn partial_over(&self, batch: RecordBatch) -> Result<Arc<dyn ExecutionPlan>> {
         let split = self.split()?;
-        let input = self.memory_input(vec![batch], self.leaf_projection.clone(), Arc::clone(&self.input_schema))?;
+        let input = memory_input(
+            vec![batch],
+            self.leaf_projection.clone(),
+            Arc::clone(&self.input_schema),
+        )?;
         replace(&split.partial, &self.leaf, &input)
     }
 
@@ -124,7 +145,7 @@ impl StreamPlan {
         let Some(final_agg) = split.final_agg.downcast_ref::<AggregateExec>() else {
             return internal_err!("final aggregate is not an AggregateExec");
         };
-        let input = self.memory_input(states, None, split.partial.schema())?;
+        let input = memory_input(states, None, split.partial.schema())?;
         let reduce = AggregateExec::try_new(
             AggregateMode::PartialReduce,
             Arc::new(final_agg.group_expr().clone()),
@@ -139,7 +160,7 @@ impl StreamPlan {
     /// The final aggregate and everything above it over a closed window's state rows.
     pub fn final_over(&self, states: Vec<RecordBatch>) -> Result<Arc<dyn ExecutionPlan>> {
         let split = self.split()?;
-        let input = self.memory_input(states, None, split.partial.schema())?;
+        let input = memory_input(states, None, split.partial.schema())?;
         replace(&self.root, &split.partial, &input)
     }
 
@@ -149,10 +170,19 @@ impl StreamPlan {
             None => internal_err!("statement has no aggregate"),
         }
     }
+}
 
-    fn memory_input(&self, batches: Vec<RecordBatch>, projection: Option<Vec<usize>>, schema: SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(MemorySourceConfig::try_new_exec(&[batches], schema, projection)?)
-    }
+/// A one-partition in-memory input of `batches`.
+fn memory_input(
+    batches: Vec<RecordBatch>,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(MemorySourceConfig::try_new_exec(
+        &[batches],
+        schema,
+        projection,
+    )?)
 }
 
 fn mode(plan: &Arc<dyn ExecutionPlan>) -> Option<AggregateMode> {
@@ -187,7 +217,11 @@ fn same(a: &Arc<dyn ExecutionPlan>, b: &Arc<dyn ExecutionPlan>) -> bool {
 }
 
 /// `plan` with the node `target` (by identity) swapped for `with`.
-fn replace(plan: &Arc<dyn ExecutionPlan>, target: &Arc<dyn ExecutionPlan>, with: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+fn replace(
+    plan: &Arc<dyn ExecutionPlan>,
+    target: &Arc<dyn ExecutionPlan>,
+    with: &Arc<dyn ExecutionPlan>,
+) -> Result<Arc<dyn ExecutionPlan>> {
     if same(plan, target) {
         return Ok(Arc::clone(with));
     }
@@ -195,6 +229,9 @@ fn replace(plan: &Arc<dyn ExecutionPlan>, target: &Arc<dyn ExecutionPlan>, with:
     if children.is_empty() {
         return Ok(Arc::clone(plan));
     }
-    let new_children = children.into_iter().map(|c| replace(c, target, with)).collect::<Result<Vec<_>>>()?;
+    let new_children = children
+        .into_iter()
+        .map(|c| replace(c, target, with))
+        .collect::<Result<Vec<_>>>()?;
     replace_children_if_necessary(Arc::clone(plan), new_children)
 }

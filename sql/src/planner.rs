@@ -44,8 +44,15 @@ impl PlannedStatement {
 
 /// A DataFusion session configured for running plans one batch at a time.
 pub fn streaming_session() -> SessionContext {
-    let config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192).with_information_schema(false);
-    let rules = PhysicalOptimizer::new().rules.into_iter().filter(|r| !BATCH_ONLY_RULES.contains(&r.name())).collect();
+    let config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_batch_size(8192)
+        .with_information_schema(false);
+    let rules = PhysicalOptimizer::new()
+        .rules
+        .into_iter()
+        .filter(|r| !BATCH_ONLY_RULES.contains(&r.name()))
+        .collect();
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
@@ -58,7 +65,11 @@ pub fn streaming_session() -> SessionContext {
 pub async fn plan_job(job: &JobFile) -> Result<Vec<PlannedStatement>> {
     let mut planned: Vec<PlannedStatement> = Vec::with_capacity(job.inserts.len());
     for insert in &job.inserts {
-        let shared = insert.view.as_ref().and_then(|v| planned.iter_mut().find(|p| p.insert.view.as_ref() == Some(v)));
+        let shared = insert.view.as_ref().and_then(|v| {
+            planned
+                .iter_mut()
+                .find(|p| p.insert.view.as_ref() == Some(v))
+        });
         let statement = match shared {
             Some(statement) => statement,
             None => {
@@ -67,7 +78,15 @@ pub async fn plan_job(job: &JobFile) -> Result<Vec<PlannedStatement>> {
             }
         };
         if statement.sinks.contains(&insert.sink) {
-            let at = SqlError { file: job.file.clone(), line: insert.line, message: format!("sink `{}` is written twice from view `{}`", insert.sink, insert.view.as_deref().unwrap_or_default()) };
+            let at = SqlError {
+                file: job.file.clone(),
+                line: insert.line,
+                message: format!(
+                    "sink `{}` is written twice from view `{}`",
+                    insert.sink,
+                    insert.view.as_deref().unwrap_or_default()
+                ),
+            };
             return Err(at);
         }
         check_sink_columns(job, insert, &statement.plan)?;
@@ -78,11 +97,23 @@ pub async fn plan_job(job: &JobFile) -> Result<Vec<PlannedStatement>> {
 
 /// `INSERT` is positional: the query's columns must cast to the sink's, in order.
 fn check_sink_columns(job: &JobFile, insert: &InsertDef, plan: &StreamPlan) -> Result<()> {
-    let at = |message: String| SqlError { file: job.file.clone(), line: insert.line, message };
-    let sink = job.table(&insert.sink).ok_or_else(|| at(format!("no table `{}`", insert.sink)))?;
+    let at = |message: String| SqlError {
+        file: job.file.clone(),
+        line: insert.line,
+        message,
+    };
+    let sink = job
+        .table(&insert.sink)
+        .ok_or_else(|| at(format!("no table `{}`", insert.sink)))?;
     let (output, sink_schema) = (plan.output_schema(), sink.schema());
     if output.fields().len() != sink_schema.fields().len() {
-        let names = |s: &Schema| s.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+        let names = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(at(format!(
             "the SELECT gives {} columns ({}) but sink `{}` has {} ({})",
             output.fields().len(),
@@ -96,7 +127,11 @@ fn check_sink_columns(job: &JobFile, insert: &InsertDef, plan: &StreamPlan) -> R
         if !can_cast_types(from.data_type(), to.data_type()) {
             return Err(at(format!(
                 "column `{}` of the SELECT is {} and cannot be written to `{}.{}` ({})",
-                from.name(), from.data_type(), sink.name, to.name(), to.data_type()
+                from.name(),
+                from.data_type(),
+                sink.name,
+                to.name(),
+                to.data_type()
             )));
         }
     }
@@ -105,17 +140,31 @@ fn check_sink_columns(job: &JobFile, insert: &InsertDef, plan: &StreamPlan) -> R
 
 /// Plans the query of one `INSERT` of `job` (its sink is added by [`plan_job`]).
 async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStatement> {
-    let at = |message: String| SqlError { file: job.file.clone(), line: insert.line, message };
+    let at = |message: String| SqlError {
+        file: job.file.clone(),
+        line: insert.line,
+        message,
+    };
     let df = |e: datafusion::error::DataFusionError| at(e.strip_backtrace().to_string());
-    let source = job.table(&insert.source).ok_or_else(|| at(format!("no table `{}`", insert.source)))?;
+    let source = job
+        .table(&insert.source)
+        .ok_or_else(|| at(format!("no table `{}`", insert.source)))?;
 
     // A windowed statement reads the source extended with the window columns,
     // which the engine's window operator fills in.
-    let mut fields: Vec<Field> = source.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     if insert.window.is_some() {
         for name in [WINDOW_START, WINDOW_END] {
             if source.column(name).is_some() {
-                return Err(at(format!("source `{}` has a column `{name}`, which its window would hide", source.name)));
+                return Err(at(format!(
+                    "source `{}` has a column `{name}`, which its window would hide",
+                    source.name
+                )));
             }
             fields.push(Field::new(name, timestamp_type(), false));
         }
@@ -124,8 +173,13 @@ async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStateme
 
     let ctx = streaming_session();
     let table = MemTable::try_new(Arc::clone(&input_schema), vec![vec![]]).map_err(df)?;
-    ctx.register_table(source.name.as_str(), Arc::new(table)).map_err(df)?;
-    let query = ctx.state().create_logical_plan(&insert.query.to_string()).await.map_err(df)?;
+    ctx.register_table(source.name.as_str(), Arc::new(table))
+        .map_err(df)?;
+    let query = ctx
+        .state()
+        .create_logical_plan(&insert.query.to_string())
+        .await
+        .map_err(df)?;
 
     if insert.window.is_none() && has_aggregate(&query) {
         return Err(at(format!(
@@ -136,7 +190,11 @@ async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStateme
 
     let physical = ctx.state().create_physical_plan(&query).await.map_err(df)?;
     let plan = StreamPlan::try_new(physical, input_schema).map_err(df)?;
-    Ok(PlannedStatement { insert: insert.clone(), sinks: Vec::new(), plan })
+    Ok(PlannedStatement {
+        insert: insert.clone(),
+        sinks: Vec::new(),
+        plan,
+    })
 }
 
 fn has_aggregate(plan: &LogicalPlan) -> bool {

@@ -21,7 +21,10 @@ pub fn split_statements(text: &str) -> Vec<RawStatement> {
         if let Some((l, from)) = first {
             let body = &text[from..to];
             let lines_before = text[..from].matches('\n').count();
-            out.push(RawStatement { line: l, text: format!("{}{}", "\n".repeat(lines_before), body) });
+            out.push(RawStatement {
+                line: l,
+                text: format!("{}{}", "\n".repeat(lines_before), body),
+            });
         }
     };
     while i < bytes.len() {
@@ -77,6 +80,9 @@ mod tests {
         assert_eq!(stmts[1].line, 4);
         assert!(stmts[1].text.trim_start().starts_with("INSERT"));
         // Positions inside the text are positions in the file.
-        assert_eq!(stmts[1].text.lines().position(|l| l.contains("INSERT")), Some(3));
+        assert_eq!(
+            stmts[1].text.lines().position(|l| l.contains("INSERT")),
+            Some(3)
+        );
     }
 }

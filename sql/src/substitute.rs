@@ -8,7 +8,10 @@ use crate::error::{line_err, LineError};
 /// An unset variable without a default is an error naming its line: a job
 /// that silently ran against an empty broker list would be worse.
 /// `$$` stands for a literal `$`.
-pub fn substitute(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, LineError> {
+pub fn substitute(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, LineError> {
     let mut out = String::with_capacity(text.len());
     let mut line = 1;
     let mut rest = text;
@@ -27,7 +30,10 @@ pub fn substitute(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result
             continue;
         };
         let Some(end) = body_and_tail.find('}') else {
-            line_err!(line, "unterminated `${{` (expected `${{NAME}}` or `${{NAME:-default}}`)");
+            line_err!(
+                line,
+                "unterminated `${{` (expected `${{NAME}}` or `${{NAME:-default}}`)"
+            );
         };
         let body = &body_and_tail[..end];
         let (name, default) = match body.split_once(":-") {

@@ -51,8 +51,12 @@ pub struct FoundWindow {
 /// replaces it by `window_start, window_end`. Returns `None` for a query
 /// without a window.
 pub fn rewrite_window(query: &mut Query) -> Result<Option<FoundWindow>, String> {
-    let SetExpr::Select(select) = query.body.as_mut() else { return Ok(None) };
-    let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else { return Ok(None) };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return Ok(None);
+    };
+    let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else {
+        return Ok(None);
+    };
     let mut found = None;
     let mut rewritten = Vec::with_capacity(exprs.len() + 1);
     for expr in exprs.drain(..) {
@@ -72,7 +76,9 @@ pub fn rewrite_window(query: &mut Query) -> Result<Option<FoundWindow>, String> 
 }
 
 fn window_call(expr: &Expr) -> Result<Option<FoundWindow>, String> {
-    let Expr::Function(f) = expr else { return Ok(None) };
+    let Expr::Function(f) = expr else {
+        return Ok(None);
+    };
     let name = f.name.to_string().to_ascii_lowercase();
     if name != "tumble" && name != "hop" {
         return Ok(None);
@@ -85,43 +91,77 @@ fn window_call(expr: &Expr) -> Result<Option<FoundWindow>, String> {
         .iter()
         .map(|a| match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-            other => Err(format!("unsupported argument `{other}` to {}", name.to_uppercase())),
+            other => Err(format!(
+                "unsupported argument `{other}` to {}",
+                name.to_uppercase()
+            )),
         })
         .collect::<Result<_, _>>()?;
-    let usage = if name == "tumble" { "TUMBLE(ts, INTERVAL '1' MINUTE)" } else { "HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)" };
+    let usage = if name == "tumble" {
+        "TUMBLE(ts, INTERVAL '1' MINUTE)"
+    } else {
+        "HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)"
+    };
     let expected = if name == "tumble" { 2 } else { 3 };
     if args.len() != expected {
-        return Err(format!("{} takes {expected} arguments: {usage}", name.to_uppercase()));
+        return Err(format!(
+            "{} takes {expected} arguments: {usage}",
+            name.to_uppercase()
+        ));
     }
     let time_column = match args[0] {
         Expr::Identifier(id) => normalize(id),
-        Expr::CompoundIdentifier(ids) => normalize(ids.last().expect("compound identifiers are never empty")),
-        other => return Err(format!("the first argument of {} must be a column, found `{other}`", name.to_uppercase())),
+        Expr::CompoundIdentifier(ids) => {
+            normalize(ids.last().expect("compound identifiers are never empty"))
+        }
+        other => {
+            return Err(format!(
+                "the first argument of {} must be a column, found `{other}`",
+                name.to_uppercase()
+            ))
+        }
     };
     let interval = |e: &Expr| {
-        interval_ms(&e.to_string()).ok_or_else(|| format!("`{e}` is not a positive interval (e.g. INTERVAL '1' MINUTE)"))
+        interval_ms(&e.to_string())
+            .ok_or_else(|| format!("`{e}` is not a positive interval (e.g. INTERVAL '1' MINUTE)"))
     };
     let spec = if name == "tumble" {
         let size = interval(args[1])?;
-        WindowSpec { size_ms: size, slide_ms: size }
+        WindowSpec {
+            size_ms: size,
+            slide_ms: size,
+        }
     } else {
         let (slide, size) = (interval(args[1])?, interval(args[2])?);
         if size % slide != 0 {
-            return Err(format!("HOP size ({size} ms) must be a multiple of its slide ({slide} ms)"));
+            return Err(format!(
+                "HOP size ({size} ms) must be a multiple of its slide ({slide} ms)"
+            ));
         }
-        WindowSpec { size_ms: size, slide_ms: slide }
+        WindowSpec {
+            size_ms: size,
+            slide_ms: slide,
+        }
     };
     Ok(Some(FoundWindow { time_column, spec }))
 }
 
 fn normalize(id: &Ident) -> String {
-    if id.quote_style.is_some() { id.value.clone() } else { id.value.to_ascii_lowercase() }
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_ascii_lowercase()
+    }
 }
 
 /// Parses `INTERVAL '1' MINUTE`, `INTERVAL '90 seconds'`, `INTERVAL '1' HOUR`
 /// into milliseconds.
 pub fn interval_ms(sql: &str) -> Option<i64> {
-    let rest = sql.trim().strip_prefix("INTERVAL").or_else(|| sql.trim().strip_prefix("interval"))?.trim();
+    let rest = sql
+        .trim()
+        .strip_prefix("INTERVAL")
+        .or_else(|| sql.trim().strip_prefix("interval"))?
+        .trim();
     let rest = rest.strip_prefix('\'')?;
     let (quoted, unit) = rest.split_once('\'')?;
     let text = format!("{} {}", quoted.trim(), unit.trim());
@@ -148,27 +188,55 @@ mod tests {
     use datafusion::sql::sqlparser::{dialect::GenericDialect, parser::Parser};
 
     fn query(sql: &str) -> Box<Query> {
-        Parser::new(&GenericDialect {}).try_with_sql(sql).unwrap().parse_query().unwrap()
+        Parser::new(&GenericDialect {})
+            .try_with_sql(sql)
+            .unwrap()
+            .parse_query()
+            .unwrap()
     }
 
     #[test]
     fn tumble_becomes_window_columns() {
-        let mut q = query("SELECT symbol, count(*) FROM trades GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE)");
+        let mut q = query(
+            "SELECT symbol, count(*) FROM trades GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE)",
+        );
         let w = rewrite_window(&mut q).unwrap().unwrap();
         assert_eq!(w.time_column, "ts");
-        assert_eq!(w.spec, WindowSpec { size_ms: 60_000, slide_ms: 60_000 });
-        assert!(q.to_string().ends_with("GROUP BY symbol, window_start, window_end"), "{q}");
+        assert_eq!(
+            w.spec,
+            WindowSpec {
+                size_ms: 60_000,
+                slide_ms: 60_000
+            }
+        );
+        assert!(
+            q.to_string()
+                .ends_with("GROUP BY symbol, window_start, window_end"),
+            "{q}"
+        );
     }
 
     #[test]
     fn hop_checks_its_shape() {
-        let mut q = query("SELECT 1 FROM t GROUP BY hop(t.ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)");
+        let mut q =
+            query("SELECT 1 FROM t GROUP BY hop(t.ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)");
         let w = rewrite_window(&mut q).unwrap().unwrap();
-        assert_eq!(w.spec, WindowSpec { size_ms: 300_000, slide_ms: 60_000 });
-        let mut q = query("SELECT 1 FROM t GROUP BY HOP(ts, INTERVAL '2' MINUTE, INTERVAL '5' MINUTE)");
-        assert!(rewrite_window(&mut q).unwrap_err().contains("multiple of its slide"));
+        assert_eq!(
+            w.spec,
+            WindowSpec {
+                size_ms: 300_000,
+                slide_ms: 60_000
+            }
+        );
+        let mut q =
+            query("SELECT 1 FROM t GROUP BY HOP(ts, INTERVAL '2' MINUTE, INTERVAL '5' MINUTE)");
+        assert!(rewrite_window(&mut q)
+            .unwrap_err()
+            .contains("multiple of its slide"));
         let mut q = query("SELECT 1 FROM t GROUP BY TUMBLE(ts)");
-        assert!(rewrite_window(&mut q).unwrap_err().contains("takes 2 arguments"));
+        assert!(rewrite_window(&mut q)
+            .unwrap_err()
+            .contains("takes 2 arguments"));
     }
 
     #[test]
@@ -182,11 +250,17 @@ mod tests {
 
     #[test]
     fn window_assignment_bounds() {
-        let hop = WindowSpec { size_ms: 300, slide_ms: 100 };
+        let hop = WindowSpec {
+            size_ms: 300,
+            slide_ms: 100,
+        };
         assert_eq!(hop.windows_per_record(), 3);
         assert_eq!(hop.first_start(250), 0); // windows [0,300), [100,400), [200,500)
         assert_eq!(hop.first_start(-1), -300);
-        let tumble = WindowSpec { size_ms: 60, slide_ms: 60 };
+        let tumble = WindowSpec {
+            size_ms: 60,
+            slide_ms: 60,
+        };
         assert_eq!(tumble.first_start(119), 60);
     }
 }

@@ -29,7 +29,14 @@ impl RunArgs {
                 on_signal.store(true, Ordering::Relaxed);
             }
         });
-        let report = job.run(RunOptions { bounded: self.bounded }, stop).await?;
+        let report = job
+            .run(
+                RunOptions {
+                    bounded: self.bounded,
+                },
+                stop,
+            )
+            .await?;
         eprintln!("{}", report.metrics.summary());
         Ok(())
     }

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::json::ReaderBuilder;
@@ -101,10 +103,17 @@ impl JsonDecoder {
         let mut good = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             match r.payload {
-                None | Some([]) => bad.push(BadRecord { index: i, error: "empty message".into() }),
+                None | Some([]) => bad.push(BadRecord {
+                    index: i,
+                    error: "empty message".into(),
+                }),
                 Some(p) if p.len() > self.max_message_bytes => bad.push(BadRecord {
                     index: i,
-                    error: format!("message of {} bytes exceeds max_message_bytes ({})", p.len(), self.max_message_bytes),
+                    error: format!(
+                        "message of {} bytes exceeds max_message_bytes ({})",
+                        p.len(),
+                        self.max_message_bytes
+                    ),
                 }),
                 Some(_) => good.push(i),
             }
@@ -116,7 +125,10 @@ impl JsonDecoder {
         } else {
             concat_batches(&self.json_schema, parts.iter().map(|(_, b)| b))?
         };
-        let rows: Vec<usize> = parts.iter().flat_map(|(idx, _)| idx.iter().copied()).collect();
+        let rows: Vec<usize> = parts
+            .iter()
+            .flat_map(|(idx, _)| idx.iter().copied())
+            .collect();
         let (json, rows) = self.drop_missing_required(json, rows, &mut bad)?;
         bad.sort_by_key(|b| b.index);
         Ok((self.with_metadata(json, &rows, records)?, bad))
@@ -140,11 +152,17 @@ impl JsonDecoder {
             }
             Ok(batch) if idx.len() == 1 => {
                 let n = batch.num_rows();
-                bad.push(BadRecord { index: idx[0], error: format!("message holds {n} JSON values, expected one object") });
+                bad.push(BadRecord {
+                    index: idx[0],
+                    error: format!("message holds {n} JSON values, expected one object"),
+                });
                 Ok(())
             }
             Err(e) if idx.len() == 1 => {
-                bad.push(BadRecord { index: idx[0], error: e });
+                bad.push(BadRecord {
+                    index: idx[0],
+                    error: e,
+                });
                 Ok(())
             }
             _ => {
@@ -165,7 +183,9 @@ impl JsonDecoder {
             // Each payload must be exactly one value: decode it whole, then a separator.
             let mut consumed = 0;
             while consumed < payload.len() {
-                let n = decoder.decode(&payload[consumed..]).map_err(|e| e.to_string())?;
+                let n = decoder
+                    .decode(&payload[consumed..])
+                    .map_err(|e| e.to_string())?;
                 if n == 0 {
                     return Err("message holds more JSON values than expected".into());
                 }
@@ -185,30 +205,53 @@ impl JsonDecoder {
         rows: Vec<usize>,
         bad: &mut Vec<BadRecord>,
     ) -> Result<(RecordBatch, Vec<usize>)> {
-        if self.required.iter().all(|(i, _)| batch.column(*i).null_count() == 0) {
+        if self
+            .required
+            .iter()
+            .all(|(i, _)| batch.column(*i).null_count() == 0)
+        {
             return Ok((batch, rows));
         }
         let mut keep = vec![true; batch.num_rows()];
         for (row, keep) in keep.iter_mut().enumerate() {
-            let missing: Vec<&str> =
-                self.required.iter().filter(|(i, _)| batch.column(*i).is_null(row)).map(|(_, n)| n.as_str()).collect();
+            let missing: Vec<&str> = self
+                .required
+                .iter()
+                .filter(|(i, _)| batch.column(*i).is_null(row))
+                .map(|(_, n)| n.as_str())
+                .collect();
             if !missing.is_empty() {
                 *keep = false;
-                bad.push(BadRecord { index: rows[row], error: format!("missing required field(s): {}", missing.join(", ")) });
+                bad.push(BadRecord {
+                    index: rows[row],
+                    error: format!("missing required field(s): {}", missing.join(", ")),
+                });
             }
         }
-        let kept_rows = rows.iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| *r).collect();
+        let kept_rows = rows
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(r, _)| *r)
+            .collect();
         let batch = filter_record_batch(&batch, &BooleanArray::from(keep))?;
         Ok((batch, kept_rows))
     }
 
-    fn with_metadata(&self, json: RecordBatch, rows: &[usize], records: &[RawRecord]) -> Result<RecordBatch> {
+    fn with_metadata(
+        &self,
+        json: RecordBatch,
+        rows: &[usize],
+        records: &[RawRecord],
+    ) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = self
             .columns
             .iter()
             .map(|c| match c {
                 Column::Json(i) => Arc::clone(json.column(*i)),
-                Column::Metadata(m) => metadata_array(*m, rows.iter().map(|&r| &records[r]), &self.topic),
+                Column::Metadata(m) => {
+                    metadata_array(*m, rows.iter().map(|&r| &records[r]), &self.topic)
+                }
             })
             .collect();
         RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| {
@@ -218,15 +261,24 @@ impl JsonDecoder {
     }
 }
 
-fn metadata_array<'a>(m: MetadataField, records: impl Iterator<Item = &'a RawRecord<'a>>, topic: &str) -> ArrayRef {
+fn metadata_array<'a>(
+    m: MetadataField,
+    records: impl Iterator<Item = &'a RawRecord<'a>>,
+    topic: &str,
+) -> ArrayRef {
     match m {
         MetadataField::Partition => Arc::new(records.map(|r| r.partition).collect::<Int32Array>()),
         MetadataField::Offset => Arc::new(records.map(|r| r.offset).collect::<Int64Array>()),
-        MetadataField::Timestamp => {
-            Arc::new(records.map(|r| r.timestamp).collect::<TimestampMillisecondArray>().with_timezone(engine_sql::ddl::UTC))
-        }
+        MetadataField::Timestamp => Arc::new(
+            records
+                .map(|r| r.timestamp)
+                .collect::<TimestampMillisecondArray>()
+                .with_timezone(engine_sql::ddl::UTC),
+        ),
         MetadataField::Key => Arc::new(
-            records.map(|r| r.key.map(|k| String::from_utf8_lossy(k).into_owned())).collect::<StringArray>(),
+            records
+                .map(|r| r.key.map(|k| String::from_utf8_lossy(k).into_owned()))
+                .collect::<StringArray>(),
         ),
         MetadataField::Topic => Arc::new(records.map(|_| Some(topic)).collect::<StringArray>()),
     }
@@ -253,7 +305,13 @@ mod tests {
         payloads
             .iter()
             .enumerate()
-            .map(|(i, p)| RawRecord { payload: Some(p.as_bytes()), key: None, partition: 0, offset: i as i64, timestamp: None })
+            .map(|(i, p)| RawRecord {
+                payload: Some(p.as_bytes()),
+                key: None,
+                partition: 0,
+                offset: i as i64,
+                timestamp: None,
+            })
             .collect()
     }
 
@@ -276,13 +334,33 @@ mod tests {
         assert_eq!(batch.num_rows(), 3);
         let bad_idx: Vec<usize> = bad.iter().map(|b| b.index).collect();
         assert_eq!(bad_idx, vec![1, 3, 4, 5, 6, 7]);
-        assert!(bad[1].error.contains("missing required field(s): price"), "{:?}", bad[1]);
-        assert!(bad[4].error.contains("exceeds max_message_bytes"), "{:?}", bad[4]);
-        let price = batch.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert!(
+            bad[1].error.contains("missing required field(s): price"),
+            "{:?}",
+            bad[1]
+        );
+        assert!(
+            bad[4].error.contains("exceeds max_message_bytes"),
+            "{:?}",
+            bad[4]
+        );
+        let price = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert_eq!(price.values(), &[189.12, 410.5, 170.0]);
-        let ts = batch.column(3).as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
+        let ts = batch
+            .column(3)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
         assert_eq!(ts.values(), &[1763649000123, 1763649000125, 1763649000127]);
-        let off = batch.column(4).as_any().downcast_ref::<Int64Array>().unwrap();
+        let off = batch
+            .column(4)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(off.values(), &[0, 2, 8]);
         assert!(batch.column(2).is_null(1));
     }

@@ -43,10 +43,16 @@ pub struct WindowAggregate {
 impl WindowAggregate {
     /// An operator for `plan`, windowed by `window`.
     pub fn new(plan: StreamPlan, window: &FoundWindow, metrics: Arc<Metrics>) -> Result<Self> {
-        let missing = |what: &str| EngineError::Internal(format!("windowed plan has no {what} column"));
-        let time_column = plan.input_schema().index_of(&window.time_column).map_err(|_| missing(&window.time_column))?;
+        let missing =
+            |what: &str| EngineError::Internal(format!("windowed plan has no {what} column"));
+        let time_column = plan
+            .input_schema()
+            .index_of(&window.time_column)
+            .map_err(|_| missing(&window.time_column))?;
         let state_schema = plan.state_schema().ok_or_else(|| missing("state"))?;
-        let state_window_end = state_schema.index_of(WINDOW_END).map_err(|_| missing(WINDOW_END))?;
+        let state_window_end = state_schema
+            .index_of(WINDOW_END)
+            .map_err(|_| missing(WINDOW_END))?;
         Ok(Self {
             plan,
             spec: window.spec,
@@ -69,12 +75,20 @@ impl WindowAggregate {
         let (windowed, late) = assign_windows(&batch, self.time_column, self.spec, self.watermark)?;
         if late > 0 {
             Metrics::add(&self.metrics.late_rows, late);
-            tracing::warn!(late_rows = late, watermark = self.watermark, "rows arrived after their window closed; dropped and counted");
+            tracing::warn!(
+                late_rows = late,
+                watermark = self.watermark,
+                "rows arrived after their window closed; dropped and counted"
+            );
         }
         if windowed.num_rows() == 0 {
             return Ok(());
         }
-        let states = collect(self.plan.partial_over(windowed)?, Arc::clone(&self.task_ctx)).await?;
+        let states = collect(
+            self.plan.partial_over(windowed)?,
+            Arc::clone(&self.task_ctx),
+        )
+        .await?;
         for state in states {
             self.add_state(state).await?;
         }
@@ -107,7 +121,9 @@ impl WindowAggregate {
             .column(self.state_window_end)
             .as_any()
             .downcast_ref::<TimestampMillisecondArray>()
-            .ok_or_else(|| EngineError::Internal("window_end state column is not TIMESTAMP(ms)".into()))?;
+            .ok_or_else(|| {
+                EngineError::Internal("window_end state column is not TIMESTAMP(ms)".into())
+            })?;
         let (lo, hi) = (min(ends).unwrap_or_default(), max(ends).unwrap_or_default());
         let parts = if lo == hi {
             vec![(lo, state)]
@@ -118,7 +134,8 @@ impl WindowAggregate {
             distinct
                 .into_iter()
                 .map(|end| {
-                    let key = Scalar::new(TimestampMillisecondArray::from(vec![end]).with_timezone(UTC));
+                    let key =
+                        Scalar::new(TimestampMillisecondArray::from(vec![end]).with_timezone(UTC));
                     Ok((end, filter_record_batch(&state, &eq(ends, &key)?)?))
                 })
                 .collect::<Result<Vec<_>>>()?
@@ -128,7 +145,8 @@ impl WindowAggregate {
             batches.push(part);
             if batches.len() >= MAX_STATE_BATCHES {
                 let all = std::mem::take(batches);
-                let folded = collect(self.plan.reduce_over(all)?, Arc::clone(&self.task_ctx)).await?;
+                let folded =
+                    collect(self.plan.reduce_over(all)?, Arc::clone(&self.task_ctx)).await?;
                 self.windows.insert(end, folded);
             }
         }

@@ -27,7 +27,9 @@ pub fn assign_windows(
         .downcast_ref::<TimestampMillisecondArray>()
         .ok_or_else(|| EngineError::Internal("window time column is not TIMESTAMP(ms)".into()))?;
     if ts.null_count() > 0 {
-        return Err(EngineError::Internal("null event time reached a window (the source must reject it)".into()));
+        return Err(EngineError::Internal(
+            "null event time reached a window (the source must reject it)".into(),
+        ));
     }
     let copies = spec.windows_per_record();
     let closed = closed.unwrap_or(EventTime::MIN);
@@ -50,15 +52,31 @@ pub fn assign_windows(
         batch.columns().to_vec() // the common case: every row kept once, no copy
     } else {
         let indices = UInt32Array::from(rows);
-        batch.columns().iter().map(|c| take(c.as_ref(), &indices, None)).collect::<Result<_, _>>()?
+        batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<Result<_, _>>()?
     };
     let ends: Vec<i64> = starts.iter().map(|s| s + spec.size_ms).collect();
-    columns.push(Arc::new(TimestampMillisecondArray::from(starts).with_timezone(UTC)));
-    columns.push(Arc::new(TimestampMillisecondArray::from(ends).with_timezone(UTC)));
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    columns.push(Arc::new(
+        TimestampMillisecondArray::from(starts).with_timezone(UTC),
+    ));
+    columns.push(Arc::new(
+        TimestampMillisecondArray::from(ends).with_timezone(UTC),
+    ));
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new(WINDOW_START, timestamp_type(), false));
     fields.push(Field::new(WINDOW_END, timestamp_type(), false));
-    Ok((RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?, late))
+    Ok((
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?,
+        late,
+    ))
 }
 
 #[cfg(test)]
@@ -68,10 +86,16 @@ mod tests {
 
     fn batch(ts: Vec<i64>) -> RecordBatch {
         let n = ts.len() as i64;
-        let schema = Schema::new(vec![Field::new("ts", timestamp_type(), false), Field::new("n", arrow::datatypes::DataType::Int64, false)]);
+        let schema = Schema::new(vec![
+            Field::new("ts", timestamp_type(), false),
+            Field::new("n", arrow::datatypes::DataType::Int64, false),
+        ]);
         RecordBatch::try_new(
             Arc::new(schema),
-            vec![Arc::new(TimestampMillisecondArray::from(ts).with_timezone(UTC)), Arc::new(Int64Array::from_iter_values(0..n))],
+            vec![
+                Arc::new(TimestampMillisecondArray::from(ts).with_timezone(UTC)),
+                Arc::new(Int64Array::from_iter_values(0..n)),
+            ],
         )
         .unwrap()
     }
@@ -80,13 +104,21 @@ mod tests {
         let c = b.column_by_name(name).unwrap();
         match c.as_any().downcast_ref::<TimestampMillisecondArray>() {
             Some(a) => a.values().to_vec(),
-            None => c.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec(),
+            None => c
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec(),
         }
     }
 
     #[test]
     fn tumble_and_late_rows() {
-        let spec = WindowSpec { size_ms: 60, slide_ms: 60 };
+        let spec = WindowSpec {
+            size_ms: 60,
+            slide_ms: 60,
+        };
         let (out, late) = assign_windows(&batch(vec![5, 59, 60, -1]), 0, spec, None).unwrap();
         assert_eq!(late, 0);
         assert_eq!(column(&out, WINDOW_START), vec![0, 0, 60, -60]);
@@ -98,7 +130,10 @@ mod tests {
 
     #[test]
     fn hop_copies_rows_into_each_window() {
-        let spec = WindowSpec { size_ms: 30, slide_ms: 10 };
+        let spec = WindowSpec {
+            size_ms: 30,
+            slide_ms: 10,
+        };
         let (out, late) = assign_windows(&batch(vec![25]), 0, spec, Some(20)).unwrap();
         // Windows containing 25: [0,30) [10,40) [20,50); [0,30) is still open at watermark 20.
         assert_eq!(late, 0);

@@ -32,7 +32,9 @@ impl Operator {
     /// The operator for a planned statement.
     pub fn for_statement(planned: &PlannedStatement, metrics: Arc<Metrics>) -> Result<Self> {
         Ok(match planned.window() {
-            Some(window) => Operator::Window(WindowAggregate::new(planned.plan.clone(), window, metrics)?),
+            Some(window) => {
+                Operator::Window(WindowAggregate::new(planned.plan.clone(), window, metrics)?)
+            }
             None => Operator::Stateless(StatelessQuery::new(planned.plan.clone())),
         })
     }

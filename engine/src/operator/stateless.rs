@@ -18,7 +18,10 @@ pub struct StatelessQuery {
 impl StatelessQuery {
     /// Runs `plan` batch by batch.
     pub fn new(plan: StreamPlan) -> Self {
-        Self { plan, task_ctx: streaming_session().task_ctx() }
+        Self {
+            plan,
+            task_ctx: streaming_session().task_ctx(),
+        }
     }
 
     /// The statement's rows for one input batch.

@@ -26,8 +26,8 @@ pub struct Sink {
 enum Target {
     /// JSON records to a Kafka topic.
     Kafka(kafka::KafkaSink),
-    /// Hive-partitioned Parquet files on an object store.
-    Lake(lake::LakeSink),
+    /// Hive-partitioned Parquet files on an object store (boxed: it is large).
+    Lake(Box<lake::LakeSink>),
 }
 
 /// A sink's checked configuration, built without connecting (for `engine check`).
@@ -43,19 +43,33 @@ impl SinkConfig {
     /// Reads the options of sink table `table`; `file` names the job file for errors.
     pub fn from_table(file: &str, table: &TableDef) -> Result<Self> {
         let at = |(line, message): (usize, String)| {
-            EngineError::Config(SqlError { file: file.to_string(), line, message: format!("table `{}`: {message}", table.name) })
+            EngineError::Config(SqlError {
+                file: file.to_string(),
+                line,
+                message: format!("table `{}`: {message}", table.name),
+            })
         };
         match table.connector.as_str() {
-            "kafka" => Ok(SinkConfig::Kafka(kafka::KafkaSinkConfig::from_table(table).map_err(at)?)),
-            "lake" | "filesystem" => Ok(SinkConfig::Lake(lake::LakeSinkConfig::from_table(table).map_err(at)?)),
-            other => Err(at((table.line, format!("unknown sink connector '{other}' (known: 'kafka', 'lake', 'filesystem')")))),
+            "kafka" => Ok(SinkConfig::Kafka(
+                kafka::KafkaSinkConfig::from_table(table).map_err(at)?,
+            )),
+            "lake" | "filesystem" => Ok(SinkConfig::Lake(
+                lake::LakeSinkConfig::from_table(table).map_err(at)?,
+            )),
+            other => Err(at((
+                table.line,
+                format!("unknown sink connector '{other}' (known: 'kafka', 'lake', 'filesystem')"),
+            ))),
         }
     }
 
     /// Where the rows go, for logs.
     pub fn describe(&self) -> String {
         match self {
-            SinkConfig::Kafka(c) => format!("kafka topic `{}` on {}", c.topic, c.client.bootstrap_servers),
+            SinkConfig::Kafka(c) => format!(
+                "kafka topic `{}` on {}",
+                c.topic, c.client.bootstrap_servers
+            ),
             SinkConfig::Lake(c) => format!("parquet under {}", c.path),
         }
     }
@@ -67,17 +81,28 @@ impl Sink {
         let target = match config {
             SinkConfig::Kafka(c) => {
                 let open = tokio::task::spawn_blocking(move || kafka::KafkaSink::new(c, metrics));
-                Target::Kafka(open.await.map_err(|e| EngineError::Internal(format!("opening a Kafka sink: {e}")))??)
+                Target::Kafka(
+                    open.await.map_err(|e| {
+                        EngineError::Internal(format!("opening a Kafka sink: {e}"))
+                    })??,
+                )
             }
-            SinkConfig::Lake(c) => Target::Lake(lake::LakeSink::open(c, table.schema(), metrics).await?),
+            SinkConfig::Lake(c) => Target::Lake(Box::new(
+                lake::LakeSink::open(c, table.schema(), metrics).await?,
+            )),
         };
-        Ok(Self { name: table.name.clone(), schema: table.schema(), target })
+        Ok(Self {
+            name: table.name.clone(),
+            schema: table.schema(),
+            target,
+        })
     }
 
     /// Writes rows (buffered; durable after [`Sink::flush`]), cast to the
     /// table's columns by position, as SQL's `INSERT` does.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let batch = conform(batch, &self.schema).map_err(|e| EngineError::Execution(format!("writing to `{}`: {e}", self.name)))?;
+        let batch = conform(batch, &self.schema)
+            .map_err(|e| EngineError::Execution(format!("writing to `{}`: {e}", self.name)))?;
         match &mut self.target {
             Target::Kafka(s) => s.write(batch).await,
             Target::Lake(s) => s.write(batch).await,
@@ -103,8 +128,17 @@ impl Sink {
 
 /// `batch` with its columns cast, in order, to `schema`'s types and names.
 /// A null in a `NOT NULL` column is an error, never a silently wrong row.
-pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
-    if batch.schema().fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+pub fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .all(|(a, b)| a.data_type() == b.data_type())
+    {
         return RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec());
     }
     let columns = batch

@@ -22,7 +22,11 @@ pub fn brokers() -> String {
 
 /// A name no other test run uses.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{:06x}", std::process::id(), rand::rng().random::<u32>() & 0xff_ffff)
+    format!(
+        "{prefix}_{}_{:06x}",
+        std::process::id(),
+        rand::rng().random::<u32>() & 0xff_ffff
+    )
 }
 
 /// One trade, as the producer sent it.
@@ -37,7 +41,13 @@ pub struct Trade {
 /// Trades over `symbols` symbols starting at `start_ms`, one every `spacing_ms`
 /// (so event times are unique, and first/last by time are well defined),
 /// random-walk prices with cent ticks, integer sizes.
-pub fn generate_trades(seed: u64, n: usize, symbols: usize, start_ms: i64, spacing_ms: i64) -> Vec<Trade> {
+pub fn generate_trades(
+    seed: u64,
+    n: usize,
+    symbols: usize,
+    start_ms: i64,
+    spacing_ms: i64,
+) -> Vec<Trade> {
     let mut rng = StdRng::seed_from_u64(seed);
     let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:02}")).collect();
     let mut prices: Vec<f64> = (0..symbols).map(|i| 50.0 + 25.0 * i as f64).collect();
@@ -46,7 +56,12 @@ pub fn generate_trades(seed: u64, n: usize, symbols: usize, start_ms: i64, spaci
             let s = rng.random_range(0..symbols);
             let step = rng.random_range(-5i64..=5) as f64 / 100.0;
             prices[s] = ((prices[s] + step).max(1.0) * 100.0).round() / 100.0;
-            Trade { symbol: names[s].clone(), price: prices[s], size: rng.random_range(1..=1000) as f64, ts: start_ms + i as i64 * spacing_ms }
+            Trade {
+                symbol: names[s].clone(),
+                price: prices[s],
+                size: rng.random_range(1..=1000) as f64,
+                ts: start_ms + i as i64 * spacing_ms,
+            }
         })
         .collect()
 }
@@ -54,7 +69,11 @@ pub fn generate_trades(seed: u64, n: usize, symbols: usize, start_ms: i64, spaci
 /// The order trades reach Kafka: each delayed by up to `max_delay_ms` (< the watermark delay).
 pub fn arrival_order(trades: &[Trade], seed: u64, max_delay_ms: i64) -> Vec<Trade> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut keyed: Vec<(i64, usize)> = trades.iter().enumerate().map(|(i, t)| (t.ts + rng.random_range(0..max_delay_ms), i)).collect();
+    let mut keyed: Vec<(i64, usize)> = trades
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.ts + rng.random_range(0..max_delay_ms), i))
+        .collect();
     keyed.sort();
     keyed.into_iter().map(|(_, i)| trades[i].clone()).collect()
 }
@@ -82,7 +101,11 @@ impl Candle {
 
 /// Plain fold: every trade into each window `[start, start + size)` containing
 /// it, starts multiple of `slide`. Keyed by (symbol, window_start).
-pub fn fold_windows(trades: &[Trade], size_ms: i64, slide_ms: i64) -> BTreeMap<(String, i64), Candle> {
+pub fn fold_windows(
+    trades: &[Trade],
+    size_ms: i64,
+    slide_ms: i64,
+) -> BTreeMap<(String, i64), Candle> {
     let mut out: BTreeMap<(String, i64), Candle> = BTreeMap::new();
     for t in trades {
         let last_start = t.ts.div_euclid(slide_ms) * slide_ms;
@@ -124,10 +147,19 @@ pub fn close_to(a: f64, b: f64, rel: f64) -> bool {
 
 /// Creates topics (name, partitions) on the test broker.
 pub async fn create_topics(topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
-    let new: Vec<NewTopic> = topics.iter().map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1))).collect();
-    for result in admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics") {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create topics")
+    {
         result.expect("topic created");
     }
 }
@@ -143,8 +175,15 @@ pub async fn produce(topic: &str, records: &[(String, Vec<u8>)]) {
         .expect("producer");
     let mut pending = Vec::with_capacity(records.len());
     for (key, payload) in records {
-        let record = FutureRecord::to(topic).key(key.as_str()).payload(payload.as_slice());
-        pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+        let record = FutureRecord::to(topic)
+            .key(key.as_str())
+            .payload(payload.as_slice());
+        pending.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
     }
     for d in pending {
         d.await.expect("delivery future").expect("delivered");
@@ -174,18 +213,24 @@ pub fn read_all(topic: &str) -> Vec<ReadRecord> {
         .set("enable.partition.eof", "true")
         .create()
         .expect("consumer");
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
     let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
     let mut tpl = TopicPartitionList::new();
     for &p in &partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
     let mut at_end = std::collections::BTreeSet::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while at_end.len() < partitions.len() {
-        assert!(std::time::Instant::now() < deadline, "reading {topic} took over 120 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} took over 120 s"
+        );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(ReadRecord {
                 key: m.key().map(<[u8]>::to_vec),
@@ -194,7 +239,15 @@ pub fn read_all(topic: &str) -> Vec<ReadRecord> {
                 headers: m
                     .headers()
                     .map(|h| {
-                        h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
                     })
                     .unwrap_or_default(),
             }),
@@ -210,13 +263,18 @@ pub fn read_all(topic: &str) -> Vec<ReadRecord> {
 
 /// The repository root (job files live in `jobs/`).
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Sends the engine's logs to the test output (shown for failing tests).
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_test_writer()
         .try_init();
 }

@@ -36,9 +36,16 @@ impl KafkaSinkConfig {
     pub fn from_table(table: &TableDef) -> Result<Self, LineError> {
         let mut o = table.options.clone();
         let column = |o: &engine_sql::Options, key: &str, name: &str| -> Result<usize, LineError> {
-            table.columns.iter().position(|c| c.name == name).ok_or_else(|| {
-                (o.line_of(key, table.line), format!("option `{key}` = '{name}': no such column"))
-            })
+            table
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| {
+                    (
+                        o.line_of(key, table.line),
+                        format!("option `{key}` = '{name}': no such column"),
+                    )
+                })
         };
         let topic = o.required("topic", table.line)?;
         o.one_of("format", &["json"])?;
@@ -53,14 +60,29 @@ impl KafkaSinkConfig {
         };
         if let Some(i) = timestamp_field {
             if !matches!(table.columns[i].data_type, DataType::Timestamp(..)) {
-                return Err((o.line_of("timestamp_field", table.line), format!("timestamp_field `{}` must be a TIMESTAMP column", table.columns[i].name)));
+                return Err((
+                    o.line_of("timestamp_field", table.line),
+                    format!(
+                        "timestamp_field `{}` must be a TIMESTAMP column",
+                        table.columns[i].name
+                    ),
+                ));
             }
         }
-        let timestamp_format = match o.one_of("json.timestamp_format", &["epoch_millis", "rfc3339"])?.as_str() {
+        let timestamp_format = match o
+            .one_of("json.timestamp_format", &["epoch_millis", "rfc3339"])?
+            .as_str()
+        {
             "rfc3339" => TimestampFormat::Rfc3339,
             _ => TimestampFormat::EpochMillis,
         };
         o.reject_unknown("kafka")?;
-        Ok(Self { topic, client, key_field, timestamp_field, timestamp_format })
+        Ok(Self {
+            topic,
+            client,
+            key_field,
+            timestamp_field,
+            timestamp_format,
+        })
     }
 }

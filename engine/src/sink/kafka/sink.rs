@@ -39,9 +39,24 @@ impl KafkaSink {
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
             .create()
-            .map_err(|e| EngineError::Kafka(format!("creating producer for topic `{}`: {e}", config.topic)))?;
-        crate::kafka::ensure_topic(producer.client(), &config.topic, &config.client.bootstrap_servers, "output topic")?;
-        Ok(Self { config, producer, in_flight: VecDeque::new(), metrics })
+            .map_err(|e| {
+                EngineError::Kafka(format!(
+                    "creating producer for topic `{}`: {e}",
+                    config.topic
+                ))
+            })?;
+        crate::kafka::ensure_topic(
+            producer.client(),
+            &config.topic,
+            &config.client.bootstrap_servers,
+            "output topic",
+        )?;
+        Ok(Self {
+            config,
+            producer,
+            in_flight: VecDeque::new(),
+            metrics,
+        })
     }
 
     /// Queues one record per row (rows already in the table's schema).
@@ -51,14 +66,19 @@ impl KafkaSink {
             Some(i) => Some(cast(batch.column(i), &DataType::Utf8)?),
             None => None,
         };
-        let keys = keys.as_ref().and_then(|k| k.as_any().downcast_ref::<StringArray>());
+        let keys = keys
+            .as_ref()
+            .and_then(|k| k.as_any().downcast_ref::<StringArray>());
         let timestamps = match self.config.timestamp_field {
             Some(i) => Some(cast(batch.column(i), &engine_sql::timestamp_type())?),
             None => None,
         };
-        let timestamps = timestamps.as_ref().and_then(|t| t.as_any().downcast_ref::<TimestampMillisecondArray>());
+        let timestamps = timestamps
+            .as_ref()
+            .and_then(|t| t.as_any().downcast_ref::<TimestampMillisecondArray>());
         for (row, value) in values.iter().enumerate() {
-            let mut record = FutureRecord::<str, [u8]>::to(&self.config.topic).payload(value.as_slice());
+            let mut record =
+                FutureRecord::<str, [u8]>::to(&self.config.topic).payload(value.as_slice());
             if let Some(k) = keys.filter(|k| k.is_valid(row)) {
                 record = record.key(k.value(row));
             }
@@ -78,7 +98,12 @@ impl KafkaSink {
                             None => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
                     }
-                    Err((e, _)) => return Err(EngineError::Kafka(format!("sending to topic `{}`: {e}", self.config.topic))),
+                    Err((e, _)) => {
+                        return Err(EngineError::Kafka(format!(
+                            "sending to topic `{}`: {e}",
+                            self.config.topic
+                        )))
+                    }
                 }
             }
             while self.in_flight.len() > MAX_IN_FLIGHT {
@@ -101,8 +126,14 @@ impl KafkaSink {
     async fn await_delivery(&self, delivery: DeliveryFuture) -> Result<()> {
         match delivery.await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(EngineError::Kafka(format!("delivery to topic `{}` failed: {e}", self.config.topic))),
-            Err(_) => Err(EngineError::Kafka(format!("producer for topic `{}` shut down before delivery", self.config.topic))),
+            Ok(Err((e, _))) => Err(EngineError::Kafka(format!(
+                "delivery to topic `{}` failed: {e}",
+                self.config.topic
+            ))),
+            Err(_) => Err(EngineError::Kafka(format!(
+                "producer for topic `{}` shut down before delivery",
+                self.config.topic
+            ))),
         }
     }
 }
@@ -118,7 +149,11 @@ pub fn encode_json(batch: &RecordBatch, format: TimestampFormat) -> Result<Vec<V
     writer.write(&batch)?;
     writer.finish()?;
     drop(writer);
-    Ok(buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 fn timestamps_as_millis(batch: &RecordBatch) -> Result<RecordBatch> {
@@ -126,15 +161,25 @@ fn timestamps_as_millis(batch: &RecordBatch) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
         if matches!(field.data_type(), DataType::Timestamp(..)) {
-            let ms = cast(&cast(column, &engine_sql::timestamp_type())?, &DataType::Int64)?;
-            fields.push(Field::new(field.name(), DataType::Int64, field.is_nullable()));
+            let ms = cast(
+                &cast(column, &engine_sql::timestamp_type())?,
+                &DataType::Int64,
+            )?;
+            fields.push(Field::new(
+                field.name(),
+                DataType::Int64,
+                field.is_nullable(),
+            ));
             columns.push(ms);
         } else {
             fields.push(field.as_ref().clone());
             columns.push(Arc::clone(column));
         }
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 #[cfg(test)]
@@ -153,15 +198,25 @@ mod tests {
             Arc::new(schema),
             vec![
                 Arc::new(StringArray::from(vec!["AAPL", "MSFT"])),
-                Arc::new(TimestampMillisecondArray::from(vec![60_000, 120_000]).with_timezone("UTC")),
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![60_000, 120_000]).with_timezone("UTC"),
+                ),
                 Arc::new(Float64Array::from(vec![Some(1.5), None])),
             ],
         )
         .unwrap();
         let rows = encode_json(&batch, TimestampFormat::EpochMillis).unwrap();
-        assert_eq!(String::from_utf8(rows[0].clone()).unwrap(), r#"{"symbol":"AAPL","window_end":60000,"vwap":1.5}"#);
-        assert_eq!(String::from_utf8(rows[1].clone()).unwrap(), r#"{"symbol":"MSFT","window_end":120000}"#);
+        assert_eq!(
+            String::from_utf8(rows[0].clone()).unwrap(),
+            r#"{"symbol":"AAPL","window_end":60000,"vwap":1.5}"#
+        );
+        assert_eq!(
+            String::from_utf8(rows[1].clone()).unwrap(),
+            r#"{"symbol":"MSFT","window_end":120000}"#
+        );
         let rows = encode_json(&batch, TimestampFormat::Rfc3339).unwrap();
-        assert!(String::from_utf8(rows[0].clone()).unwrap().contains("1970-01-01T00:01:00"));
+        assert!(String::from_utf8(rows[0].clone())
+            .unwrap()
+            .contains("1970-01-01T00:01:00"));
     }
 }

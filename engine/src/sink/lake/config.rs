@@ -51,21 +51,32 @@ impl LakeSinkConfig {
         let mut o = table.options.clone();
         let path = o.required("path", table.line)?;
         o.one_of("format", &["parquet"])?;
-        let partitioning = match o.one_of("partition_by", &["dt", "dt,hour", "none"])?.as_str() {
+        let partitioning = match o
+            .one_of("partition_by", &["dt", "dt,hour", "none"])?
+            .as_str()
+        {
             "none" => PartitionScheme::None,
             "dt,hour" => PartitionScheme::DayHour,
             _ => PartitionScheme::Day,
         };
         for key in ["dt", "hour"] {
             if table.column(key).is_some() && partitioning != PartitionScheme::None {
-                return Err((table.line, format!("column `{key}` clashes with the partition column of the same name")));
+                return Err((
+                    table.line,
+                    format!("column `{key}` clashes with the partition column of the same name"),
+                ));
             }
         }
         let is_time = |i: &usize| matches!(table.columns[*i].data_type, DataType::Timestamp(..));
         let partition_time_field = match o.get("partition_time_field") {
             Some(name) => match table.columns.iter().position(|c| c.name == name) {
                 Some(i) if is_time(&i) => Some(i),
-                _ => return Err((o.line_of("partition_time_field", table.line), format!("partition_time_field `{name}` is not a TIMESTAMP column"))),
+                _ => {
+                    return Err((
+                        o.line_of("partition_time_field", table.line),
+                        format!("partition_time_field `{name}` is not a TIMESTAMP column"),
+                    ))
+                }
             },
             None => table
                 .columns
@@ -75,7 +86,11 @@ impl LakeSinkConfig {
                 .or_else(|| (0..table.columns.len()).find(is_time)),
         };
         if partition_time_field.is_none() && partitioning != PartitionScheme::None {
-            return Err((table.line, "partitioned by time but has no TIMESTAMP column (use partition_by = 'none')".to_string()));
+            return Err((
+                table.line,
+                "partitioned by time but has no TIMESTAMP column (use partition_by = 'none')"
+                    .to_string(),
+            ));
         }
         let config = Self {
             table: table.name.clone(),
@@ -84,7 +99,10 @@ impl LakeSinkConfig {
             partition_time_field,
             file_size: o.bytes("rolling.file_size", 128 << 20)?,
             rollover: o.duration("rolling.interval", Duration::from_secs(300))?,
-            compression: match o.one_of("parquet.compression", &["snappy", "zstd"])?.as_str() {
+            compression: match o
+                .one_of("parquet.compression", &["snappy", "zstd"])?
+                .as_str()
+            {
                 "zstd" => Compression::Zstd,
                 _ => Compression::Snappy,
             },

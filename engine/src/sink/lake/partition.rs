@@ -39,9 +39,21 @@ mod tests {
     #[test]
     fn paths() {
         let ms = 1_763_649_000_123; // 2025-11-20T14:30:00.123Z
-        assert_eq!(PartitionKey::of(PartitionScheme::Day, ms).path(PartitionScheme::Day), "dt=2025-11-20");
-        assert_eq!(PartitionKey::of(PartitionScheme::DayHour, ms).path(PartitionScheme::DayHour), "dt=2025-11-20/hour=14");
-        assert_eq!(PartitionKey::of(PartitionScheme::DayHour, 5).path(PartitionScheme::DayHour), "dt=1970-01-01/hour=00");
-        assert_eq!(PartitionKey::of(PartitionScheme::Day, -1).path(PartitionScheme::Day), "dt=1969-12-31");
+        assert_eq!(
+            PartitionKey::of(PartitionScheme::Day, ms).path(PartitionScheme::Day),
+            "dt=2025-11-20"
+        );
+        assert_eq!(
+            PartitionKey::of(PartitionScheme::DayHour, ms).path(PartitionScheme::DayHour),
+            "dt=2025-11-20/hour=14"
+        );
+        assert_eq!(
+            PartitionKey::of(PartitionScheme::DayHour, 5).path(PartitionScheme::DayHour),
+            "dt=1970-01-01/hour=00"
+        );
+        assert_eq!(
+            PartitionKey::of(PartitionScheme::Day, -1).path(PartitionScheme::Day),
+            "dt=1969-12-31"
+        );
     }
 }

@@ -46,15 +46,34 @@ struct OpenFile {
 
 impl LakeSink {
     /// Opens the store behind the table path.
-    pub async fn open(config: LakeSinkConfig, schema: SchemaRef, metrics: Arc<Metrics>) -> Result<Self> {
+    pub async fn open(
+        config: LakeSinkConfig,
+        schema: SchemaRef,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let location = store::open(&config.path)?;
         let compression = match config.compression {
             Compression::Snappy => ParquetCompression::SNAPPY,
             Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::default()),
         };
-        let properties = WriterProperties::builder().set_compression(compression).build();
-        let run_id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), rand::rng().random::<u32>());
-        Ok(Self { config, location, schema, properties, open: BTreeMap::new(), run_id, next_file: 0, metrics })
+        let properties = WriterProperties::builder()
+            .set_compression(compression)
+            .build();
+        let run_id = format!(
+            "{}-{:08x}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            rand::rng().random::<u32>()
+        );
+        Ok(Self {
+            config,
+            location,
+            schema,
+            properties,
+            open: BTreeMap::new(),
+            run_id,
+            next_file: 0,
+            metrics,
+        })
     }
 
     /// Appends rows (already in the table's schema) to their partitions' open files.
@@ -64,12 +83,21 @@ impl LakeSink {
             let file = match self.open.get_mut(&key) {
                 Some(f) => f,
                 None => {
-                    let writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&self.schema), Some(self.properties.clone()))?;
-                    self.open.entry(key).or_insert(OpenFile { writer, opened: Instant::now() })
+                    let writer = ArrowWriter::try_new(
+                        Vec::new(),
+                        Arc::clone(&self.schema),
+                        Some(self.properties.clone()),
+                    )?;
+                    self.open.entry(key).or_insert(OpenFile {
+                        writer,
+                        opened: Instant::now(),
+                    })
                 }
             };
             file.writer.write(&part)?;
-            if (file.writer.bytes_written() + file.writer.in_progress_size()) as u64 >= self.config.file_size {
+            if (file.writer.bytes_written() + file.writer.in_progress_size()) as u64
+                >= self.config.file_size
+            {
                 self.close(key).await?;
             }
         }
@@ -92,8 +120,12 @@ impl LakeSink {
     }
 
     async fn close_old_files(&mut self) -> Result<()> {
-        let old: Vec<PartitionKey> =
-            self.open.iter().filter(|(_, f)| f.opened.elapsed() >= self.config.rollover).map(|(k, _)| *k).collect();
+        let old: Vec<PartitionKey> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= self.config.rollover)
+            .map(|(k, _)| *k)
+            .collect();
         for key in old {
             self.close(key).await?;
         }
@@ -117,7 +149,11 @@ impl LakeSink {
                 self.schema.field(column).name()
             )));
         }
-        let keys: Vec<PartitionKey> = times.values().iter().map(|&t| PartitionKey::of(scheme, t)).collect();
+        let keys: Vec<PartitionKey> = times
+            .values()
+            .iter()
+            .map(|&t| PartitionKey::of(scheme, t))
+            .collect();
         let first = keys[0];
         if keys.iter().all(|k| *k == first) {
             return Ok(vec![(first, batch)]); // the usual case: one partition per batch
@@ -128,14 +164,17 @@ impl LakeSink {
         distinct
             .into_iter()
             .map(|key| {
-                let mask: arrow::array::BooleanArray = keys.iter().map(|k| Some(*k == key)).collect();
+                let mask: arrow::array::BooleanArray =
+                    keys.iter().map(|k| Some(*k == key)).collect();
                 Ok((key, filter_record_batch(&batch, &mask)?))
             })
             .collect()
     }
 
     async fn close(&mut self, key: PartitionKey) -> Result<()> {
-        let Some(file) = self.open.remove(&key) else { return Ok(()) };
+        let Some(file) = self.open.remove(&key) else {
+            return Ok(());
+        };
         let bytes = file.writer.into_inner()?;
         let partition = key.path(self.config.partitioning);
         let name = format!("part-{}-{:06}.parquet", self.run_id, self.next_file);
@@ -150,7 +189,12 @@ impl LakeSink {
             .store
             .put(&path, PutPayload::from(Bytes::from(bytes)))
             .await
-            .map_err(|e| EngineError::Store(format!("writing `{}` under {}: {e}", path, self.config.path)))?;
+            .map_err(|e| {
+                EngineError::Store(format!(
+                    "writing `{}` under {}: {e}",
+                    path, self.config.path
+                ))
+            })?;
         Metrics::add(&self.metrics.files_written, 1);
         tracing::info!(table = %self.config.table, file = %path, bytes = size, "lake file written");
         Ok(())

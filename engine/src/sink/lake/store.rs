@@ -26,19 +26,31 @@ pub fn open(path: &str) -> Result<Location> {
     if let Some(rest) = path.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(EngineError::Store(format!("`{path}` names no bucket (expected s3://bucket/prefix)")));
+            return Err(EngineError::Store(format!(
+                "`{path}` names no bucket (expected s3://bucket/prefix)"
+            )));
         }
         let store = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .build()
             .map_err(|e| EngineError::Store(format!("opening `{path}`: {e}")))?;
-        return Ok(Location { store: Arc::new(store), prefix: Path::from(prefix.trim_matches('/')) });
+        return Ok(Location {
+            store: Arc::new(store),
+            prefix: Path::from(prefix.trim_matches('/')),
+        });
     }
     let dir = path.strip_prefix("file://").unwrap_or(path);
     if dir.contains("://") {
-        return Err(EngineError::Store(format!("`{path}`: unsupported scheme (use s3://, file:// or a local directory)")));
+        return Err(EngineError::Store(format!(
+            "`{path}`: unsupported scheme (use s3://, file:// or a local directory)"
+        )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| EngineError::Store(format!("creating directory `{dir}`: {e}")))?;
-    let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| EngineError::Store(format!("opening `{dir}`: {e}")))?;
-    Ok(Location { store: Arc::new(store), prefix: Path::default() })
+    std::fs::create_dir_all(dir)
+        .map_err(|e| EngineError::Store(format!("creating directory `{dir}`: {e}")))?;
+    let store = LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| EngineError::Store(format!("opening `{dir}`: {e}")))?;
+    Ok(Location {
+        store: Arc::new(store),
+        prefix: Path::default(),
+    })
 }

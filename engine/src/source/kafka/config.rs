@@ -56,16 +56,25 @@ impl KafkaSourceConfig {
         let topic = o.required("topic", table.line)?;
         o.one_of("format", &["json"])?;
         let client = KafkaClientOptions::from_options(&mut o, table.line)?;
-        let startup = match o.one_of("scan.startup.mode", &["group-offsets", "earliest-offset", "latest-offset"])?.as_str() {
+        let startup = match o
+            .one_of(
+                "scan.startup.mode",
+                &["group-offsets", "earliest-offset", "latest-offset"],
+            )?
+            .as_str()
+        {
             "earliest-offset" => StartupMode::Earliest,
             "latest-offset" => StartupMode::Latest,
             _ => StartupMode::GroupOffsets,
         };
         let config = Self {
             table: table.name.clone(),
-            group_id: o.get("group_id").unwrap_or_else(|| format!("engine.{}", table.name)),
+            group_id: o
+                .get("group_id")
+                .unwrap_or_else(|| format!("engine.{}", table.name)),
             startup,
-            offset_reset_earliest: o.one_of("auto.offset.reset", &["earliest", "latest"])? == "earliest",
+            offset_reset_earliest: o.one_of("auto.offset.reset", &["earliest", "latest"])?
+                == "earliest",
             dlq_topic: o.get("dlq.topic").unwrap_or_else(|| format!("{topic}.dlq")),
             max_message_bytes: o.bytes("max_message_bytes", default_max_message_bytes())? as usize,
             batch_size: o.count("batch.size", 8192)?,

@@ -65,25 +65,61 @@ impl DeadLetters {
             .set("enable.idempotence", "true")
             .set("linger.ms", "20")
             .create_with_context(context)
-            .map_err(|e| EngineError::Kafka(format!("creating the dead-letter producer for `{topic}`: {e}")))?;
-        crate::kafka::ensure_topic(producer.client(), topic, &client.bootstrap_servers, "dead-letter topic (option dlq.topic)")?;
-        Ok(Self { topic: topic.to_string(), producer, failed })
+            .map_err(|e| {
+                EngineError::Kafka(format!(
+                    "creating the dead-letter producer for `{topic}`: {e}"
+                ))
+            })?;
+        crate::kafka::ensure_topic(
+            producer.client(),
+            topic,
+            &client.bootstrap_servers,
+            "dead-letter topic (option dlq.topic)",
+        )?;
+        Ok(Self {
+            topic: topic.to_string(),
+            producer,
+            failed,
+        })
     }
 
     /// Queues one bad record. Blocks while the producer queue is full.
-    pub fn send(&self, payload: &[u8], key: Option<&[u8]>, error: &str, origin: Origin) -> Result<()> {
+    pub fn send(
+        &self,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        error: &str,
+        origin: Origin,
+    ) -> Result<()> {
         let (partition, offset) = (origin.partition.to_string(), origin.offset.to_string());
         let mut headers = OwnedHeaders::new()
-            .insert(Header { key: "dlq.error", value: Some(error) })
-            .insert(Header { key: "dlq.topic", value: Some(origin.topic) })
-            .insert(Header { key: "dlq.partition", value: Some(partition.as_str()) })
-            .insert(Header { key: "dlq.offset", value: Some(offset.as_str()) });
+            .insert(Header {
+                key: "dlq.error",
+                value: Some(error),
+            })
+            .insert(Header {
+                key: "dlq.topic",
+                value: Some(origin.topic),
+            })
+            .insert(Header {
+                key: "dlq.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "dlq.offset",
+                value: Some(offset.as_str()),
+            });
         if payload.len() > MAX_DEAD_LETTER_PAYLOAD {
             let size = payload.len().to_string();
-            headers = headers.insert(Header { key: "dlq.original_bytes", value: Some(size.as_str()) });
+            headers = headers.insert(Header {
+                key: "dlq.original_bytes",
+                value: Some(size.as_str()),
+            });
         }
         let payload = &payload[..payload.len().min(MAX_DEAD_LETTER_PAYLOAD)];
-        let mut record = BaseRecord::to(&self.topic).payload(payload).headers(headers);
+        let mut record = BaseRecord::to(&self.topic)
+            .payload(payload)
+            .headers(headers);
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -94,19 +130,27 @@ impl DeadLetters {
                     record = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err((e, _)) => return Err(EngineError::Kafka(format!("dead-letter topic `{}`: {e}", self.topic))),
+                Err((e, _)) => {
+                    return Err(EngineError::Kafka(format!(
+                        "dead-letter topic `{}`: {e}",
+                        self.topic
+                    )))
+                }
             }
         }
     }
 
     /// Waits until every queued record is acknowledged; fails if any was lost.
     pub fn flush(&self) -> Result<()> {
-        self.producer
-            .flush(Duration::from_secs(60))
-            .map_err(|e| EngineError::Kafka(format!("flushing dead-letter topic `{}`: {e}", self.topic)))?;
+        self.producer.flush(Duration::from_secs(60)).map_err(|e| {
+            EngineError::Kafka(format!("flushing dead-letter topic `{}`: {e}", self.topic))
+        })?;
         match self.failed.load(Ordering::Relaxed) {
             0 => Ok(()),
-            n => Err(EngineError::Kafka(format!("{n} records could not be written to dead-letter topic `{}`", self.topic))),
+            n => Err(EngineError::Kafka(format!(
+                "{n} records could not be written to dead-letter topic `{}`",
+                self.topic
+            ))),
         }
     }
 }

@@ -56,7 +56,9 @@ impl SourceProgress {
         let mut tpl = TopicPartitionList::new();
         for (&p, &next) in &self.next_offsets {
             tpl.add_partition_offset(&self.topic, p, Offset::Offset(next))
-                .map_err(|e| EngineError::Kafka(format!("offset list for `{}`: {e}", self.topic)))?;
+                .map_err(|e| {
+                    EngineError::Kafka(format!("offset list for `{}`: {e}", self.topic))
+                })?;
         }
         self.consumer
             .commit(&tpl, CommitMode::Sync)
@@ -83,10 +85,21 @@ struct PartitionCursor {
 
 impl KafkaSource {
     /// Builds the source of `table` with its decoder and watermark.
-    pub fn new(table: &TableDef, config: KafkaSourceConfig, metrics: Arc<Metrics>, bounded: bool) -> Result<Self> {
+    pub fn new(
+        table: &TableDef,
+        config: KafkaSourceConfig,
+        metrics: Arc<Metrics>,
+        bounded: bool,
+    ) -> Result<Self> {
         let decoder = JsonDecoder::new(table, &config.topic, config.max_message_bytes);
         let watermark = WatermarkExpr::for_table(table, decoder.schema())?;
-        Ok(Self { config, decoder, watermark, metrics, bounded })
+        Ok(Self {
+            config,
+            decoder,
+            watermark,
+            metrics,
+            bounded,
+        })
     }
 
     /// Schema of the batches this source sends.
@@ -97,9 +110,15 @@ impl KafkaSource {
     /// Reads until the end offsets (bounded) or until `stop` is set, sending
     /// to every output. Bounded runs end with `EndOfData`; a stop just closes
     /// the channels. Blocking: run it on a blocking thread.
-    pub fn run(self, outputs: Vec<mpsc::Sender<Message>>, stop: Arc<AtomicBool>) -> Result<SourceProgress> {
+    pub fn run(
+        self,
+        outputs: Vec<mpsc::Sender<Message>>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<SourceProgress> {
         let topic = self.config.topic.clone();
-        let kafka_err = |what: &str, e: KafkaError| EngineError::Kafka(format!("{what} for topic `{topic}`: {e}"));
+        let kafka_err = |what: &str, e: KafkaError| {
+            EngineError::Kafka(format!("{what} for topic `{topic}`: {e}"))
+        };
         let consumer: BaseConsumer = self
             .config
             .client
@@ -107,7 +126,14 @@ impl KafkaSource {
             .set("group.id", &self.config.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", if self.config.offset_reset_earliest { "earliest" } else { "latest" })
+            .set(
+                "auto.offset.reset",
+                if self.config.offset_reset_earliest {
+                    "earliest"
+                } else {
+                    "latest"
+                },
+            )
             .create()
             .map_err(|e| kafka_err("creating consumer", e))?;
         let dead_letters = DeadLetters::new(&self.config.client, &self.config.dlq_topic)?;
@@ -124,11 +150,19 @@ impl KafkaSource {
             table = %self.config.table, topic = %topic, group = %self.config.group_id, bounded = self.bounded,
             partitions = cursors.len(), "source started"
         );
-        let ended = self.poll_loop(&consumer, &dead_letters, &mut cursors, &mut tracker, &outputs, &stop)?;
+        let ended = self.poll_loop(
+            &consumer,
+            &dead_letters,
+            &mut cursors,
+            &mut tracker,
+            &outputs,
+            &stop,
+        )?;
         if ended {
             send(&outputs, Message::Signal(Signal::EndOfData))?;
         }
-        let reached: BTreeMap<i32, (i64, Option<i64>)> = cursors.iter().map(|(&p, c)| (p, (c.next, c.end))).collect();
+        let reached: BTreeMap<i32, (i64, Option<i64>)> =
+            cursors.iter().map(|(&p, c)| (p, (c.next, c.end))).collect();
         tracing::info!(table = %self.config.table, topic = %topic, ?reached, "source stopped (partition: next offset, end)");
         Ok(SourceProgress {
             consumer,
@@ -141,8 +175,15 @@ impl KafkaSource {
     /// Assigns every partition of the topic at its start offset.
     fn assign(&self, consumer: &BaseConsumer) -> Result<BTreeMap<i32, PartitionCursor>> {
         let topic = &self.config.topic;
-        let err = |what: &str, e: KafkaError| EngineError::Kafka(format!("{what} of topic `{topic}` on {}: {e}", self.config.client.bootstrap_servers));
-        let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|e| err("reading metadata", e))?;
+        let err = |what: &str, e: KafkaError| {
+            EngineError::Kafka(format!(
+                "{what} of topic `{topic}` on {}: {e}",
+                self.config.client.bootstrap_servers
+            ))
+        };
+        let metadata = consumer
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .map_err(|e| err("reading metadata", e))?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
@@ -160,16 +201,24 @@ impl KafkaSource {
             all.add_partition(topic, p);
         }
         let committed = match self.config.startup {
-            StartupMode::GroupOffsets => Some(consumer.committed_offsets(all, METADATA_TIMEOUT).map_err(|e| err("reading committed offsets", e))?),
+            StartupMode::GroupOffsets => Some(
+                consumer
+                    .committed_offsets(all, METADATA_TIMEOUT)
+                    .map_err(|e| err("reading committed offsets", e))?,
+            ),
             _ => None,
         };
         let mut assignment = TopicPartitionList::new();
         let mut cursors = BTreeMap::new();
         for &p in &partitions {
-            let (low, high) = consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT).map_err(|e| err("reading end offsets", e))?;
-            let committed = committed.as_ref().and_then(|c| match c.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(n)) => Some(n),
-                _ => None,
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, METADATA_TIMEOUT)
+                .map_err(|e| err("reading end offsets", e))?;
+            let committed = committed.as_ref().and_then(|c| {
+                match c.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => Some(n),
+                    _ => None,
+                }
             });
             let start = match (self.config.startup, committed) {
                 (StartupMode::GroupOffsets, Some(n)) => n.max(low),
@@ -177,10 +226,21 @@ impl KafkaSource {
                 (StartupMode::GroupOffsets, None) if !self.config.offset_reset_earliest => high,
                 _ => low,
             };
-            assignment.add_partition_offset(topic, p, Offset::Offset(start)).map_err(|e| err("assigning", e))?;
-            cursors.insert(p, PartitionCursor { next: start, end: self.bounded.then_some(high), finished: false });
+            assignment
+                .add_partition_offset(topic, p, Offset::Offset(start))
+                .map_err(|e| err("assigning", e))?;
+            cursors.insert(
+                p,
+                PartitionCursor {
+                    next: start,
+                    end: self.bounded.then_some(high),
+                    finished: false,
+                },
+            );
         }
-        consumer.assign(&assignment).map_err(|e| err("assigning partitions", e))?;
+        consumer
+            .assign(&assignment)
+            .map_err(|e| err("assigning partitions", e))?;
         Ok(cursors)
     }
 
@@ -211,10 +271,10 @@ impl KafkaSource {
                     if let Some(c) = cursors.get_mut(&p) {
                         // Control records (transaction markers) can sit at the end, so the
                         // consumer's position, not the last message, says where the end is.
-                        let position = consumer
-                            .position()
-                            .ok()
-                            .and_then(|tpl| tpl.find_partition(&self.config.topic, p).map(|e| e.offset()));
+                        let position = consumer.position().ok().and_then(|tpl| {
+                            tpl.find_partition(&self.config.topic, p)
+                                .map(|e| e.offset())
+                        });
                         if let Some(Offset::Offset(pos)) = position {
                             c.next = c.next.max(pos);
                         }
@@ -227,10 +287,14 @@ impl KafkaSource {
                         }
                     }
                 }
-                Some(Err(e)) => tracing::warn!(topic = %self.config.topic, error = %e, "consumer error (librdkafka retries)"),
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %self.config.topic, error = %e, "consumer error (librdkafka retries)")
+                }
                 Some(Ok(m)) => {
                     let p = m.partition();
-                    let Some(c) = cursors.get_mut(&p) else { continue };
+                    let Some(c) = cursors.get_mut(&p) else {
+                        continue;
+                    };
                     c.next = m.offset() + 1;
                     Metrics::add(&self.metrics.records_in, 1);
                     buffers.entry(p).or_default().push(m);
@@ -242,7 +306,9 @@ impl KafkaSource {
                     tracker.finish(p);
                 }
             }
-            if buffered >= self.config.batch_size || (buffered > 0 && last_flush.elapsed() >= self.config.batch_linger) {
+            if buffered >= self.config.batch_size
+                || (buffered > 0 && last_flush.elapsed() >= self.config.batch_linger)
+            {
                 self.flush(&mut buffers, dead_letters, tracker, outputs)?;
                 buffered = 0;
                 last_flush = Instant::now();
@@ -278,10 +344,14 @@ impl KafkaSource {
             let (batch, bad) = self.decoder.decode(&raw)?;
             for b in &bad {
                 let r = &raw[b.index];
-                let origin = Origin { topic: &self.config.topic, partition: p, offset: r.offset };
+                let origin = Origin {
+                    topic: &self.config.topic,
+                    partition: p,
+                    offset: r.offset,
+                };
                 dead_letters.send(r.payload.unwrap_or_default(), r.key, &b.error, origin)?;
                 let n = self.metrics.bad_records.fetch_add(1, Ordering::Relaxed) + 1;
-                if n <= BAD_RECORDS_LOGGED || n % 1000 == 0 {
+                if n <= BAD_RECORDS_LOGGED || n.is_multiple_of(1000) {
                     tracing::warn!(
                         topic = %self.config.topic, partition = p, offset = r.offset, error = %b.error,
                         dead_letter_topic = %self.config.dlq_topic, bad_records = n, "bad record sent to the dead-letter topic"
@@ -304,8 +374,9 @@ impl KafkaSource {
 
 fn send(outputs: &[mpsc::Sender<Message>], message: Message) -> Result<()> {
     for out in outputs {
-        out.blocking_send(message.clone())
-            .map_err(|_| EngineError::Execution("a statement stopped; stopping its source".into()))?;
+        out.blocking_send(message.clone()).map_err(|_| {
+            EngineError::Execution("a statement stopped; stopping its source".into())
+        })?;
     }
     Ok(())
 }
