@@ -9,11 +9,12 @@ pub struct Metrics {
     pub records_in: AtomicU64,
     /// Records that failed to decode or lacked a required field (sent to the dead-letter topic).
     pub bad_records: AtomicU64,
-    /// Rows that arrived after their window had closed (dropped, and counted).
+    /// Rows that arrived after their window had closed (dropped, and counted). With
+    /// HOP a record belongs to several windows; each closed one it missed counts once.
     pub late_rows: AtomicU64,
     /// Rows written to sinks.
     pub rows_out: AtomicU64,
-    /// Windows emitted by window operators.
+    /// Window ends emitted, summed over the job's windowed statements.
     pub windows_emitted: AtomicU64,
     /// Files committed by lake sinks.
     pub files_written: AtomicU64,

@@ -45,22 +45,8 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
 
     // Two minutes of event time, produced while the job runs, in two parts.
     let trades = generate_trades(21, 6_000, 3, 1_763_650_000_000, 20);
-    let as_records = |ts: &[Trade]| -> Vec<(String, Vec<u8>)> {
-        ts.iter()
-            .map(|t| {
-                (
-                    t.symbol.clone(),
-                    format!(
-                        r#"{{"symbol":"{}","price":{},"size":{},"ts":{}}}"#,
-                        t.symbol, t.price, t.size, t.ts
-                    )
-                    .into_bytes(),
-                )
-            })
-            .collect()
-    };
-    produce(&topic, &as_records(&trades[..3_000])).await;
-    produce(&topic, &as_records(&trades[3_000..])).await;
+    produce(&topic, &trade_records(&trades[..3_000])).await;
+    produce(&topic, &trade_records(&trades[3_000..])).await;
 
     // Every window that ends at or before the final watermark (max ts - 2 s) is emitted.
     // The partition whose last trade is older holds the watermark back until it has

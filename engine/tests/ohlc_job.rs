@@ -8,12 +8,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
 use common::*;
-use engine::{Job, Metrics, RunOptions};
+use engine::Metrics;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, LogicalType, TimeUnit};
 
@@ -95,14 +93,7 @@ async fn ohlc_job_matches_an_independent_fold() {
             } else {
                 t.ts.to_string()
             };
-            (
-                t.symbol.clone(),
-                format!(
-                    r#"{{"symbol":"{}","price":{},"size":{},"ts":{ts}}}"#,
-                    t.symbol, t.price, t.size
-                )
-                .into_bytes(),
-            )
+            (t.symbol.clone(), trade_json(t, &ts))
         })
         .collect();
     let bad = bad_records();
@@ -125,16 +116,7 @@ async fn ohlc_job_matches_an_independent_fold() {
     let env = |name: &str| vars.get(name).cloned();
     let job_path = repo_root().join("jobs/ohlc_1m.sql");
     let text = std::fs::read_to_string(&job_path).unwrap();
-    let job = Job::from_text("jobs/ohlc_1m.sql", &text, &env)
-        .await
-        .unwrap();
-    let report = job
-        .run(
-            RunOptions { bounded: true },
-            Arc::new(AtomicBool::new(false)),
-        )
-        .await
-        .unwrap();
+    let report = run_bounded("jobs/ohlc_1m.sql", &text, &env).await;
 
     // Every record is accounted for: read, and either a row or a dead letter.
     let m = &report.metrics;
@@ -248,16 +230,7 @@ async fn ohlc_job_matches_an_independent_fold() {
         .any(|d| d.headers["dlq.error"].contains("missing required field(s): size")));
 
     // A second bounded run of the same group starts from the committed offsets: nothing new.
-    let job = Job::from_text("jobs/ohlc_1m.sql", &text, &env)
-        .await
-        .unwrap();
-    let again = job
-        .run(
-            RunOptions { bounded: true },
-            Arc::new(AtomicBool::new(false)),
-        )
-        .await
-        .unwrap();
+    let again = run_bounded("jobs/ohlc_1m.sql", &text, &env).await;
     assert_eq!(Metrics::get(&again.metrics.records_in), 0);
     assert_eq!(Metrics::get(&again.metrics.rows_out), 0);
 }

@@ -5,13 +5,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array, StringArray};
 use bytes::Bytes;
 use common::*;
-use engine::{Job, Metrics, RunOptions};
+use engine::Metrics;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -26,19 +24,7 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
     create_topics(&[(&topic, 3), (&format!("{topic}.dlq"), 1)]).await;
     // 2025-11-20T22:40:00Z, 90k trades 100 ms apart: 2.5 hours over three `hour` partitions.
     let trades = generate_trades(3, 90_000, 5, 1_763_678_400_000, 100);
-    let records: Vec<(String, Vec<u8>)> = trades
-        .iter()
-        .map(|t| {
-            (
-                t.symbol.clone(),
-                format!(
-                    r#"{{"symbol":"{}","price":{},"size":{},"ts":{}}}"#,
-                    t.symbol, t.price, t.size, t.ts
-                )
-                .into_bytes(),
-            )
-        })
-        .collect();
+    let records = trade_records(&trades);
     produce(&topic, &records).await;
 
     let table = unique("trades");
@@ -52,14 +38,7 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
          INSERT INTO big_trades SELECT lower(symbol), price * size, ts FROM trades WHERE size >= 100;"
     );
     let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
-    let job = Job::from_text("raw.sql", &job_text, &env).await.unwrap();
-    let report = job
-        .run(
-            RunOptions { bounded: true },
-            Arc::new(AtomicBool::new(false)),
-        )
-        .await
-        .unwrap();
+    let report = run_bounded("raw.sql", &job_text, &env).await;
     let kept: Vec<&Trade> = trades.iter().filter(|t| t.size >= 100.0).collect();
     assert_eq!(Metrics::get(&report.metrics.rows_out), kept.len() as u64);
 

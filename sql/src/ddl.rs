@@ -181,9 +181,11 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<TableDef, LineError
                     Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
                     Token::Number(n, _) => n,
                     Token::Word(w) => w.value,
-                    other => return Err(ParserError::ParserError(format!(
+                    other => {
+                        return Err(ParserError::ParserError(format!(
                         "expected a value for option `{key}`, found {other} at Line: {key_line}"
-                    ))),
+                    )))
+                    }
                 };
                 if key == "connector" {
                     connector = value;

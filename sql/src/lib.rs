@@ -57,4 +57,4 @@ pub use job::{InsertDef, JobFile, ViewDef};
 pub use options::Options;
 pub use physical::StreamPlan;
 pub use planner::{plan_job, streaming_session, PlannedStatement};
-pub use window::{FoundWindow, WindowSpec, WINDOW_END, WINDOW_START};
+pub use window::{with_window_columns, FoundWindow, WindowSpec, WINDOW_END, WINDOW_START};

@@ -3,18 +3,17 @@
 use std::sync::Arc;
 
 use arrow::compute::can_cast_types;
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::Schema;
 use datafusion::datasource::MemTable;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::ddl::timestamp_type;
 use crate::error::{Result, SqlError};
 use crate::job::{InsertDef, JobFile};
 use crate::physical::StreamPlan;
-use crate::window::{FoundWindow, WINDOW_END, WINDOW_START};
+use crate::window::{with_window_columns, FoundWindow, WINDOW_END, WINDOW_START};
 
 /// Physical optimizer rules that assume a finite, already-complete input:
 /// merging the partial and final aggregate (we run them at different times),
@@ -152,12 +151,7 @@ async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStateme
 
     // A windowed statement reads the source extended with the window columns,
     // which the engine's window operator fills in.
-    let mut fields: Vec<Field> = source
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
+    let mut input_schema = source.schema();
     if insert.window.is_some() {
         for name in [WINDOW_START, WINDOW_END] {
             if source.column(name).is_some() {
@@ -166,10 +160,9 @@ async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStateme
                     source.name
                 )));
             }
-            fields.push(Field::new(name, timestamp_type(), false));
         }
+        input_schema = Arc::new(with_window_columns(&input_schema));
     }
-    let input_schema = Arc::new(Schema::new(fields));
 
     let ctx = streaming_session();
     let table = MemTable::try_new(Arc::clone(&input_schema), vec![vec![]]).map_err(df)?;

@@ -5,6 +5,7 @@
 //! those two columns; the engine's window operator fills them in (one row
 //! per window a record falls in), so DataFusion plans an ordinary aggregate.
 
+use arrow::datatypes::{Field, Schema};
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, SetExpr,
 };
@@ -14,6 +15,16 @@ use serde::{Deserialize, Serialize};
 pub const WINDOW_START: &str = "window_start";
 /// Name of the added column holding a window's exclusive end.
 pub const WINDOW_END: &str = "window_end";
+
+/// `schema` followed by the two window columns (never null), as the window
+/// operator produces and a windowed statement's plan reads.
+pub fn with_window_columns(schema: &Schema) -> Schema {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for name in [WINDOW_START, WINDOW_END] {
+        fields.push(Field::new(name, crate::ddl::timestamp_type(), false));
+    }
+    Schema::new(fields)
+}
 
 /// An event-time window over a source's time column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
-use engine_sql::{ddl::UTC, timestamp_type, WindowSpec, WINDOW_END, WINDOW_START};
+use engine_sql::{ddl::UTC, with_window_columns, WindowSpec};
 
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
@@ -65,24 +64,16 @@ pub fn assign_windows(
     columns.push(Arc::new(
         TimestampMillisecondArray::from(ends).with_timezone(UTC),
     ));
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(WINDOW_START, timestamp_type(), false));
-    fields.push(Field::new(WINDOW_END, timestamp_type(), false));
-    Ok((
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?,
-        late,
-    ))
+    let schema = with_window_columns(batch.schema().as_ref());
+    Ok((RecordBatch::try_new(Arc::new(schema), columns)?, late))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::Int64Array;
+    use arrow::datatypes::{Field, Schema};
+    use engine_sql::{timestamp_type, WINDOW_END, WINDOW_START};
 
     fn batch(ts: Vec<i64>) -> RecordBatch {
         let n = ts.len() as i64;

@@ -66,6 +66,36 @@ pub fn generate_trades(
         .collect()
 }
 
+/// A trade as the contract's JSON, with `ts` written as given (a number or a quoted string).
+pub fn trade_json(t: &Trade, ts: &str) -> Vec<u8> {
+    format!(
+        r#"{{"symbol":"{}","price":{},"size":{},"ts":{ts}}}"#,
+        t.symbol, t.price, t.size
+    )
+    .into_bytes()
+}
+
+/// Kafka records (key = symbol) for trades, `ts` in epoch milliseconds.
+pub fn trade_records(trades: &[Trade]) -> Vec<(String, Vec<u8>)> {
+    trades
+        .iter()
+        .map(|t| (t.symbol.clone(), trade_json(t, &t.ts.to_string())))
+        .collect()
+}
+
+/// Parses and runs job text to the end of its input, `${VAR}` from `env`.
+pub async fn run_bounded(
+    name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> engine::RunReport {
+    let job = engine::Job::from_text(name, text, env).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    job.run(engine::RunOptions { bounded: true }, stop)
+        .await
+        .unwrap()
+}
+
 /// The order trades reach Kafka: each delayed by up to `max_delay_ms` (< the watermark delay).
 pub fn arrival_order(trades: &[Trade], seed: u64, max_delay_ms: i64) -> Vec<Trade> {
     let mut rng = StdRng::seed_from_u64(seed);
