@@ -1,6 +1,6 @@
 //! A stateless statement (filter + projection) from Kafka to an `s3://` lake on
 //! the real S3 API (moto), partitioned by `dt` and `hour`, checked by reading
-//! the objects back.
+//! the objects back. Files roll by size, so a partition holds several.
 
 mod common;
 
@@ -34,7 +34,7 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
          WITH (connector = 'kafka', bootstrap_servers = '${{KAFKA_BROKERS}}', topic = '{topic}', format = 'json');
          CREATE TABLE big_trades (symbol TEXT, notional DOUBLE, ts TIMESTAMP)
          WITH (connector = 'lake', path = '{lake_url}/{table}', partition_by = 'dt,hour', partition_time_field = 'ts',
-               parquet.compression = 'zstd');
+               parquet.compression = 'zstd', rolling.file_size = '64KB');
          INSERT INTO big_trades SELECT lower(symbol), price * size, ts FROM trades WHERE size >= 100;"
     );
     let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
@@ -54,6 +54,7 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
         .await
         .unwrap();
     let mut per_partition: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    let mut file_sizes: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
     for o in &objects {
         let path = o.location.to_string();
         assert!(path.ends_with(".parquet"), "{path}");
@@ -63,6 +64,10 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
             .take(2)
             .collect::<Vec<_>>()
             .join("/");
+        file_sizes
+            .entry(partition.clone())
+            .or_default()
+            .push((path.clone(), o.size));
         let bytes: Bytes = s3.get(&o.location).await.unwrap().bytes().await.unwrap();
         for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
             .unwrap()
@@ -92,6 +97,20 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
         per_partition.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>()
     );
+    // Rolled by size: every file but the last of a partition was closed because it reached 64 KB.
+    assert!(
+        file_sizes.values().any(|f| f.len() > 2),
+        "full hours hold several 64 KB files: {file_sizes:?}"
+    );
+    for (p, files) in &mut file_sizes {
+        files.sort();
+        assert!(
+            files[..files.len() - 1]
+                .iter()
+                .all(|(_, size)| *size >= 64 * 1024),
+            "{p}: {files:?}"
+        );
+    }
     for (p, (n, sum)) in &expected {
         let (got_n, got_sum) = per_partition[p];
         assert_eq!(got_n, *n, "{p}: rows");

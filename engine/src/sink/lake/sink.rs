@@ -95,9 +95,13 @@ impl LakeSink {
                 }
             };
             file.writer.write(&part)?;
-            if (file.writer.bytes_written() + file.writer.in_progress_size()) as u64
-                >= self.config.file_size
-            {
+            // The in-progress row group's size is an estimate before compression,
+            // so it only decides when to encode a row group; the file rolls on the
+            // bytes actually written, so files reach the target size compressed.
+            if file.writer.in_progress_size() as u64 >= self.config.file_size {
+                file.writer.flush()?;
+            }
+            if file.writer.bytes_written() as u64 >= self.config.file_size {
                 self.close(key).await?;
             }
         }
