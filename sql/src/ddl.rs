@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::{
     tokenizer::Token,
 };
 
-use crate::error::{line_err, LineError};
+use crate::error::{line_err, parser_error, LineError};
 use crate::options::Options;
 
 /// The time zone every engine timestamp carries: Athena and Kafka speak UTC.
@@ -212,7 +212,7 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<TableDef, LineError
             options,
         })
     };
-    let table = parse().map_err(|e| (line, e.to_string()))?;
+    let table = parse().map_err(|e| parser_error(line, e))?;
     validate(&table)?;
     Ok(table)
 }
@@ -371,9 +371,9 @@ mod tests {
     fn errors_name_the_line() {
         let sql = "\n\nCREATE TABLE t (a TEXT,\n b BLOB) WITH (connector = 'kafka')";
         let (line, msg) = parse_create_table(sql, 3).unwrap_err();
-        assert_eq!(line, 3);
+        assert_eq!(line, 4, "the line of the bad type, not of the statement");
         assert!(
-            msg.contains("unsupported type") && msg.contains("Line: 4"),
+            msg.contains("unsupported type") && msg.contains("(column 4)"),
             "{msg}"
         );
 

@@ -39,3 +39,25 @@ macro_rules! line_err {
     };
 }
 pub(crate) use line_err;
+
+/// A sqlparser error as a [`LineError`]: the line is the one the parser
+/// names (our statement text is padded so its lines are the file's), else
+/// the statement's `line`.
+pub(crate) fn parser_error(line: usize, e: impl std::fmt::Display) -> LineError {
+    let text = e.to_string();
+    let text = text.strip_prefix("sql parser error: ").unwrap_or(&text);
+    match text.rsplit_once(" at Line: ") {
+        Some((message, position)) => {
+            let mut parts = position.split(", Column: ");
+            let at_line = parts
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(line);
+            match parts.next() {
+                Some(column) => (at_line, format!("{message} (column {})", column.trim())),
+                None => (at_line, message.to_string()),
+            }
+        }
+        None => (line, text.to_string()),
+    }
+}

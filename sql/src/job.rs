@@ -7,7 +7,7 @@ use datafusion::sql::sqlparser::{
 };
 
 use crate::ddl::{parse_create_table, TableDef};
-use crate::error::{line_err, LineError, Result, SqlError};
+use crate::error::{line_err, parser_error, LineError, Result, SqlError};
 use crate::split::split_statements;
 use crate::substitute::substitute;
 use crate::window::{rewrite_window, FoundWindow};
@@ -201,7 +201,7 @@ impl JobFile {
 
 fn parse_view(text: &str, line: usize) -> Result<ViewDef, LineError> {
     let mut statements =
-        Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
+        Parser::parse_sql(&GenericDialect {}, text).map_err(|e| parser_error(line, e))?;
     let (Some(Statement::CreateView(view)), None) = (statements.pop(), statements.pop()) else {
         line_err!(
             line,
@@ -231,7 +231,7 @@ fn parse_view(text: &str, line: usize) -> Result<ViewDef, LineError> {
 
 fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef, LineError> {
     let mut statements =
-        Parser::parse_sql(&GenericDialect {}, text).map_err(|e| (line, e.to_string()))?;
+        Parser::parse_sql(&GenericDialect {}, text).map_err(|e| parser_error(line, e))?;
     let (Some(Statement::Insert(insert)), None) = (statements.pop(), statements.pop()) else {
         line_err!(line, "expected one INSERT INTO sink SELECT ... statement");
     };

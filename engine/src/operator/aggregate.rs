@@ -38,6 +38,8 @@ pub struct WindowAggregate {
     watermark: Option<EventTime>,
     task_ctx: Arc<TaskContext>,
     metrics: Arc<Metrics>,
+    /// Batches that had late rows, to thin out the warnings.
+    late_batches: u64,
 }
 
 impl WindowAggregate {
@@ -62,6 +64,7 @@ impl WindowAggregate {
             watermark: None,
             task_ctx: streaming_session().task_ctx(),
             metrics,
+            late_batches: 0,
         })
     }
 
@@ -74,12 +77,22 @@ impl WindowAggregate {
     pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<()> {
         let (windowed, late) = assign_windows(&batch, self.time_column, self.spec, self.watermark)?;
         if late > 0 {
-            Metrics::add(&self.metrics.late_rows, late);
-            tracing::warn!(
-                late_rows = late,
-                watermark = self.watermark,
-                "rows arrived after their window closed; dropped and counted"
-            );
+            let total = self
+                .metrics
+                .late_rows
+                .fetch_add(late, std::sync::atomic::Ordering::Relaxed)
+                + late;
+            self.late_batches += 1;
+            // Every batch with late rows at first, then every 1000th, so a flood of late
+            // data cannot flood the log; the counter has the exact number.
+            if self.late_batches <= 20 || self.late_batches.is_multiple_of(1000) {
+                tracing::warn!(
+                    late_rows = late,
+                    late_rows_total = total,
+                    watermark = self.watermark,
+                    "rows arrived after their window closed; dropped and counted"
+                );
+            }
         }
         if windowed.num_rows() == 0 {
             return Ok(());
