@@ -32,7 +32,15 @@ impl KafkaClientOptions {
 
     /// A librdkafka configuration with the broker address and the pass-through settings.
     pub fn client_config(&self) -> ClientConfig {
+        self.client_config_with(&[])
+    }
+
+    /// [`Self::client_config`] over `defaults`, which `properties.*` can override.
+    pub fn client_config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
+        for (k, v) in defaults {
+            config.set(*k, *v);
+        }
         config.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.properties {
             config.set(k, v);

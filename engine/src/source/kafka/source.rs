@@ -27,6 +27,12 @@ use crate::message::{Message, Signal};
 use crate::metrics::Metrics;
 use crate::watermark::{WatermarkExpr, WatermarkTracker};
 
+/// Consumer defaults that `properties.*` may override. librdkafka postpones a
+/// partition's next fetch by `fetch.queue.backoff.ms` (1 s) whenever its local
+/// queue passed a threshold; a consumer that drains the queue as fast as we
+/// do then mostly waits: 1M trades took 7.3 s with the default, 1.6 s with 10 ms.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "10")];
+
 /// Bad records logged one by one before the log switches to every 1000th.
 const BAD_RECORDS_LOGGED: u64 = 20;
 
@@ -122,7 +128,7 @@ impl KafkaSource {
         let consumer: BaseConsumer = self
             .config
             .client
-            .client_config()
+            .client_config_with(CONSUMER_DEFAULTS)
             .set("group.id", &self.config.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
