@@ -4,6 +4,7 @@
 //! Arrow batches and in-band signals (watermarks, barriers, end of data).
 //!
 //! # Layout (in the order a trade flows)
+//! - [`feed`]: the market simulator that feeds `trades` (`engine produce`).
 //! - [`message`]: what flows: `Data(RecordBatch)` or a `Signal`.
 //! - [`kafka`]: settings shared by the Kafka source and sink.
 //! - [`source`]: the Kafka source: consume, batch per partition, dead-letter bad records.
@@ -18,6 +19,7 @@
 
 pub mod decode;
 pub mod error;
+pub mod feed;
 pub mod kafka;
 pub mod message;
 pub mod metrics;

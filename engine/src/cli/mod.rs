@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per file.
 
 mod check;
+mod produce;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Parse and plan a job file, print its plan, and exit (connects to nothing).
     Check(check::CheckArgs),
+    /// Simulate a market: trades to a Kafka topic or a JSON-lines file.
+    Produce(produce::ProduceArgs),
 }
 
 impl Command {
@@ -30,6 +33,7 @@ impl Command {
         match self {
             Command::Run(args) => args.run().await,
             Command::Check(args) => args.run().await,
+            Command::Produce(args) => args.run().await,
         }
     }
 }
