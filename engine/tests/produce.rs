@@ -173,7 +173,7 @@ fn wrong_flags_are_one_clear_line_and_a_failure() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    for sub in ["run", "check", "produce"] {
+    for sub in ["run", "check", "produce", "tail"] {
         let out = Command::new(env!("CARGO_BIN_EXE_engine"))
             .args([sub, "--help"])
             .output()

@@ -3,6 +3,7 @@
 mod check;
 mod produce;
 mod run;
+mod tail;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Simulate a market: trades to a Kafka topic or a JSON-lines file.
     Produce(produce::ProduceArgs),
+    /// Print the records of a topic (e.g. ohlc_1m) as they arrive.
+    Tail(tail::TailArgs),
 }
 
 impl Command {
@@ -34,6 +37,7 @@ impl Command {
             Command::Run(args) => args.run().await,
             Command::Check(args) => args.run().await,
             Command::Produce(args) => args.run().await,
+            Command::Tail(args) => args.run().await,
         }
     }
 }

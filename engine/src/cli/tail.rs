@@ -1,0 +1,243 @@
+//! `engine tail TOPIC`: subscribe to a derived topic from the terminal.
+//!
+//! An aligned table on a terminal, JSON lines when piped (or as `--format` says).
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+/// Arguments of `engine tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The topic to read (e.g. ohlc_1m).
+    pub topic: String,
+    /// Start at the beginning of the topic instead of its end.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Only records with this key (e.g. a symbol).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Stop once every partition has been read to its end.
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Output format: `auto` is a table on a terminal and JSON lines otherwise.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Kafka brokers.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+}
+
+/// How records are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Table on a terminal, JSON lines when piped.
+    Auto,
+    /// An aligned table, times readable.
+    Table,
+    /// Each record's value as it is, one per line.
+    Json,
+}
+
+impl TailArgs {
+    /// Reads and prints until --count, --exit-at-end, or Ctrl-C.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let on_signal = Arc::clone(&stop);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_signal.store(true, Ordering::Relaxed);
+            }
+        });
+        tokio::task::spawn_blocking(move || self.read(&stop))
+            .await
+            .context("tail task")?
+    }
+
+    fn read(self, stop: &AtomicBool) -> anyhow::Result<()> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("engine-tail-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set(
+                "enable.partition.eof",
+                if self.exit_at_end { "true" } else { "false" },
+            )
+            .create()?;
+        let metadata = consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(30))
+            .with_context(|| format!("reading metadata of `{}` on {}", self.topic, self.brokers))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            bail!("topic `{}` does not exist on {}", self.topic, self.brokers);
+        }
+        // Assigned, not subscribed: a reader needs no group rebalance and commits nothing.
+        let mut assignment = TopicPartitionList::new();
+        let start = if self.from_beginning {
+            Offset::Beginning
+        } else {
+            Offset::End
+        };
+        for &p in &partitions {
+            assignment.add_partition_offset(&self.topic, p, start)?;
+        }
+        consumer.assign(&assignment)?;
+
+        let table = match self.format {
+            Format::Table => true,
+            Format::Json => false,
+            Format::Auto => std::io::stdout().is_terminal(),
+        };
+        let mut out = std::io::stdout().lock();
+        let mut printer = TablePrinter::default();
+        let (mut printed, mut at_end) = (0u64, BTreeSet::new());
+        while !stop.load(Ordering::Relaxed) && self.count.is_none_or(|c| printed < c) {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    at_end.remove(&m.partition());
+                    if self
+                        .key
+                        .as_deref()
+                        .is_some_and(|k| m.key() != Some(k.as_bytes()))
+                    {
+                        continue;
+                    }
+                    let payload = m.payload().unwrap_or_default();
+                    let written = if table {
+                        printer.print(&mut out, payload)
+                    } else {
+                        out.write_all(payload).and_then(|()| out.write_all(b"\n"))
+                    };
+                    if written.is_err() {
+                        return Ok(()); // the reader went away (e.g. `| head`)
+                    }
+                    printed += 1;
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                    if self.exit_at_end && at_end.len() == partitions.len() {
+                        break;
+                    }
+                }
+                Some(Err(e)) => eprintln!("warning: {e}"),
+                None => {}
+            }
+        }
+        out.flush().ok();
+        Ok(())
+    }
+}
+
+/// A JSON object's fields in the order they were written (candles read
+/// symbol, window, open, high, low, close as the job wrote them).
+struct OrderedFields(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for OrderedFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = OrderedFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedFields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(OrderedFields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// Prints JSON objects as table rows; the header and column widths come
+/// from the first record.
+#[derive(Default)]
+struct TablePrinter {
+    /// Name, width, and whether values align right (numbers) or left (text).
+    columns: Vec<(String, usize, bool)>,
+}
+
+impl TablePrinter {
+    fn print(&mut self, out: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
+        let Ok(OrderedFields(fields)) = serde_json::from_slice::<OrderedFields>(payload) else {
+            return writeln!(out, "{}", String::from_utf8_lossy(payload));
+        };
+        let cells: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), cell(k, v)))
+            .collect();
+        if self.columns.is_empty() {
+            // Room for a few more digits than the first row shows, so later rows stay aligned.
+            self.columns = fields
+                .iter()
+                .zip(&cells)
+                .map(|((k, v), (_, text))| (k.clone(), k.len().max(text.len() + 2), v.is_number()))
+                .collect();
+            let header: Vec<String> = self
+                .columns
+                .iter()
+                .map(|(k, w, right)| align(k, *w, *right))
+                .collect();
+            writeln!(out, "{}", header.join("  ").trim_end())?;
+        }
+        let row: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(k, w, right)| {
+                let value = cells
+                    .iter()
+                    .find(|(name, _)| name == k)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("");
+                align(value, *w, *right)
+            })
+            .collect();
+        writeln!(out, "{}", row.join("  ").trim_end())
+    }
+}
+
+fn align(text: &str, width: usize, right: bool) -> String {
+    if right {
+        format!("{text:>width$}")
+    } else {
+        format!("{text:<width$}")
+    }
+}
+
+/// A value as a person reads it: epoch-millisecond times as UTC date-times.
+fn cell(name: &str, value: &serde_json::Value) -> String {
+    let looks_like_time = name == "ts"
+        || name.ends_with("_start")
+        || name.ends_with("_end")
+        || name.ends_with("time");
+    match value {
+        serde_json::Value::Number(n) if looks_like_time => n
+            .as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+            .unwrap_or_else(|| n.to_string()),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
