@@ -2,25 +2,26 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use engine::feed::{FeedConfig, RecordKind, Simulator};
+use engine::feed::{self, FeedConfig, Pacer, RecordKind, Simulator, Speed};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 /// Arguments of `engine produce`.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// How many symbols (SYM000, SYM001, ...), or a comma-separated list of tickers.
-    #[arg(long, default_value = "20", value_parser = parse_symbols, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = Symbols(feed::symbol_names(feed::DEFAULT_SYMBOLS)), value_parser = parse_symbols, allow_negative_numbers = true)]
     pub symbols: Symbols,
     /// Trades per second of market time, over all symbols.
-    #[arg(long, default_value_t = 1000.0, value_parser = positive, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = feed::DEFAULT_RATE, value_parser = positive, allow_negative_numbers = true)]
     pub rate: f64,
     /// Stop after this many records.
     #[arg(long)]
@@ -29,7 +30,7 @@ pub struct ProduceArgs {
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Seed: the same seed and settings give the same records, byte for byte.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = feed::DEFAULT_SEED)]
     pub seed: u64,
     /// Market time runs this many times faster than wall time; `max` sends as fast as possible.
     #[arg(long, default_value = "1", value_parser = parse_speed, allow_negative_numbers = true)]
@@ -64,13 +65,15 @@ pub struct ProduceArgs {
 #[derive(Debug, Clone)]
 pub struct Symbols(pub Vec<String>);
 
-/// Pacing: a speed-up factor, or none.
-#[derive(Debug, Clone, Copy)]
-pub enum Speed {
-    /// Market time runs this many times faster than wall time.
-    Times(f64),
-    /// As fast as possible.
-    Max,
+impl std::fmt::Display for Symbols {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The default shows as a count, as users write it.
+        if self.0 == feed::symbol_names(self.0.len()) {
+            write!(f, "{}", self.0.len())
+        } else {
+            write!(f, "{}", self.0.join(","))
+        }
+    }
 }
 
 fn parse_symbols(s: &str) -> Result<Symbols, String> {
@@ -78,8 +81,7 @@ fn parse_symbols(s: &str) -> Result<Symbols, String> {
         if n <= 0 {
             return Err("the number of symbols must be at least 1".into());
         }
-        let width = (n - 1).to_string().len().max(3);
-        return Ok(Symbols((0..n).map(|i| format!("SYM{i:0width$}")).collect()));
+        return Ok(Symbols(feed::symbol_names(n as usize)));
     }
     let list: Vec<String> = s
         .split(',')
@@ -113,7 +115,7 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_speed(s: &str) -> Result<Speed, String> {
+pub(crate) fn parse_speed(s: &str) -> Result<Speed, String> {
     if s == "max" {
         return Ok(Speed::Max);
     }
@@ -125,12 +127,6 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     engine_sql::options::parse_duration(s)
         .ok_or_else(|| format!("`{s}` is not a duration (e.g. 90s, 10min, 2h)"))
-}
-
-/// Where records go.
-enum Output {
-    File(std::io::BufWriter<std::fs::File>),
-    Kafka(ThreadedProducer<DefaultProducerContext>),
 }
 
 impl ProduceArgs {
@@ -161,44 +157,43 @@ impl ProduceArgs {
             late_fraction: self.late_fraction,
             bad_fraction: self.bad_fraction,
         };
-        let mut output = match &self.to_file {
-            Some(path) => Output::File(std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("creating {}", path.display()))?,
-            )),
-            None => Output::Kafka(self.kafka_producer().await?),
-        };
         let end_ms = self.duration.map(|d| start_ms + d.as_millis() as i64);
-        let (wall_start, mut counts) = (Instant::now(), [0u64; 3]);
-        for (sent, record) in Simulator::new(config).enumerate() {
-            if self.count.is_some_and(|c| sent as u64 >= c)
-                || end_ms.is_some_and(|e| record.sent_ms >= e)
-            {
-                break;
-            }
-            if let Speed::Times(k) = self.speed {
-                let due = Duration::from_secs_f64(
-                    ((record.sent_ms - start_ms).max(0) as f64 / 1000.0) / k,
+        let records = Simulator::new(config)
+            .take(self.count.map_or(usize::MAX, |c| c as usize))
+            .take_while(|r| end_ms.is_none_or(|e| r.sent_ms < e));
+        let (wall_start, pacer) = (Instant::now(), Pacer::new(start_ms, self.speed));
+        let counts = match self.to_file.as_ref() {
+            Some(path) => {
+                let mut file = std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
                 );
-                if let Some(wait) = due.checked_sub(wall_start.elapsed()) {
-                    tokio::time::sleep(wait).await;
+                let mut counts = [0u64; 3];
+                for record in records {
+                    pacer.wait_for(&record).await;
+                    file.write_all(&record.payload)?;
+                    file.write_all(b"\n")?;
+                    counts[feed::kind_index(record.kind)] += 1;
                 }
+                file.flush()?;
+                counts
             }
-            counts[record.kind as usize] += 1;
-            match &mut output {
-                Output::File(f) => {
-                    f.write_all(&record.payload)?;
-                    f.write_all(b"\n")?;
-                }
-                Output::Kafka(p) => send(p, &self.topic, &record.key, &record.payload).await?,
+            None => {
+                let producer = self.kafka_producer().await?;
+                let counts = feed::publish(
+                    &producer,
+                    &self.topic,
+                    records,
+                    &pacer,
+                    &AtomicBool::new(false),
+                )
+                .await?;
+                producer
+                    .flush(Duration::from_secs(60))
+                    .context("flushing the producer")?;
+                counts
             }
-        }
-        match output {
-            Output::File(mut f) => f.flush()?,
-            Output::Kafka(p) => p
-                .flush(Duration::from_secs(60))
-                .context("flushing the producer")?,
-        }
+        };
         let total: u64 = counts.iter().sum();
         let secs = wall_start.elapsed().as_secs_f64();
         let target = self
@@ -208,9 +203,9 @@ impl ProduceArgs {
             .unwrap_or_else(|| format!("topic `{}` on {}", self.topic, self.brokers));
         eprintln!(
             "produced {total} records ({} trades, {} late, {} bad) over {} symbols to {target} in {secs:.1} s ({:.0} records/s)",
-            counts[RecordKind::Trade as usize],
-            counts[RecordKind::Late as usize],
-            counts[RecordKind::Bad as usize],
+            counts[feed::kind_index(RecordKind::Trade)],
+            counts[feed::kind_index(RecordKind::Late)],
+            counts[feed::kind_index(RecordKind::Bad)],
             self.symbols.0.len(),
             total as f64 / secs.max(1e-9)
         );
@@ -236,31 +231,6 @@ impl ProduceArgs {
                 Err((topic, e)) => bail!("creating topic `{topic}` on {}: {e}", self.brokers),
             }
         }
-        Ok(ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("linger.ms", "20")
-            .set("batch.size", "1000000")
-            .set("compression.type", "lz4")
-            .set("queue.buffering.max.messages", "1000000")
-            .create()?)
-    }
-}
-
-async fn send(
-    producer: &ThreadedProducer<DefaultProducerContext>,
-    topic: &str,
-    key: &str,
-    payload: &[u8],
-) -> anyhow::Result<()> {
-    let mut record = BaseRecord::to(topic).key(key).payload(payload);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            Err((e, _)) => bail!("sending to topic `{topic}`: {e}"),
-        }
+        Ok(feed::feed_producer(&self.brokers)?)
     }
 }
