@@ -12,8 +12,12 @@ pub struct Metrics {
     /// Rows that arrived after their window had closed (dropped, and counted). With
     /// HOP a record belongs to several windows; each closed one it missed counts once.
     pub late_rows: AtomicU64,
+    /// Rows statements produced (each may go to several sinks).
+    pub rows_emitted: AtomicU64,
     /// Rows written to sinks.
     pub rows_out: AtomicU64,
+    /// Windows holding state now, over all windowed statements.
+    pub open_windows: AtomicI64,
     /// Window ends emitted, summed over the job's windowed statements.
     pub windows_emitted: AtomicU64,
     /// Files committed by lake sinks.

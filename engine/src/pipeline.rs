@@ -55,6 +55,11 @@ pub struct Job {
 impl Job {
     /// Reads, parses and plans the job file at `path`, with `${VAR}` from the process environment.
     pub async fn load(path: &Path) -> Result<Self> {
+        Self::load_with_env(path, &|var| std::env::var(var).ok()).await
+    }
+
+    /// [`Job::load`] with `${VAR}` from `env`.
+    pub async fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
             EngineError::Config(SqlError {
@@ -63,7 +68,7 @@ impl Job {
                 message: format!("cannot read job file: {e}"),
             })
         })?;
-        Self::from_text(&name, &text, &|var| std::env::var(var).ok()).await
+        Self::from_text(&name, &text, env).await
     }
 
     /// Parses and plans job text; `name` is used in error messages.
@@ -110,6 +115,17 @@ impl Job {
             sources,
             sinks,
         })
+    }
+
+    /// Kafka topics the job reads, and the ones it writes (sinks and dead letters).
+    pub fn kafka_topics(&self) -> (Vec<String>, Vec<String>) {
+        let read = self.sources.values().map(|s| s.topic.clone()).collect();
+        let mut written: Vec<String> = self.sources.values().map(|s| s.dlq_topic.clone()).collect();
+        written.extend(self.sinks.values().filter_map(|s| match s {
+            SinkConfig::Kafka(k) => Some(k.topic.clone()),
+            SinkConfig::Lake(_) => None,
+        }));
+        (read, written)
     }
 
     /// A readable account of the job: sources, statements with their plans, sinks.
@@ -250,6 +266,10 @@ async fn run_statement(
             Message::Signal(Signal::Barrier(_)) => (Vec::new(), None),
             Message::Signal(Signal::EndOfData) => (operator.handle_end_of_data().await?, None),
         };
+        Metrics::add(
+            &metrics.rows_emitted,
+            rows.iter().map(|b| b.num_rows() as u64).sum(),
+        );
         for batch in &rows {
             for sink in &mut sinks {
                 sink.write(batch).await?;

@@ -87,7 +87,7 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
     }
     // The stateless statement's rows are all in closed files after the stop.
     let mut lake_rows = 0;
-    for entry in walk(&lake.path().join("raw")) {
+    for entry in files_under(&lake.path().join("raw")) {
         let file = std::fs::File::open(&entry).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
@@ -99,17 +99,4 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
     assert_eq!(Metrics::get(&report.metrics.late_rows), 0);
     // A windowed statement reads this source, so nothing was committed.
     assert!(report.committed.is_empty(), "{:?}", report.committed);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path))
-        } else {
-            out.push(path)
-        }
-    }
-    out
 }

@@ -1,11 +1,22 @@
 //! `engine run JOB.sql [--bounded]`.
+//!
+//! With `KAFKA_BROKERS` unset, the job runs on an embedded default: an
+//! in-process Kafka-protocol broker (librdkafka's mock cluster) fed by the
+//! market simulator, so a first run needs no services at all.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::{bail, Context};
 use clap::Args;
-use engine::{Job, RunOptions};
+use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
+use engine::{Job, Metrics, RunOptions};
+use rdkafka::mocking::MockCluster;
+
+use super::produce::parse_speed;
 
 /// Arguments of `engine run`.
 #[derive(Debug, Args)]
@@ -15,12 +26,24 @@ pub struct RunArgs {
     /// Read each source up to the end offsets seen at start, emit all windows, flush, commit and exit.
     #[arg(long)]
     pub bounded: bool,
+    /// Embedded default only: market time of the simulated feed runs this many
+    /// times faster than wall time (e.g. 30 shows a 1-minute candle every 2 s).
+    #[arg(long, default_value = "1", value_parser = parse_speed, allow_negative_numbers = true)]
+    pub speed: Speed,
+    /// Embedded default only: seed of the simulated feed.
+    #[arg(long, default_value_t = feed::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Embedded default only: event time of the first simulated trade (RFC 3339), or `now`.
+    #[arg(long, default_value = "now")]
+    pub start: String,
 }
+
+/// Partitions of the source topics the embedded broker creates.
+const EMBEDDED_PARTITIONS: i32 = 4;
 
 impl RunArgs {
     /// Runs the job; Ctrl-C stops it cleanly (sinks flushed, files closed).
     pub async fn run(self) -> anyhow::Result<()> {
-        let job = Job::load(&self.job).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let on_signal = Arc::clone(&stop);
         tokio::spawn(async move {
@@ -29,15 +52,157 @@ impl RunArgs {
                 on_signal.store(true, Ordering::Relaxed);
             }
         });
-        let report = job
-            .run(
+        let metrics = Arc::new(Metrics::new());
+        let status = tokio::spawn(report_status(Arc::clone(&metrics), Arc::clone(&stop)));
+
+        let result = if std::env::var_os("KAFKA_BROKERS").is_some() {
+            let job = Job::load(&self.job).await?;
+            job.run_with_metrics(
                 RunOptions {
                     bounded: self.bounded,
                 },
-                stop,
+                Arc::clone(&stop),
+                Arc::clone(&metrics),
             )
-            .await?;
-        eprintln!("{}", report.metrics.summary());
+            .await
+        } else {
+            self.run_embedded(Arc::clone(&stop), Arc::clone(&metrics))
+                .await?
+        };
+        stop.store(true, Ordering::Relaxed);
+        status.await.ok();
+        result?;
+        eprintln!("{}", metrics.summary());
         Ok(())
+    }
+
+    /// Starts the embedded broker and feed, then runs the job against them.
+    async fn run_embedded(
+        &self,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<engine::Result<engine::RunReport>> {
+        if self.bounded {
+            bail!("--bounded needs a broker with data (set KAFKA_BROKERS): the embedded feed never ends");
+        }
+        let cluster = MockCluster::new(1).context("starting the embedded Kafka-protocol broker")?;
+        let brokers = cluster.bootstrap_servers();
+        let env = |var: &str| {
+            if var == "KAFKA_BROKERS" {
+                Some(brokers.clone())
+            } else {
+                std::env::var(var).ok()
+            }
+        };
+        let job = Job::load_with_env(&self.job, &env).await?;
+        let (read, written) = job.kafka_topics();
+        for topic in &read {
+            cluster
+                .create_topic(topic, EMBEDDED_PARTITIONS, 1)
+                .with_context(|| format!("creating topic `{topic}`"))?;
+        }
+        for topic in &written {
+            cluster
+                .create_topic(topic, 1, 1)
+                .with_context(|| format!("creating topic `{topic}`"))?;
+        }
+        let Some(trades) = read.first().cloned() else {
+            bail!("the job reads no Kafka topic to feed")
+        };
+
+        let start_ms = match self.start.as_str() {
+            "now" => chrono::Utc::now().timestamp_millis(),
+            s => chrono::DateTime::parse_from_rfc3339(s)
+                .with_context(|| format!("--start `{s}`: expected RFC 3339"))?
+                .timestamp_millis(),
+        };
+        let config = FeedConfig {
+            symbols: feed::symbol_names(feed::DEFAULT_SYMBOLS),
+            rate: feed::DEFAULT_RATE,
+            seed: self.seed,
+            start_ms,
+            disorder_ms: 0,
+            late_fraction: 0.0,
+            bad_fraction: 0.0,
+        };
+        let producer = feed::feed_producer(&brokers)?;
+        let (feed_stop, speed) = (Arc::clone(&stop), self.speed);
+        let feed_task = tokio::spawn(async move {
+            let pacer = Pacer::new(start_ms, speed);
+            feed::publish(
+                &producer,
+                &trades,
+                Simulator::new(config),
+                &pacer,
+                &feed_stop,
+            )
+            .await
+        });
+        eprintln!(
+            "embedded Kafka-protocol broker on {brokers} (other processes: KAFKA_BROKERS={brokers}); \
+             simulated trades ({} symbols, {} trades/s of market time, speed {speed:?}) -> `{}`; topics written: {}",
+            feed::DEFAULT_SYMBOLS,
+            feed::DEFAULT_RATE,
+            read[0],
+            written.join(", "),
+        );
+        eprintln!(
+            "{}",
+            job.explain()
+                .lines()
+                .filter(|l| l.starts_with("sink "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+
+        let report = job
+            .run_with_metrics(RunOptions::default(), Arc::clone(&stop), metrics)
+            .await;
+        stop.store(true, Ordering::Relaxed);
+        match feed_task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the simulated feed stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "the simulated feed task failed"),
+            Ok(Ok(_)) => {}
+        }
+        drop(cluster); // the broker lives until the job and the feed are done with it
+        Ok(report)
+    }
+}
+
+/// One live status line on a terminal (every second), a log line every 10 s otherwise.
+async fn report_status(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
+    let terminal = std::io::stderr().is_terminal();
+    let every = if terminal {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(10)
+    };
+    let mut last = Metrics::get(&metrics.records_in);
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(every).await;
+        let now = Metrics::get(&metrics.records_in);
+        let watermark = match metrics.watermark.load(Ordering::Relaxed) {
+            i64::MIN => "-".to_string(),
+            w => chrono::DateTime::from_timestamp_millis(w)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
+        };
+        let line = format!(
+            "{:.0} events/s | watermark {watermark} | open windows {} | rows emitted {} | bad {} | late {}",
+            (now - last) as f64 / every.as_secs_f64(),
+            metrics.open_windows.load(Ordering::Relaxed),
+            Metrics::get(&metrics.rows_emitted),
+            Metrics::get(&metrics.bad_records),
+            Metrics::get(&metrics.late_rows),
+        );
+        last = now;
+        if terminal {
+            eprint!("\r{line}\x1b[K");
+        } else {
+            eprintln!("status: {line}");
+        }
+    }
+    if terminal {
+        eprintln!();
     }
 }

@@ -117,6 +117,9 @@ impl WindowAggregate {
         let still_open = self.windows.split_off(&watermark.saturating_add(1));
         let closed = std::mem::replace(&mut self.windows, still_open);
         let mut out = Vec::new();
+        self.metrics
+            .open_windows
+            .fetch_sub(closed.len() as i64, std::sync::atomic::Ordering::Relaxed);
         for (_, states) in closed {
             let rows = collect(self.plan.final_over(states)?, Arc::clone(&self.task_ctx)).await?;
             out.extend(rows.into_iter().filter(|b| b.num_rows() > 0));
@@ -154,6 +157,11 @@ impl WindowAggregate {
                 .collect::<Result<Vec<_>>>()?
         };
         for (end, part) in parts {
+            if !self.windows.contains_key(&end) {
+                self.metrics
+                    .open_windows
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let batches = self.windows.entry(end).or_default();
             batches.push(part);
             if batches.len() >= MAX_STATE_BATCHES {

@@ -131,7 +131,11 @@ impl KafkaSource {
             .client_config_with(CONSUMER_DEFAULTS)
             .set("group.id", &self.config.group_id)
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
+            // End-of-partition events mark the end of a bounded run; unbounded runs need none.
+            .set(
+                "enable.partition.eof",
+                if self.bounded { "true" } else { "false" },
+            )
             .set(
                 "auto.offset.reset",
                 if self.config.offset_reset_earliest {
