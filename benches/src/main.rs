@@ -25,8 +25,13 @@ async fn main() -> Result<()> {
     let symbols = *args.get(1).unwrap_or(&100);
     let batch = *args.get(2).unwrap_or(&8192);
 
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../jobs/ohlc_1m.sql"))?;
+    // `cargo run` gives the manifest directory at run time; the compiled-in one may
+    // be another clone's that shares the target directory.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    let text = std::fs::read_to_string(manifest.join("../jobs/ohlc_1m.sql"))?;
     let job = JobFile::parse("jobs/ohlc_1m.sql", &text, &|_| None)?;
     let planned = plan_job(&job).await?;
     let source = job

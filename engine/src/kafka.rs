@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use engine_sql::{LineError, Options};
 use rdkafka::client::Client;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::error::{EngineError, Result};
@@ -48,6 +50,26 @@ impl KafkaClientOptions {
         config
     }
 }
+
+/// The context of our consumers: librdkafka's errors go to the log as usual,
+/// except end-of-partition events. Consumers that ask for them
+/// (`enable.partition.eof`) read them from the message stream; once a
+/// partition is paused at its end they also arrive as "global errors", which
+/// are expected, not failures.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConsumerLogs;
+
+impl ClientContext for ConsumerLogs {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::trace!(%reason, "end of partition");
+        } else {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerLogs {}
 
 /// Fails unless `topic` exists, so a missing output topic stops the job at
 /// start rather than at its first record hours later. `role` says what the

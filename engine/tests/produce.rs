@@ -5,20 +5,8 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
-
-fn engine(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn produce_to(file: &Path, extra: &[&str]) {
     let mut args = vec![
@@ -174,10 +162,7 @@ fn wrong_flags_are_one_clear_line_and_a_failure() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     for sub in ["run", "check", "produce", "tail"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-            .args([sub, "--help"])
-            .output()
-            .unwrap();
+        let out = engine_output([sub, "--help"]);
         assert!(
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Usage"),
             "{sub} --help"

@@ -2,17 +2,11 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 fn tail(args: &[&str]) -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .arg("tail")
-        .args(args)
-        .args(["--brokers", &brokers()])
-        .output()
-        .unwrap();
+    let brokers = brokers();
+    let out = engine_output(["tail"].iter().chain(args).chain(&["--brokers", &brokers]));
     assert!(
         out.status.success(),
         "{}",
@@ -89,16 +83,13 @@ async fn tail_prints_what_the_topic_holds() {
 
 #[test]
 fn tail_of_a_missing_topic_says_so() {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args([
-            "tail",
-            "no_such_topic_here",
-            "--exit-at-end",
-            "--brokers",
-            &brokers(),
-        ])
-        .output()
-        .unwrap();
+    let out = engine_output([
+        "tail",
+        "no_such_topic_here",
+        "--exit-at-end",
+        "--brokers",
+        &brokers(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("no_such_topic_here"), "{stderr}");

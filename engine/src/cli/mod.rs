@@ -5,6 +5,9 @@ mod produce;
 mod run;
 mod tail;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 
 /// A real-time market-data stream-processing engine: streaming SQL over Kafka,
@@ -40,4 +43,18 @@ impl Command {
             Command::Tail(args) => args.run().await,
         }
     }
+}
+
+/// A flag that Ctrl-C sets, so a command can stop cleanly (flush, close, report)
+/// instead of dying mid-write.
+pub(crate) fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = Arc::clone(&stop);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C: stopping cleanly");
+            on_signal.store(true, Ordering::Relaxed);
+        }
+    });
+    stop
 }

@@ -44,14 +44,7 @@ const EMBEDDED_PARTITIONS: i32 = 4;
 impl RunArgs {
     /// Runs the job; Ctrl-C stops it cleanly (sinks flushed, files closed).
     pub async fn run(self) -> anyhow::Result<()> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let on_signal = Arc::clone(&stop);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("stopping: flushing sinks");
-                on_signal.store(true, Ordering::Relaxed);
-            }
-        });
+        let stop = super::stop_on_ctrl_c();
         let metrics = Arc::new(Metrics::new());
         let status = tokio::spawn(report_status(Arc::clone(&metrics), Arc::clone(&stop)));
 

@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use engine::kafka::ConsumerLogs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -54,20 +54,14 @@ pub enum Format {
 impl TailArgs {
     /// Reads and prints until --count, --exit-at-end, or Ctrl-C.
     pub async fn run(self) -> anyhow::Result<()> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let on_signal = Arc::clone(&stop);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                on_signal.store(true, Ordering::Relaxed);
-            }
-        });
+        let stop = super::stop_on_ctrl_c();
         tokio::task::spawn_blocking(move || self.read(&stop))
             .await
             .context("tail task")?
     }
 
     fn read(self, stop: &AtomicBool) -> anyhow::Result<()> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer<ConsumerLogs> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("engine-tail-{}", std::process::id()))
             .set("enable.auto.commit", "false")
@@ -75,7 +69,7 @@ impl TailArgs {
                 "enable.partition.eof",
                 if self.exit_at_end { "true" } else { "false" },
             )
-            .create()?;
+            .create_with_context(ConsumerLogs)?;
         let metadata = consumer
             .fetch_metadata(Some(&self.topic), Duration::from_secs(30))
             .with_context(|| format!("reading metadata of `{}` on {}", self.topic, self.brokers))?;

@@ -107,18 +107,44 @@ impl Simulator {
         }
     }
 
+    /// The highest rate (trades/s of market time) `symbols` symbols reach:
+    /// event times are whole milliseconds and distinct per symbol (so open and
+    /// close are never a tie), 1000 trades a second each.
+    pub fn max_rate(symbols: usize) -> f64 {
+        1000.0 * symbols as f64
+    }
+
     /// The next trade in event-time order (before disorder is applied).
     fn next_trade(&mut self) -> (usize, f64, u64, i64) {
         // Poisson arrivals: exponential gaps with mean 1000 / rate ms.
         let u: f64 = self.rng.random_range(f64::MIN_POSITIVE..1.0);
         self.clock_ms += -u.ln() * 1000.0 / self.config.rate;
         let pick: f64 = self.rng.random();
-        let s = self
+        let n = self.cumulative.len();
+        let mut s = self
             .cumulative
             .iter()
             .position(|c| pick <= *c)
-            .unwrap_or(self.cumulative.len() - 1);
-        let ts = (self.clock_ms as i64).max(self.last_ts[s] + 1);
+            .unwrap_or(n - 1);
+        // A symbol that already traded in this millisecond passes the trade to the
+        // next symbol that has not, so a busy symbol never runs ahead of the clock
+        // (which would hold its trades back and grow the send queue without bound).
+        // When every symbol has traded in it, the clock moves to the next millisecond:
+        // the market is then as busy as it can be (`max_rate`).
+        let mut now = self.clock_ms as i64;
+        if self.last_ts[s] >= now {
+            match (1..n)
+                .map(|k| (s + k) % n)
+                .find(|&other| self.last_ts[other] < now)
+            {
+                Some(free) => s = free,
+                None => {
+                    now += 1;
+                    self.clock_ms = now as f64;
+                }
+            }
+        }
+        let ts = now;
         let dt_days = if self.last_ts[s] == i64::MIN {
             0.0
         } else {

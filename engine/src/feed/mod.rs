@@ -4,9 +4,11 @@
 
 mod market;
 mod publish;
+mod replay;
 
 pub use market::{FeedConfig, FeedRecord, RecordKind, Simulator};
 pub use publish::{feed_producer, kind_index, publish, send, Pacer, Speed};
+pub use replay::{replay, Mapping, Replay, ReplayOptions, ReplayOrder};
 
 /// Symbols a feed trades unless told otherwise (`SYM000`...).
 pub const DEFAULT_SYMBOLS: usize = 20;

@@ -28,6 +28,9 @@ pub struct Pacer {
     wall_start: Instant,
 }
 
+/// Shortest wait worth a sleep: one tick of tokio's timer.
+const MIN_SLEEP: Duration = Duration::from_millis(1);
+
 impl Pacer {
     /// A pacer whose market clock starts at `start_ms` now.
     pub fn new(start_ms: i64, speed: Speed) -> Self {
@@ -44,8 +47,13 @@ impl Pacer {
             let due = Duration::from_secs_f64(
                 (record.sent_ms - self.start_ms).max(0) as f64 / 1000.0 / k,
             );
+            // Tokio's timer has millisecond resolution (a shorter sleep lasts until the
+            // next tick), so records due within a tick go now; the schedule is absolute,
+            // so nothing drifts.
             if let Some(wait) = due.checked_sub(self.wall_start.elapsed()) {
-                tokio::time::sleep(wait).await;
+                if wait >= MIN_SLEEP {
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
     }

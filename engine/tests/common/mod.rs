@@ -291,12 +291,36 @@ pub fn read_all(topic: &str) -> Vec<ReadRecord> {
     out
 }
 
+/// Runs the `engine` binary with `args` to completion.
+pub fn engine_output<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .output()
+        .expect("the engine binary runs")
+}
+
+/// Runs the `engine` binary; whether it succeeded, and its stderr.
+pub fn engine(args: &[&str]) -> (bool, String) {
+    let out = engine_output(args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The repository root (job files live in `jobs/`).
+///
+/// Read when the test runs (cargo sets `CARGO_MANIFEST_DIR` then too): a test
+/// binary compiled for another clone sharing the target directory, and found
+/// fresh there, would otherwise read that clone's files.
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    manifest.parent().unwrap().to_path_buf()
 }
 
 /// Sends the engine's logs to the test output (shown for failing tests).

@@ -22,7 +22,7 @@ use super::config::{KafkaSourceConfig, StartupMode};
 use super::dlq::{DeadLetters, Origin};
 use crate::decode::{JsonDecoder, RawRecord};
 use crate::error::{EngineError, Result};
-use crate::kafka::METADATA_TIMEOUT;
+use crate::kafka::{ConsumerLogs, METADATA_TIMEOUT};
 use crate::message::{Message, Signal};
 use crate::metrics::Metrics;
 use crate::watermark::{WatermarkExpr, WatermarkTracker};
@@ -47,7 +47,7 @@ pub struct KafkaSource {
 
 /// What a source has consumed; committing it tells Kafka those records are done.
 pub struct SourceProgress {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ConsumerLogs>,
     dead_letters: DeadLetters,
     topic: String,
     next_offsets: BTreeMap<i32, i64>,
@@ -125,7 +125,7 @@ impl KafkaSource {
         let kafka_err = |what: &str, e: KafkaError| {
             EngineError::Kafka(format!("{what} for topic `{topic}`: {e}"))
         };
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<ConsumerLogs> = self
             .config
             .client
             .client_config_with(CONSUMER_DEFAULTS)
@@ -144,7 +144,7 @@ impl KafkaSource {
                     "latest"
                 },
             )
-            .create()
+            .create_with_context(ConsumerLogs)
             .map_err(|e| kafka_err("creating consumer", e))?;
         let dead_letters = DeadLetters::new(&self.config.client, &self.config.dlq_topic)?;
         let mut cursors = self.assign(&consumer)?;
@@ -183,7 +183,10 @@ impl KafkaSource {
     }
 
     /// Assigns every partition of the topic at its start offset.
-    fn assign(&self, consumer: &BaseConsumer) -> Result<BTreeMap<i32, PartitionCursor>> {
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<ConsumerLogs>,
+    ) -> Result<BTreeMap<i32, PartitionCursor>> {
         let topic = &self.config.topic;
         let err = |what: &str, e: KafkaError| {
             EngineError::Kafka(format!(
@@ -256,7 +259,7 @@ impl KafkaSource {
 
     fn poll_loop(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<ConsumerLogs>,
         dead_letters: &DeadLetters,
         cursors: &mut BTreeMap<i32, PartitionCursor>,
         tracker: &mut WatermarkTracker,
