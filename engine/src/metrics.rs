@@ -22,6 +22,10 @@ pub struct Metrics {
     pub windows_emitted: AtomicU64,
     /// Files committed by lake sinks.
     pub files_written: AtomicU64,
+    /// Lake partitions marked complete (`_SUCCESS` written, again after late files).
+    pub partitions_committed: AtomicU64,
+    /// Rows written to a lake partition after it was committed (into a new file in it).
+    pub late_lake_rows: AtomicU64,
     /// The combined watermark (event time, ms), or `i64::MIN` before the first.
     pub watermark: AtomicI64,
 }
@@ -48,13 +52,15 @@ impl Metrics {
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         format!(
-            "records_in={} bad_records={} late_rows={} windows_emitted={} rows_out={} files_written={}",
+            "records_in={} bad_records={} late_rows={} windows_emitted={} rows_out={} files_written={} partitions_committed={} late_lake_rows={}",
             Self::get(&self.records_in),
             Self::get(&self.bad_records),
             Self::get(&self.late_rows),
             Self::get(&self.windows_emitted),
             Self::get(&self.rows_out),
             Self::get(&self.files_written),
+            Self::get(&self.partitions_committed),
+            Self::get(&self.late_lake_rows),
         )
     }
 }

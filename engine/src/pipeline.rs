@@ -195,9 +195,16 @@ impl Job {
                         .file
                         .table(name)
                         .expect("sinks come from the job's tables");
-                    sinks.push(
-                        Sink::open(self.sinks[name].clone(), table, Arc::clone(&metrics)).await?,
-                    );
+                    let mut sink =
+                        Sink::open(self.sinks[name].clone(), table, Arc::clone(&metrics)).await?;
+                    // A HOP window starting in a partition closes `size - slide` after the
+                    // partition's end; the partition is complete only then.
+                    if let Some(w) = st.window() {
+                        if sink.partition_time_column() == Some(engine_sql::WINDOW_START) {
+                            sink.set_partition_commit_lag(w.spec.size_ms - w.spec.slide_ms);
+                        }
+                    }
+                    sinks.push(sink);
                 }
                 let operator = Operator::for_statement(st, Arc::clone(&metrics))?;
                 tasks.push((
@@ -281,9 +288,13 @@ async fn run_statement(
             }
         }
         if end_of_data {
-            break;
+            for sink in &mut sinks {
+                sink.end_of_data().await?;
+            }
+            return Ok(());
         }
     }
+    // Stopped: what was written is made durable; partitions stay open unless complete.
     for sink in &mut sinks {
         sink.flush().await?;
     }

@@ -179,9 +179,13 @@ async fn ohlc_job_matches_an_independent_fold() {
         })
         .collect();
     assert_eq!(
-        dts.into_iter().collect::<Vec<_>>(),
+        dts.iter().collect::<Vec<_>>(),
         vec!["dt=2025-11-20", "dt=2025-11-21"]
     );
+    for dt in &dts {
+        let marker = lake.path().join("ohlc_1m").join(dt).join("_SUCCESS");
+        assert!(marker.exists(), "{} committed", marker.display());
+    }
     let mut lake_rows = Vec::new();
     for f in &files {
         let dt = f
@@ -278,6 +282,9 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
             out.extend(parquet_files(&path));
         } else {
             let name = path.file_name().unwrap().to_string_lossy();
+            if name == "_SUCCESS" {
+                continue; // the partition commit marker (Athena skips names starting with `_`)
+            }
             assert!(
                 name.ends_with(".parquet"),
                 "only complete Parquet files under the table: {name}"

@@ -55,15 +55,20 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
         .unwrap();
     let mut per_partition: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     let mut file_sizes: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    let mut committed = Vec::new();
     for o in &objects {
         let path = o.location.to_string();
-        assert!(path.ends_with(".parquet"), "{path}");
         let partition = path
             .split('/')
             .skip(1)
             .take(2)
             .collect::<Vec<_>>()
             .join("/");
+        if path.ends_with("/_SUCCESS") {
+            committed.push(partition);
+            continue;
+        }
+        assert!(path.ends_with(".parquet"), "{path}");
         file_sizes
             .entry(partition.clone())
             .or_default()
@@ -96,6 +101,11 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
     assert_eq!(
         per_partition.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        committed.iter().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "every partition written has its _SUCCESS marker"
     );
     // Rolled by size: every file but the last of a partition was closed because it reached 64 KB.
     assert!(

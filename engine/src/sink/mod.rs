@@ -117,6 +117,31 @@ impl Sink {
         }
     }
 
+    /// For a lake sink whose partitions come from a HOP window's start: the
+    /// partition's last windows close `lag_ms` after its end, so it commits then.
+    pub fn set_partition_commit_lag(&mut self, lag_ms: i64) {
+        if let Target::Lake(s) = &mut self.target {
+            s.set_commit_lag(lag_ms);
+        }
+    }
+
+    /// The name of the column a lake sink partitions by, if it is one.
+    pub fn partition_time_column(&self) -> Option<&str> {
+        match &self.target {
+            Target::Lake(s) => s.partition_time_column(),
+            Target::Kafka(_) => None,
+        }
+    }
+
+    /// The input has ended (bounded run): makes everything durable and, in the
+    /// lake, marks every partition written complete.
+    pub async fn end_of_data(&mut self) -> Result<()> {
+        match &mut self.target {
+            Target::Kafka(s) => s.flush().await,
+            Target::Lake(s) => s.end_of_data().await,
+        }
+    }
+
     /// Makes everything written so far durable.
     pub async fn flush(&mut self) -> Result<()> {
         match &mut self.target {

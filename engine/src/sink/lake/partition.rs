@@ -21,6 +21,15 @@ impl PartitionKey {
         }
     }
 
+    /// The first event time after the partition (`i64::MAX` without partitions).
+    pub fn end(self, scheme: PartitionScheme) -> i64 {
+        match scheme {
+            PartitionScheme::None => i64::MAX,
+            PartitionScheme::Day => self.0 + MS_PER_DAY,
+            PartitionScheme::DayHour => self.0 + MS_PER_HOUR,
+        }
+    }
+
     /// `dt=YYYY-MM-DD` or `dt=YYYY-MM-DD/hour=HH` (zero-padded strings, as Athena wants), or "".
     pub fn path(self, scheme: PartitionScheme) -> String {
         let t = DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or_default();

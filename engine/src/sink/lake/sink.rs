@@ -2,8 +2,14 @@
 //! by age, and uploads each file whole: an object appears under the table
 //! prefix only complete (a single PUT is atomic on S3; the local store
 //! writes a temporary file and renames it).
+//!
+//! Partition commit: once the watermark passes the end of a partition, its
+//! files are closed and a `_SUCCESS` marker is written in it (Athena ignores
+//! names starting with `_`), so downstream jobs know it is complete. Rows that
+//! still arrive for a committed partition go to a new file in it, are counted
+//! (`late_lake_rows`), and the marker is written again when that file closes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +39,15 @@ pub struct LakeSink {
     schema: SchemaRef,
     properties: WriterProperties,
     open: BTreeMap<PartitionKey, OpenFile>,
+    /// Partitions with files written since their last `_SUCCESS` marker.
+    uncommitted: BTreeSet<PartitionKey>,
+    /// The last watermark seen: partitions ending (plus `commit_lag_ms`) at or before it are complete.
+    watermark: Option<EventTime>,
+    /// How long after a partition's end its last rows can still arrive on time: a
+    /// HOP window starting in the partition closes `size - slide` after its end.
+    commit_lag_ms: i64,
+    /// Batches that had rows for committed partitions, to thin out the warnings.
+    late_batches: u64,
     /// Distinguishes this run's files from earlier runs' (never overwrite them).
     run_id: String,
     next_file: u64,
@@ -42,7 +57,14 @@ pub struct LakeSink {
 struct OpenFile {
     writer: ArrowWriter<Vec<u8>>,
     opened: Instant,
+    /// Opened for a partition already committed (late rows): it rolls by the
+    /// usual rules rather than on the next watermark, so a trickle of late rows
+    /// does not become a trickle of tiny files.
+    late: bool,
 }
+
+/// The `_SUCCESS` marker's name: Athena skips files starting with `_`.
+pub const SUCCESS_MARKER: &str = "_SUCCESS";
 
 impl LakeSink {
     /// Opens the store behind the table path.
@@ -70,16 +92,46 @@ impl LakeSink {
             schema,
             properties,
             open: BTreeMap::new(),
+            uncommitted: BTreeSet::new(),
+            watermark: None,
+            commit_lag_ms: 0,
+            late_batches: 0,
             run_id,
             next_file: 0,
             metrics,
         })
     }
 
+    /// Sets how long after a partition's end its rows can still arrive on time
+    /// (the `commit_lag_ms` field); 0 unless the partition time is a HOP window's start.
+    pub fn set_commit_lag(&mut self, lag_ms: i64) {
+        self.commit_lag_ms = lag_ms;
+    }
+
+    /// The name of the column partitions come from, if partitioned.
+    pub fn partition_time_column(&self) -> Option<&str> {
+        (self.config.partitioning != super::config::PartitionScheme::None)
+            .then_some(())
+            .and(self.config.partition_time_field)
+            .map(|i| self.schema.field(i).name().as_str())
+    }
+
+    /// Whether the watermark has passed the end of partition `key`.
+    fn is_complete(&self, key: PartitionKey) -> bool {
+        let end = key
+            .end(self.config.partitioning)
+            .saturating_add(self.commit_lag_ms);
+        self.watermark.is_some_and(|w| end <= w)
+    }
+
     /// Appends rows (already in the table's schema) to their partitions' open files.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         let rows = batch.num_rows() as u64;
         for (key, part) in self.split_by_partition(batch)? {
+            let late = self.is_complete(key);
+            if late {
+                self.count_late(key, part.num_rows() as u64);
+            }
             let file = match self.open.get_mut(&key) {
                 Some(f) => f,
                 None => {
@@ -91,9 +143,11 @@ impl LakeSink {
                     self.open.entry(key).or_insert(OpenFile {
                         writer,
                         opened: Instant::now(),
+                        late,
                     })
                 }
             };
+            self.uncommitted.insert(key);
             file.writer.write(&part)?;
             // The in-progress row group's size is an estimate before compression,
             // so it only decides when to encode a row group; the file rolls on the
@@ -109,18 +163,94 @@ impl LakeSink {
         self.close_old_files().await
     }
 
-    /// Rolls files that have been open longer than `rolling.interval`.
-    pub async fn handle_watermark(&mut self, _watermark: EventTime) -> Result<()> {
-        self.close_old_files().await
+    /// Rolls files open longer than `rolling.interval`, and commits every
+    /// partition the watermark has passed: its file closed, its marker written.
+    pub async fn handle_watermark(&mut self, watermark: EventTime) -> Result<()> {
+        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+        self.close_old_files().await?;
+        for key in self.complete_uncommitted() {
+            match self.open.get(&key).map(|f| f.late) {
+                // A late file waits for its own roll; the partition is committed again then.
+                Some(true) => continue,
+                Some(false) => self.close(key).await?,
+                None => {}
+            }
+            self.commit(key).await?;
+        }
+        Ok(())
     }
 
-    /// Closes and uploads every open file.
+    /// Closes and uploads every open file, and commits the partitions the
+    /// watermark has passed.
     pub async fn flush(&mut self) -> Result<()> {
         let keys: Vec<PartitionKey> = self.open.keys().copied().collect();
         for key in keys {
             self.close(key).await?;
         }
+        for key in self.complete_uncommitted() {
+            self.commit(key).await?;
+        }
         Ok(())
+    }
+
+    /// Partitions written since their marker that the watermark has passed.
+    fn complete_uncommitted(&self) -> Vec<PartitionKey> {
+        self.uncommitted
+            .iter()
+            .copied()
+            .filter(|k| self.is_complete(*k))
+            .collect()
+    }
+
+    /// At the end of a bounded input every partition is complete: closes every
+    /// file and commits every partition written.
+    pub async fn end_of_data(&mut self) -> Result<()> {
+        let keys: Vec<PartitionKey> = self.open.keys().copied().collect();
+        for key in keys {
+            self.close(key).await?;
+        }
+        let written: Vec<PartitionKey> =
+            std::mem::take(&mut self.uncommitted).into_iter().collect();
+        for key in written {
+            self.commit(key).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes partition `key`'s `_SUCCESS` marker (its files are all closed).
+    async fn commit(&mut self, key: PartitionKey) -> Result<()> {
+        self.uncommitted.remove(&key);
+        if self.config.partitioning == super::config::PartitionScheme::None {
+            return Ok(()); // no partitions: nothing ever completes
+        }
+        let partition = key.path(self.config.partitioning);
+        let path = self.object_path(&partition, SUCCESS_MARKER);
+        let body = serde_json::json!({
+            "table": self.config.table,
+            "partition": partition,
+            "watermark": self.watermark.and_then(chrono::DateTime::from_timestamp_millis),
+            "committed_at": chrono::Utc::now(),
+        });
+        self.put(&path, body.to_string().into_bytes()).await?;
+        Metrics::add(&self.metrics.partitions_committed, 1);
+        tracing::info!(table = %self.config.table, %partition, "partition committed");
+        Ok(())
+    }
+
+    /// Counts rows for a partition already committed; warns for the first
+    /// batches, then every 1000th, so a flood of late rows does not flood the log.
+    fn count_late(&mut self, key: PartitionKey, rows: u64) {
+        Metrics::add(&self.metrics.late_lake_rows, rows);
+        self.late_batches += 1;
+        if self.late_batches <= 20 || self.late_batches.is_multiple_of(1000) {
+            tracing::warn!(
+                table = %self.config.table,
+                partition = %key.path(self.config.partitioning),
+                rows,
+                late_lake_rows_total = Metrics::get(&self.metrics.late_lake_rows),
+                "rows for a committed partition: written to a new file in it"
+            );
+        }
     }
 
     async fn close_old_files(&mut self) -> Result<()> {
@@ -183,15 +313,29 @@ impl LakeSink {
         let partition = key.path(self.config.partitioning);
         let name = format!("part-{}-{:06}.parquet", self.run_id, self.next_file);
         self.next_file += 1;
+        let path = self.object_path(&partition, &name);
+        let size = bytes.len();
+        self.put(&path, bytes).await?;
+        Metrics::add(&self.metrics.files_written, 1);
+        tracing::info!(table = %self.config.table, file = %path, bytes = size, "lake file written");
+        Ok(())
+    }
+
+    /// `name` inside `partition` (`dt=.../hour=..` or "") under the table prefix.
+    fn object_path(&self, partition: &str, name: &str) -> Path {
         let mut path = self.location.prefix.clone();
         for segment in partition.split('/').filter(|s| !s.is_empty()) {
             path = path.join(segment);
         }
-        let path: Path = path.join(name.as_str());
-        let size = bytes.len();
-        self.location
-            .store
-            .put(&path, PutPayload::from(Bytes::from(bytes)))
+        path.join(name)
+    }
+
+    /// Uploads one whole object. (Takes `&mut self`: the writers are not
+    /// `Sync`, so a `&self` held across the await would make the task not `Send`.)
+    async fn put(&mut self, path: &Path, bytes: Vec<u8>) -> Result<()> {
+        let store = Arc::clone(&self.location.store);
+        store
+            .put(path, PutPayload::from(Bytes::from(bytes)))
             .await
             .map_err(|e| {
                 EngineError::Store(format!(
@@ -199,8 +343,6 @@ impl LakeSink {
                     path, self.config.path
                 ))
             })?;
-        Metrics::add(&self.metrics.files_written, 1);
-        tracing::info!(table = %self.config.table, file = %path, bytes = size, "lake file written");
         Ok(())
     }
 }
