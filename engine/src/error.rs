@@ -15,6 +15,9 @@ pub enum EngineError {
     /// The object store failed (the path is in the message).
     #[error("object store: {0}")]
     Store(String),
+    /// A lake table cannot be described for the catalog (the table is named).
+    #[error("catalog: {0}")]
+    Catalog(String),
     /// Query execution failed.
     #[error("execution: {0}")]
     Execution(String),

@@ -17,6 +17,7 @@
 //! - [`error`]: the engine's error type.
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod decode;
 pub mod error;
 pub mod feed;

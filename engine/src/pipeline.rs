@@ -21,6 +21,7 @@ use crate::error::{EngineError, Result};
 use crate::message::{Message, Signal};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
+use crate::sink::lake::LakeSinkConfig;
 use crate::sink::{Sink, SinkConfig};
 use crate::source::kafka::{KafkaSource, KafkaSourceConfig};
 
@@ -115,6 +116,23 @@ impl Job {
             sources,
             sinks,
         })
+    }
+
+    /// The job's lake sink tables: their options and columns (for the catalog and queries).
+    pub fn lake_tables(&self) -> Vec<(LakeSinkConfig, arrow::datatypes::SchemaRef)> {
+        self.sinks
+            .iter()
+            .filter_map(|(name, sink)| match sink {
+                SinkConfig::Lake(c) => {
+                    let table = self
+                        .file
+                        .table(name)
+                        .expect("sinks come from the job's tables");
+                    Some((c.clone(), table.schema()))
+                }
+                SinkConfig::Kafka(_) => None,
+            })
+            .collect()
     }
 
     /// Kafka topics the job reads, and the ones it writes (sinks and dead letters).

@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per file.
 
+mod catalog;
 mod check;
 mod produce;
 mod run;
@@ -31,6 +32,8 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Print the records of a topic (e.g. ohlc_1m) as they arrive.
     Tail(tail::TailArgs),
+    /// Print the Athena DDL (or Glue table input) of a job's lake tables.
+    Catalog(catalog::CatalogArgs),
 }
 
 impl Command {
@@ -41,6 +44,7 @@ impl Command {
             Command::Check(args) => args.run().await,
             Command::Produce(args) => args.run().await,
             Command::Tail(args) => args.run().await,
+            Command::Catalog(args) => args.run().await,
         }
     }
 }
