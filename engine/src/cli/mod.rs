@@ -3,6 +3,7 @@
 mod catalog;
 mod check;
 mod produce;
+mod query;
 mod run;
 mod tail;
 
@@ -34,6 +35,8 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Print the Athena DDL (or Glue table input) of a job's lake tables.
     Catalog(catalog::CatalogArgs),
+    /// Run Athena-style SQL over the lake locally (tables from the jobs' lake sinks).
+    Query(query::QueryArgs),
 }
 
 impl Command {
@@ -45,6 +48,7 @@ impl Command {
             Command::Produce(args) => args.run().await,
             Command::Tail(args) => args.run().await,
             Command::Catalog(args) => args.run().await,
+            Command::Query(args) => args.run().await,
         }
     }
 }

@@ -171,8 +171,14 @@ async fn report_status(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
         Duration::from_secs(10)
     };
     let mut last = Metrics::get(&metrics.records_in);
+    let mut printed = tokio::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(every).await;
+        // Short naps, so a finished job exits at once instead of after the next status line.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if printed.elapsed() < every {
+            continue;
+        }
+        printed = tokio::time::Instant::now();
         let now = Metrics::get(&metrics.records_in);
         let watermark = match metrics.watermark.load(Ordering::Relaxed) {
             i64::MIN => "-".to_string(),
