@@ -10,29 +10,43 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use engine_sql::{plan_job, JobFile, PlannedStatement, SqlError, TableDef};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::{
+    batches_from_ipc, run_periodic, CheckpointStore, Coordinator, Report, StatementSnapshot,
+};
 use crate::error::{EngineError, Result};
 use crate::message::{Message, Signal};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
-use crate::sink::lake::LakeSinkConfig;
+use crate::sink::lake::{staging, LakeSinkConfig};
 use crate::sink::{Sink, SinkConfig};
-use crate::source::kafka::{KafkaSource, KafkaSourceConfig};
+use crate::source::kafka::{KafkaSource, KafkaSourceConfig, SourceBarriers};
 
 /// Batches in flight between a source and one statement: the backpressure bound.
 const CHANNEL_CAPACITY: usize = 16;
 
 /// How a job runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Read each source up to its end offsets at start, emit every window, flush, commit, and return.
     pub bounded: bool,
+    /// Take checkpoints (and restore from the newest at start); `None`: none.
+    pub checkpoint: Option<CheckpointOptions>,
+}
+
+/// Where and how often a job checkpoints.
+#[derive(Debug, Clone)]
+pub struct CheckpointOptions {
+    /// The state directory: `s3://bucket/prefix`, `file:///dir` or a directory.
+    pub state_dir: String,
+    /// Time between checkpoints.
+    pub interval: std::time::Duration,
 }
 
 /// What a finished run did.
@@ -194,17 +208,31 @@ impl Job {
         stop: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
     ) -> Result<RunReport> {
-        let mut committed = BTreeMap::new();
+        let restored = match &options.checkpoint {
+            Some(c) => Some(self.restore(c).await?),
+            None => None,
+        };
+        let first_epoch = restored.as_ref().map_or(1, |r| r.coordinator.next_epoch());
+        let requested = Arc::new(AtomicU64::new(first_epoch - 1));
+        let completed = Arc::new(AtomicU64::new(first_epoch - 1));
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let manifest = restored.as_ref().and_then(|r| r.manifest.as_ref());
+
         let mut first_error: Option<EngineError> = None;
         let mut runs = Vec::new();
+        let mut statement_count = 0;
         for (name, config) in &self.sources {
             let table = self
                 .file
                 .table(name)
                 .expect("sources come from the job's tables");
             let mut outputs = Vec::new();
-            let mut tasks: Vec<(bool, JoinHandle<Result<()>>)> = Vec::new();
-            for st in self.statements.iter().filter(|s| &s.insert.source == name) {
+            let mut tasks: Vec<(bool, JoinHandle<Result<StatementSnapshot>>)> = Vec::new();
+            for (index, st) in self.statements.iter().enumerate() {
+                if &st.insert.source != name {
+                    continue;
+                }
+                statement_count += 1;
                 let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
                 outputs.push(tx);
                 let mut sinks = Vec::with_capacity(st.sinks.len());
@@ -222,48 +250,122 @@ impl Job {
                             sink.set_partition_commit_lag(w.spec.size_ms - w.spec.slide_ms);
                         }
                     }
+                    if restored.is_some() {
+                        if let Some(state) = manifest.and_then(|m| m.sinks.get(name)) {
+                            sink.restore(state).await?;
+                        }
+                        sink.enable_checkpoints(first_epoch);
+                    }
                     sinks.push(sink);
                 }
-                let operator = Operator::for_statement(st, Arc::clone(&metrics))?;
+                let mut operator = Operator::for_statement(st, Arc::clone(&metrics))?;
+                if let (Some(r), Some(state)) =
+                    (&restored, manifest.and_then(|m| m.statements.get(&index)))
+                {
+                    let rows = match &state.windows {
+                        Some(file) => batches_from_ipc(r.store.read(file).await?)?,
+                        None => Vec::new(),
+                    };
+                    operator.restore(state.watermark, rows).await?;
+                }
+                let reports = restored.is_some().then(|| report_tx.clone());
                 tasks.push((
                     st.window().is_some(),
-                    tokio::spawn(run_statement(rx, operator, sinks, Arc::clone(&metrics))),
+                    tokio::spawn(run_statement(
+                        StatementTask {
+                            index,
+                            operator,
+                            sinks,
+                            metrics: Arc::clone(&metrics),
+                            reports,
+                        },
+                        rx,
+                    )),
                 ));
             }
-            let source =
+            let mut source =
                 KafkaSource::new(table, config.clone(), Arc::clone(&metrics), options.bounded)?;
+            if let Some(offsets) = manifest.and_then(|m| m.offsets.get(&config.topic)) {
+                source = source.with_start_offsets(offsets.clone());
+            }
+            if restored.is_some() {
+                source = source.with_barriers(SourceBarriers {
+                    requested: Arc::clone(&requested),
+                    completed: Arc::clone(&completed),
+                    reports: report_tx.clone(),
+                });
+            }
             let stop = Arc::clone(&stop);
             let handle = tokio::task::spawn_blocking(move || source.run(outputs, stop));
             runs.push((config.topic.clone(), handle, tasks));
         }
+        drop(report_tx); // the coordinator stops once every task has ended
+        let periodic = match (&options.checkpoint, restored) {
+            (Some(c), Some(r)) => Some(tokio::spawn(run_periodic(
+                r.coordinator,
+                c.interval,
+                Arc::clone(&requested),
+                Arc::clone(&completed),
+                report_rx,
+                self.sources.len(),
+                statement_count,
+            ))),
+            _ => None,
+        };
+
+        let mut finished = Vec::new();
+        let mut snapshots = Vec::new();
         for (topic, source, tasks) in runs {
             let progress = join(source).await;
             let mut statements_ok = true;
             let mut stateful = false;
             for (windowed, task) in tasks {
                 stateful |= windowed;
-                if let Err(e) = join(task).await {
-                    statements_ok = false;
-                    first_error.get_or_insert(e);
+                match join(task).await {
+                    Ok(snapshot) => snapshots.push(snapshot),
+                    Err(e) => {
+                        statements_ok = false;
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
             match progress {
-                // Without checkpoints (yet), open windows live only in memory: after a
-                // stop, their input must be read again, so only bounded runs and
-                // stateless statements commit.
-                Ok(progress) if statements_ok && (options.bounded || !stateful) => {
-                    let offsets = progress.next_offsets().clone();
-                    join(tokio::task::spawn_blocking(move || progress.commit())).await?;
-                    tracing::info!(topic = %topic, ?offsets, "offsets committed");
-                    committed.insert(topic, offsets);
-                }
-                Ok(_) => {
-                    tracing::info!(topic = %topic, "offsets not committed: open windows would be lost")
-                }
+                Ok(progress) if statements_ok => finished.push((topic, progress, stateful)),
+                Ok(_) => {}
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        let mut committed = BTreeMap::new();
+        if let Some(periodic) = periodic {
+            let (mut coordinator, in_flight, leftover) = join(periodic).await?;
+            if first_error.is_none() {
+                // The final checkpoint, on a clean stop or at the end of a bounded input.
+                let epoch = coordinator.next_epoch().max(in_flight.map_or(0, |e| e + 1));
+                let offsets = finished
+                    .iter()
+                    .map(|(t, p, _)| (t.clone(), p.next_offsets().clone()))
+                    .collect();
+                coordinator
+                    .complete(epoch, offsets, merge_leftover(leftover, snapshots))
+                    .await?;
+                tracing::info!(epoch, "final checkpoint written");
+            }
+        }
+        for (topic, progress, stateful) in finished {
+            // Without checkpoints, open windows live only in memory: after a stop their
+            // input must be read again, so only bounded runs and stateless statements commit.
+            if first_error.is_some()
+                || !(options.bounded || !stateful || options.checkpoint.is_some())
+            {
+                tracing::info!(topic = %topic, "offsets not committed: open windows would be lost");
+                continue;
+            }
+            let offsets = progress.next_offsets().clone();
+            join(tokio::task::spawn_blocking(move || progress.commit())).await?;
+            tracing::info!(topic = %topic, ?offsets, "offsets committed");
+            committed.insert(topic, offsets);
         }
         tracing::info!("{}", metrics.summary());
         match first_error {
@@ -271,52 +373,195 @@ impl Job {
             None => Ok(RunReport { metrics, committed }),
         }
     }
+
+    /// Opens the state directory and the newest complete checkpoint: files
+    /// published by later (lost or damaged) checkpoints are removed, the
+    /// checkpoint's own files published again (in case a crash cut that short),
+    /// and staged leftovers of interrupted checkpoints deleted.
+    async fn restore(&self, options: &CheckpointOptions) -> Result<Restored> {
+        let store = CheckpointStore::open(&options.state_dir)?;
+        let manifest = store.latest().await?;
+        let fingerprint = self.fingerprint();
+        if let Some(m) = &manifest {
+            if m.job_fingerprint != fingerprint {
+                return Err(EngineError::Execution(format!(
+                    "state dir {} holds checkpoints of a different job (or an older version of it); \
+                     choose another --state-dir, or remove it to start over",
+                    options.state_dir
+                )));
+            }
+        }
+        let mut lake = BTreeMap::new();
+        for (name, config) in &self.sinks {
+            if let SinkConfig::Lake(c) = config {
+                lake.insert(name.clone(), crate::sink::lake::store::open(&c.path)?);
+            }
+        }
+        if let Some(m) = &manifest {
+            for (name, location) in &lake {
+                staging::roll_back_after(location, name, m.epoch).await?;
+            }
+            tracing::info!(state_dir = %options.state_dir, epoch = m.epoch, "restoring from checkpoint");
+        }
+        let coordinator = Coordinator::new(
+            CheckpointStore::open(&options.state_dir)?,
+            fingerprint,
+            lake.clone(),
+            manifest.clone(),
+        );
+        if let Some(m) = &manifest {
+            coordinator.publish(m).await?;
+        }
+        for (name, location) in &lake {
+            let kept: Vec<&crate::checkpoint::SinkState> =
+                manifest.iter().filter_map(|m| m.sinks.get(name)).collect();
+            staging::remove_garbage(location, &kept, u64::MAX).await?;
+        }
+        Ok(Restored {
+            store,
+            coordinator,
+            manifest,
+        })
+    }
+
+    /// Identifies the job's computation (its statements' plans): state is only
+    /// restored into the job that wrote it.
+    fn fingerprint(&self) -> String {
+        // FNV-1a: stable across Rust versions, unlike the std hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for st in &self.statements {
+            let text = datafusion::physical_plan::displayable(st.plan.root().as_ref())
+                .indent(true)
+                .to_string();
+            for b in text.bytes().chain(st.sinks.join(",").bytes()) {
+                hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        format!("{hash:016x}")
+    }
 }
 
-/// One statement: feed its operator, write what it emits to every sink, flush at the end.
-async fn run_statement(
-    mut input: mpsc::Receiver<Message>,
-    mut operator: Operator,
-    mut sinks: Vec<Sink>,
+/// What restoring found: the state directory, the coordinator, the checkpoint.
+struct Restored {
+    store: CheckpointStore,
+    coordinator: Coordinator,
+    manifest: Option<crate::checkpoint::Manifest>,
+}
+
+/// The final snapshots, each with the staged files of an incomplete
+/// checkpoint's snapshot of the same statement put first.
+fn merge_leftover(
+    leftover: Vec<StatementSnapshot>,
+    mut last: Vec<StatementSnapshot>,
+) -> Vec<StatementSnapshot> {
+    for old in leftover {
+        if let Some(new) = last.iter_mut().find(|s| s.statement == old.statement) {
+            for (name, state) in old.sinks {
+                if let Some(n) = new.sinks.get_mut(&name) {
+                    let mut publish = state.publish;
+                    publish.append(&mut n.publish);
+                    n.publish = publish;
+                }
+            }
+        }
+    }
+    last
+}
+
+/// One statement's task: its operator and sinks, and where it reports at barriers.
+struct StatementTask {
+    index: usize,
+    operator: Operator,
+    sinks: Vec<Sink>,
     metrics: Arc<Metrics>,
-) -> Result<()> {
+    /// With checkpoints: the coordinator.
+    reports: Option<mpsc::UnboundedSender<Report>>,
+}
+
+impl StatementTask {
+    /// The statement's state at barrier `epoch`.
+    async fn snapshot(&mut self, epoch: u64) -> Result<StatementSnapshot> {
+        let (watermark, windows) = self.operator.snapshot().unwrap_or_default();
+        let mut sinks = BTreeMap::new();
+        for sink in &mut self.sinks {
+            if let Some(state) = sink.checkpoint(epoch).await? {
+                sinks.insert(sink.name().to_string(), state);
+            }
+        }
+        Ok(StatementSnapshot {
+            statement: self.index,
+            watermark,
+            windows,
+            sinks,
+        })
+    }
+}
+
+/// One statement: feed its operator, write what it emits to every sink,
+/// report at barriers, and end with its final state.
+async fn run_statement(
+    mut task: StatementTask,
+    mut input: mpsc::Receiver<Message>,
+) -> Result<StatementSnapshot> {
     while let Some(message) = input.recv().await {
         let end_of_data = matches!(message, Message::Signal(Signal::EndOfData));
         let (rows, watermark) = match message {
-            Message::Data(batch) => (operator.process_batch(batch).await?, None),
+            Message::Data(batch) => (task.operator.process_batch(batch).await?, None),
             Message::Signal(Signal::Watermark(w)) => {
-                metrics.watermark.fetch_max(w, Ordering::Relaxed);
-                (operator.handle_watermark(w).await?, Some(w))
+                task.metrics.watermark.fetch_max(w, Ordering::Relaxed);
+                (task.operator.handle_watermark(w).await?, Some(w))
             }
-            Message::Signal(Signal::Barrier(_)) => (Vec::new(), None),
-            Message::Signal(Signal::EndOfData) => (operator.handle_end_of_data().await?, None),
+            Message::Signal(Signal::Barrier(epoch)) => {
+                if task.reports.is_some() {
+                    let snapshot = task.snapshot(epoch).await?;
+                    if let Some(reports) = &task.reports {
+                        let _ = reports.send(Report::Statement(epoch, snapshot));
+                    }
+                }
+                (Vec::new(), None)
+            }
+            Message::Signal(Signal::EndOfData) => (task.operator.handle_end_of_data().await?, None),
         };
         Metrics::add(
-            &metrics.rows_emitted,
+            &task.metrics.rows_emitted,
             rows.iter().map(|b| b.num_rows() as u64).sum(),
         );
         for batch in &rows {
-            for sink in &mut sinks {
+            for sink in &mut task.sinks {
                 sink.write(batch).await?;
             }
         }
         if let Some(w) = watermark {
-            for sink in &mut sinks {
+            for sink in &mut task.sinks {
                 sink.handle_watermark(w).await?;
             }
         }
         if end_of_data {
-            for sink in &mut sinks {
+            for sink in &mut task.sinks {
                 sink.end_of_data().await?;
             }
-            return Ok(());
+            return task.final_state().await;
         }
     }
-    // Stopped: what was written is made durable; partitions stay open unless complete.
-    for sink in &mut sinks {
-        sink.flush().await?;
+    // Stopped. With checkpoints, open files and windows go into the final
+    // checkpoint as they are; without, what was written is made durable and
+    // partitions stay open unless complete.
+    if task.reports.is_none() {
+        for sink in &mut task.sinks {
+            sink.flush().await?;
+        }
     }
-    Ok(())
+    task.final_state().await
+}
+
+impl StatementTask {
+    /// The state for the final checkpoint (empty without checkpoints).
+    async fn final_state(mut self) -> Result<StatementSnapshot> {
+        if self.reports.is_none() {
+            return Ok(StatementSnapshot::default());
+        }
+        self.snapshot(0).await
+    }
 }
 
 async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {

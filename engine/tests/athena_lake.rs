@@ -38,23 +38,6 @@ fn engine_query(lake_url: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// DuckDB over the lake (`engine/tests/py/duckdb_lake.py`); its stdout.
-fn duckdb(args: &[&str]) -> String {
-    let python = std::env::var("SERVICES_PYTHON")
-        .expect("SERVICES_PYTHON is not set: run the tests with scripts/test.sh");
-    let out = Command::new(python)
-        .arg(repo_root().join("engine/tests/py/duckdb_lake.py"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "duckdb {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// JSON rows with timestamps as epoch ms and absent fields as null, so both readers compare.
 fn normalize(lines: &str, columns: &[String]) -> Vec<Vec<serde_json::Value>> {
     lines
@@ -96,42 +79,23 @@ async fn on_a_directory_the_same_holds() {
 async fn round_trip(lake_url: &str) {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let feed = dir.path().join("feed.jsonl");
-    let feed_arg = feed.display().to_string();
-    let (ok, stderr) = engine(&[
-        "produce",
-        "--symbols",
-        "50",
-        "--rate",
-        "50",
-        "--duration",
-        "3h",
-        "--start",
-        START,
-        "--seed",
-        "5",
-        "--speed",
-        "max",
-        "--to-file",
-        &feed_arg,
-    ]);
-    assert!(ok, "{stderr}");
-    let topic = unique("lake_trades");
+    let (feed, topic) = feed_file_and_topic(
+        dir.path(),
+        &[
+            "--symbols",
+            "50",
+            "--rate",
+            "50",
+            "--duration",
+            "3h",
+            "--start",
+            START,
+            "--seed",
+            "5",
+        ],
+        "lake_trades",
+    );
     let brokers = brokers();
-    let (ok, stderr) = engine(&[
-        "produce",
-        "--replay",
-        &feed_arg,
-        "--order",
-        "file",
-        "--speed",
-        "max",
-        "--topic",
-        &topic,
-        "--brokers",
-        &brokers,
-    ]);
-    assert!(ok, "{stderr}");
     let ohlc_topic = unique("lake_ohlc");
     create_topics(&[(&ohlc_topic, 1)]).await;
 
@@ -171,7 +135,7 @@ async fn round_trip(lake_url: &str) {
     let total: u64 = expected.values().map(|e| e.0).sum();
     assert!(total > 500_000, "{total} trades");
     let stats: Vec<serde_json::Value> =
-        serde_json::from_str(&duckdb(&["raw_stats", lake_url])).unwrap();
+        serde_json::from_str(&duckdb_lake(&["raw_stats", lake_url])).unwrap();
     assert_eq!(stats.len(), expected.len(), "{stats:?}");
     for s in &stats {
         let key = (
@@ -274,7 +238,7 @@ async fn round_trip(lake_url: &str) {
     for q in &queries {
         let file = q.display().to_string();
         let ours = engine_query(lake_url, &["query", "-f", &file, "--format", "json"]);
-        let theirs = duckdb(&["query", lake_url, &file]);
+        let theirs = duckdb_lake(&["query", lake_url, &file]);
         let first: serde_json::Value = serde_json::from_str(
             theirs
                 .lines()

@@ -85,19 +85,7 @@ fn embedded_run_matches_the_same_feed_folded() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let trades: Vec<Trade> = std::fs::read_to_string(&feed)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            Trade {
-                symbol: v["symbol"].as_str().unwrap().to_string(),
-                price: v["price"].as_f64().unwrap(),
-                size: v["size"].as_f64().unwrap(),
-                ts: v["ts"].as_i64().unwrap(),
-            }
-        })
-        .collect();
+    let trades = read_trades_file(&feed);
     let expected = fold_windows(&trades, 60_000, 60_000);
 
     let mut candles = 0;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
+use engine::pipeline::CheckpointOptions;
 use engine::{Job, Metrics, RunOptions};
 use rdkafka::mocking::MockCluster;
 
@@ -36,6 +37,22 @@ pub struct RunArgs {
     /// Embedded default only: event time of the first simulated trade (RFC 3339), or `now`.
     #[arg(long, default_value = "now")]
     pub start: String,
+    /// Where checkpoints go (s3://..., file://... or a directory)
+    /// [default: `_checkpoints/<job>` beside the job's first lake table, else under ./lake].
+    #[arg(long, value_name = "URL")]
+    pub state_dir: Option<String>,
+    /// Time between checkpoints (e.g. 10s, 1min); a final one is taken on a clean stop.
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    pub checkpoint_interval: Duration,
+    /// Run without checkpoints (a restart then reads from the group's offsets).
+    #[arg(long, conflicts_with_all = ["state_dir"])]
+    pub no_checkpoints: bool,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    engine_sql::options::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{s}` is not a positive duration (e.g. 10s, 1min)"))
 }
 
 /// Partitions of the source topics the embedded broker creates.
@@ -50,9 +67,20 @@ impl RunArgs {
 
         let result = if std::env::var_os("KAFKA_BROKERS").is_some() {
             let job = Job::load(&self.job).await?;
+            let checkpoint = (!self.no_checkpoints).then(|| CheckpointOptions {
+                state_dir: self
+                    .state_dir
+                    .clone()
+                    .unwrap_or_else(|| self.default_state_dir(&job)),
+                interval: self.checkpoint_interval,
+            });
+            if let Some(c) = &checkpoint {
+                tracing::info!(state_dir = %c.state_dir, interval = ?c.interval, "checkpoints");
+            }
             job.run_with_metrics(
                 RunOptions {
                     bounded: self.bounded,
+                    checkpoint,
                 },
                 Arc::clone(&stop),
                 Arc::clone(&metrics),
@@ -67,6 +95,26 @@ impl RunArgs {
         result?;
         eprintln!("{}", metrics.summary());
         Ok(())
+    }
+
+    /// `_checkpoints/<job file stem>` beside the job's first lake table (under
+    /// the lake, outside every table), or under `./lake` for a job without one.
+    fn default_state_dir(&self, job: &Job) -> String {
+        let stem = self
+            .job
+            .file_stem()
+            .map_or("job".into(), |s| s.to_string_lossy().into_owned());
+        let lake = job
+            .lake_tables()
+            .first()
+            .and_then(|(c, _)| {
+                c.path
+                    .trim_end_matches('/')
+                    .rsplit_once('/')
+                    .map(|(root, _)| root.to_string())
+            })
+            .unwrap_or_else(|| "./lake".to_string());
+        format!("{lake}/_checkpoints/{stem}")
     }
 
     /// Starts the embedded broker and feed, then runs the job against them.

@@ -128,6 +128,26 @@ impl WindowAggregate {
         Ok(out)
     }
 
+    /// The operator's state for a checkpoint: its watermark, and every open
+    /// window's accumulator rows (each row carries its `window_end`).
+    pub fn snapshot(&self) -> (Option<EventTime>, Vec<RecordBatch>) {
+        let rows = self.windows.values().flatten().cloned().collect();
+        (self.watermark, rows)
+    }
+
+    /// Restores a [`WindowAggregate::snapshot`] into a fresh operator.
+    pub async fn restore(
+        &mut self,
+        watermark: Option<EventTime>,
+        rows: Vec<RecordBatch>,
+    ) -> Result<()> {
+        self.watermark = watermark;
+        for batch in rows {
+            self.add_state(batch).await?;
+        }
+        Ok(())
+    }
+
     /// Files state rows under their window(s), folding a window's state when it grows long.
     async fn add_state(&mut self, state: RecordBatch) -> Result<()> {
         if state.num_rows() == 0 {

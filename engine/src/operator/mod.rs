@@ -55,6 +55,26 @@ impl Operator {
         }
     }
 
+    /// The state a checkpoint keeps (`None` for stateless statements).
+    pub fn snapshot(&self) -> Option<(Option<EventTime>, Vec<RecordBatch>)> {
+        match self {
+            Operator::Stateless(_) => None,
+            Operator::Window(op) => Some(op.snapshot()),
+        }
+    }
+
+    /// Restores checkpointed state into a fresh operator.
+    pub async fn restore(
+        &mut self,
+        watermark: Option<EventTime>,
+        rows: Vec<RecordBatch>,
+    ) -> Result<()> {
+        match self {
+            Operator::Stateless(_) => Ok(()),
+            Operator::Window(op) => op.restore(watermark, rows).await,
+        }
+    }
+
     /// Handles the end of a bounded input: everything still open is complete now.
     pub async fn handle_end_of_data(&mut self) -> Result<Vec<RecordBatch>> {
         self.handle_watermark(EventTime::MAX).await

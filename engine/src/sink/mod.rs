@@ -133,6 +133,43 @@ impl Sink {
         }
     }
 
+    /// The sink table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A lake sink's store and table prefix.
+    pub fn lake_location(&self) -> Option<&lake::store::Location> {
+        match &self.target {
+            Target::Lake(s) => Some(s.location()),
+            Target::Kafka(_) => None,
+        }
+    }
+
+    /// Takes part in checkpoints from epoch `epoch` on (lake files are staged).
+    pub fn enable_checkpoints(&mut self, epoch: u64) {
+        if let Target::Lake(s) = &mut self.target {
+            s.enable_checkpoints(epoch);
+        }
+    }
+
+    /// The sink's part of checkpoint `epoch`: a Kafka sink makes its records
+    /// durable; a lake sink returns its state.
+    pub async fn checkpoint(&mut self, epoch: u64) -> Result<Option<crate::checkpoint::SinkState>> {
+        match &mut self.target {
+            Target::Kafka(s) => s.flush().await.map(|()| None),
+            Target::Lake(s) => s.checkpoint(epoch).await.map(Some),
+        }
+    }
+
+    /// Continues a lake sink from a checkpoint.
+    pub async fn restore(&mut self, state: &crate::checkpoint::SinkState) -> Result<()> {
+        match &mut self.target {
+            Target::Kafka(_) => Ok(()),
+            Target::Lake(s) => s.restore(state).await,
+        }
+    }
+
     /// The input has ended (bounded run): makes everything durable and, in the
     /// lake, marks every partition written complete.
     pub async fn end_of_data(&mut self) -> Result<()> {

@@ -91,9 +91,11 @@ pub async fn run_bounded(
 ) -> engine::RunReport {
     let job = engine::Job::from_text(name, text, env).await.unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    job.run(engine::RunOptions { bounded: true }, stop)
-        .await
-        .unwrap()
+    let options = engine::RunOptions {
+        bounded: true,
+        ..Default::default()
+    };
+    job.run(options, stop).await.unwrap()
 }
 
 /// The order trades reach Kafka: each delayed by up to `max_delay_ms` (< the watermark delay).
@@ -308,6 +310,74 @@ pub fn engine(args: &[&str]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Trades of a JSON-lines file in the trade contract (every line a trade).
+pub fn read_trades_file(path: &std::path::Path) -> Vec<Trade> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Trade {
+                symbol: v["symbol"].as_str().unwrap().to_string(),
+                price: v["price"].as_f64().unwrap(),
+                size: v["size"].as_f64().unwrap(),
+                ts: v["ts"].as_i64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Simulates a feed with `engine produce FEED_ARGS --to-file DIR/feed.jsonl`, then
+/// replays that file as recorded to a new topic (prefix `topic_prefix`).
+/// Returns the file and the topic.
+pub fn feed_file_and_topic(
+    dir: &std::path::Path,
+    feed_args: &[&str],
+    topic_prefix: &str,
+) -> (std::path::PathBuf, String) {
+    let feed = dir.join("feed.jsonl");
+    let feed_arg = feed.display().to_string();
+    let mut args = vec!["produce", "--speed", "max", "--to-file", &feed_arg];
+    args.extend_from_slice(feed_args);
+    let (ok, stderr) = engine(&args);
+    assert!(ok, "{stderr}");
+    let topic = unique(topic_prefix);
+    let brokers = brokers();
+    let (ok, stderr) = engine(&[
+        "produce",
+        "--replay",
+        &feed_arg,
+        "--order",
+        "file",
+        "--speed",
+        "max",
+        "--topic",
+        &topic,
+        "--brokers",
+        &brokers,
+    ]);
+    assert!(ok, "{stderr}");
+    (feed, topic)
+}
+
+/// DuckDB over the lake (`engine/tests/py/duckdb_lake.py` with the services'
+/// Python): the independent reader. Its stdout.
+pub fn duckdb_lake(args: &[&str]) -> String {
+    let python = std::env::var("SERVICES_PYTHON")
+        .expect("SERVICES_PYTHON is not set: run the tests with scripts/test.sh");
+    let out = std::process::Command::new(python)
+        .arg(repo_root().join("engine/tests/py/duckdb_lake.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The repository root (job files live in `jobs/`).

@@ -4,6 +4,7 @@
 mod config;
 mod partition;
 mod sink;
+pub mod staging;
 pub mod store;
 
 pub use config::{Compression, LakeSinkConfig, PartitionScheme};

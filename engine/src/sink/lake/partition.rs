@@ -21,6 +21,16 @@ impl PartitionKey {
         }
     }
 
+    /// The key as a number (its start), for checkpoints.
+    pub fn start(self) -> i64 {
+        self.0
+    }
+
+    /// The key whose start is `ms` (as [`PartitionKey::start`] gave it).
+    pub fn from_start(ms: i64) -> Self {
+        Self(ms)
+    }
+
     /// The first event time after the partition (`i64::MAX` without partitions).
     pub fn end(self, scheme: PartitionScheme) -> i64 {
         match scheme {

@@ -27,7 +27,9 @@ use rand::Rng;
 
 use super::config::{Compression, LakeSinkConfig};
 use super::partition::PartitionKey;
+use super::staging::{self, Staging};
 use super::store::{self, Location};
+use crate::checkpoint::{batches_from_ipc, batches_to_ipc, FileRef, OpenFileState, SinkState};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
@@ -52,11 +54,18 @@ pub struct LakeSink {
     run_id: String,
     next_file: u64,
     metrics: Arc<Metrics>,
+    /// With checkpoints: files wait in `_staging/` for the checkpoint that publishes them.
+    staging: Option<Staging>,
 }
 
 struct OpenFile {
     writer: ArrowWriter<Vec<u8>>,
     opened: Instant,
+    /// Names its segments.
+    id: u64,
+    /// With checkpoints: rows since the last checkpoint, and the segments holding the rest.
+    unsaved: Vec<RecordBatch>,
+    segments: Vec<FileRef>,
     /// Opened for a partition already committed (late rows): it rolls by the
     /// usual rules rather than on the next watermark, so a trickle of late rows
     /// does not become a trickle of tiny files.
@@ -99,7 +108,113 @@ impl LakeSink {
             run_id,
             next_file: 0,
             metrics,
+            staging: None,
         })
+    }
+
+    /// Takes part in checkpoints: from now on files are staged and published
+    /// by checkpoint `epoch` or later.
+    pub fn enable_checkpoints(&mut self, epoch: u64) {
+        self.staging = Some(Staging::new(&self.location, epoch));
+    }
+
+    /// The table's store and prefix (where the coordinator publishes).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The sink's part of checkpoint `epoch`: objects staged since the last
+    /// one (to publish once it is complete), and open files, whose rows since
+    /// the last checkpoint are saved as a segment now.
+    pub async fn checkpoint(&mut self, epoch: u64) -> Result<SinkState> {
+        let Some(staging) = self.staging.as_mut() else {
+            return Err(EngineError::Internal(
+                "checkpoint of a lake sink without staging".into(),
+            ));
+        };
+        let mut segments = Vec::new();
+        for file in self.open.values_mut() {
+            if !file.unsaved.is_empty() {
+                let path = staging.segment(&format!("{}-{}", self.run_id, file.id));
+                if let Some(bytes) = batches_to_ipc(&std::mem::take(&mut file.unsaved))? {
+                    segments.push((file.id, path, bytes));
+                }
+            }
+        }
+        for (id, path, bytes) in segments {
+            let r = staging::put(&self.location, &path, bytes).await?;
+            if let Some(f) = self.open.values_mut().find(|f| f.id == id) {
+                f.segments.push(r);
+            }
+        }
+        let staging = self.staging.as_mut().expect("checked above");
+        let state = SinkState {
+            publish: std::mem::take(&mut staging.pending),
+            open_files: self
+                .open
+                .iter()
+                .map(|(key, f)| OpenFileState {
+                    partition: key.path(self.config.partitioning),
+                    key: key.start(),
+                    late: f.late,
+                    segments: f.segments.clone(),
+                })
+                .collect(),
+            uncommitted: self.uncommitted.iter().map(|k| k.start()).collect(),
+            watermark: self.watermark,
+            next_file: self.next_file,
+        };
+        staging.epoch = epoch + 1;
+        staging.seq = 0;
+        Ok(state)
+    }
+
+    /// Continues from a checkpoint's state: open files refilled from their
+    /// segments (their rows are not read again from the source).
+    pub async fn restore(&mut self, state: &SinkState) -> Result<()> {
+        self.watermark = state.watermark;
+        self.next_file = state.next_file;
+        self.uncommitted = state
+            .uncommitted
+            .iter()
+            .map(|&k| PartitionKey::from_start(k))
+            .collect();
+        for f in &state.open_files {
+            let mut writer = ArrowWriter::try_new(
+                Vec::new(),
+                Arc::clone(&self.schema),
+                Some(self.properties.clone()),
+            )?;
+            for segment in &f.segments {
+                let path = Path::from(segment.path.as_str());
+                let bytes = self
+                    .location
+                    .store
+                    .get(&path)
+                    .await
+                    .map_err(|e| EngineError::Store(format!("reading segment `{path}`: {e}")))?
+                    .bytes()
+                    .await
+                    .map_err(|e| EngineError::Store(format!("reading segment `{path}`: {e}")))?;
+                for batch in batches_from_ipc(bytes)? {
+                    writer.write(&batch)?;
+                }
+            }
+            let id = self.next_file;
+            self.next_file += 1;
+            self.open.insert(
+                PartitionKey::from_start(f.key),
+                OpenFile {
+                    writer,
+                    opened: Instant::now(),
+                    id,
+                    unsaved: Vec::new(),
+                    segments: f.segments.clone(),
+                    late: f.late,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Sets how long after a partition's end its rows can still arrive on time
@@ -140,15 +255,23 @@ impl LakeSink {
                         Arc::clone(&self.schema),
                         Some(self.properties.clone()),
                     )?;
+                    let id = self.next_file;
+                    self.next_file += 1;
                     self.open.entry(key).or_insert(OpenFile {
                         writer,
                         opened: Instant::now(),
+                        id,
+                        unsaved: Vec::new(),
+                        segments: Vec::new(),
                         late,
                     })
                 }
             };
             self.uncommitted.insert(key);
             file.writer.write(&part)?;
+            if self.staging.is_some() {
+                file.unsaved.push(part); // cheap: the arrays are shared
+            }
             // The in-progress row group's size is an estimate before compression,
             // so it only decides when to encode a row group; the file rolls on the
             // bytes actually written, so files reach the target size compressed.
@@ -231,7 +354,19 @@ impl LakeSink {
             "watermark": self.watermark.and_then(chrono::DateTime::from_timestamp_millis),
             "committed_at": chrono::Utc::now(),
         });
-        self.put(&path, body.to_string().into_bytes()).await?;
+        let body = body.to_string().into_bytes();
+        if let Some(staging) = self.staging.as_mut() {
+            // After its partition's files, in the same checkpoint's publish list.
+            let staged = staging.next_marker();
+            let from = staging::put(&self.location, &staged, body).await?;
+            let staging = self.staging.as_mut().expect("checked above");
+            staging.pending.push(crate::checkpoint::Publish {
+                from,
+                to: path.to_string(),
+            });
+        } else {
+            self.put(&path, body).await?;
+        }
         Metrics::add(&self.metrics.partitions_committed, 1);
         tracing::info!(table = %self.config.table, %partition, "partition committed");
         Ok(())
@@ -311,10 +446,24 @@ impl LakeSink {
         };
         let bytes = file.writer.into_inner()?;
         let partition = key.path(self.config.partitioning);
+        let size = bytes.len();
+        let dir = self.partition_dir(&partition);
+        if let Some(staging) = self.staging.as_mut() {
+            // Visible only once the checkpoint publishing it is complete.
+            let (staged, to) = staging.next_file(&dir);
+            let from = staging::put(&self.location, &staged, bytes).await?;
+            let staging = self.staging.as_mut().expect("checked above");
+            staging.pending.push(crate::checkpoint::Publish {
+                from,
+                to: to.to_string(),
+            });
+            Metrics::add(&self.metrics.files_written, 1);
+            tracing::debug!(table = %self.config.table, file = %to, bytes = size, "lake file staged");
+            return Ok(());
+        }
         let name = format!("part-{}-{:06}.parquet", self.run_id, self.next_file);
         self.next_file += 1;
         let path = self.object_path(&partition, &name);
-        let size = bytes.len();
         self.put(&path, bytes).await?;
         Metrics::add(&self.metrics.files_written, 1);
         tracing::info!(table = %self.config.table, file = %path, bytes = size, "lake file written");
@@ -323,11 +472,16 @@ impl LakeSink {
 
     /// `name` inside `partition` (`dt=.../hour=..` or "") under the table prefix.
     fn object_path(&self, partition: &str, name: &str) -> Path {
+        self.partition_dir(partition).join(name)
+    }
+
+    /// The folder of `partition` under the table prefix.
+    fn partition_dir(&self, partition: &str) -> Path {
         let mut path = self.location.prefix.clone();
         for segment in partition.split('/').filter(|s| !s.is_empty()) {
             path = path.join(segment);
         }
-        path.join(name)
+        path
     }
 
     /// Uploads one whole object. (Takes `&mut self`: the writers are not

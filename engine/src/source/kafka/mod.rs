@@ -6,4 +6,4 @@ mod dlq;
 mod source;
 
 pub use config::{KafkaSourceConfig, StartupMode};
-pub use source::{KafkaSource, SourceProgress};
+pub use source::{KafkaSource, SourceBarriers, SourceProgress};

@@ -6,7 +6,7 @@
 //! bounded channel, so a slow sink slows consumption instead of growing memory.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,31 @@ pub struct KafkaSource {
     watermark: Option<WatermarkExpr>,
     metrics: Arc<Metrics>,
     bounded: bool,
+    /// Where to start, per partition (from a checkpoint), instead of the group's offsets.
+    start_offsets: Option<BTreeMap<i32, i64>>,
+    barriers: Option<SourceBarriers>,
+}
+
+/// How the checkpoint coordinator and a source talk: the coordinator raises
+/// `requested`; the source puts `Barrier(epoch)` in its stream after the data
+/// before it and reports its offsets there; once the checkpoint is complete
+/// (`completed`), the source commits those offsets to the consumer group.
+#[derive(Debug, Clone)]
+pub struct SourceBarriers {
+    /// The newest epoch the coordinator asked for.
+    pub requested: Arc<AtomicU64>,
+    /// The newest complete checkpoint.
+    pub completed: Arc<AtomicU64>,
+    /// Where the source reports its next offsets at each barrier.
+    pub reports: tokio::sync::mpsc::UnboundedSender<crate::checkpoint::Report>,
+}
+
+/// Barrier bookkeeping inside the poll loop.
+#[derive(Default)]
+struct BarrierState {
+    last_sent: u64,
+    /// Offsets at each barrier not yet known complete.
+    offsets: BTreeMap<u64, BTreeMap<i32, i64>>,
 }
 
 /// What a source has consumed; committing it tells Kafka those records are done.
@@ -105,7 +130,21 @@ impl KafkaSource {
             watermark,
             metrics,
             bounded,
+            start_offsets: None,
+            barriers: None,
         })
+    }
+
+    /// Starts each partition at these offsets (a checkpoint's) rather than the group's.
+    pub fn with_start_offsets(mut self, offsets: BTreeMap<i32, i64>) -> Self {
+        self.start_offsets = Some(offsets);
+        self
+    }
+
+    /// Takes part in checkpoints.
+    pub fn with_barriers(mut self, barriers: SourceBarriers) -> Self {
+        self.barriers = Some(barriers);
+        self
     }
 
     /// Schema of the batches this source sends.
@@ -233,7 +272,15 @@ impl KafkaSource {
                     _ => None,
                 }
             });
+            let checkpointed = self.start_offsets.as_ref().and_then(|o| o.get(&p).copied());
+            if checkpointed.is_some_and(|n| n < low) {
+                tracing::error!(
+                    topic = %topic, partition = p, checkpoint_offset = checkpointed, earliest = low,
+                    "records after the checkpoint were deleted by retention; resuming at the earliest left"
+                );
+            }
             let start = match (self.config.startup, committed) {
+                _ if checkpointed.is_some() => checkpointed.unwrap_or(low).max(low),
                 (StartupMode::GroupOffsets, Some(n)) => n.max(low),
                 (StartupMode::Latest, _) => high,
                 (StartupMode::GroupOffsets, None) if !self.config.offset_reset_earliest => high,
@@ -269,7 +316,23 @@ impl KafkaSource {
         let mut buffers: BTreeMap<i32, Vec<BorrowedMessage<'_>>> = BTreeMap::new();
         let mut buffered = 0usize;
         let mut last_flush = Instant::now();
+        let mut barrier_state = BarrierState::default();
         loop {
+            if let Some(barriers) = &self.barriers {
+                if barriers.requested.load(Ordering::Acquire) > barrier_state.last_sent {
+                    self.flush(&mut buffers, dead_letters, tracker, outputs)?;
+                    buffered = 0;
+                    last_flush = Instant::now();
+                }
+                self.barrier(
+                    consumer,
+                    dead_letters,
+                    cursors,
+                    outputs,
+                    barriers,
+                    &mut barrier_state,
+                )?;
+            }
             if self.bounded && cursors.values().all(|c| c.finished) {
                 self.flush(&mut buffers, dead_letters, tracker, outputs)?;
                 return Ok(true);
@@ -330,6 +393,49 @@ impl KafkaSource {
                 send(outputs, Message::Signal(Signal::Watermark(wm)))?;
             }
         }
+    }
+
+    /// Sends a barrier if one was asked for (the buffers are flushed), and
+    /// commits the offsets of checkpoints completed since.
+    fn barrier(
+        &self,
+        consumer: &BaseConsumer<ConsumerLogs>,
+        dead_letters: &DeadLetters,
+        cursors: &BTreeMap<i32, PartitionCursor>,
+        outputs: &[mpsc::Sender<Message>],
+        barriers: &SourceBarriers,
+        state: &mut BarrierState,
+    ) -> Result<()> {
+        let wanted = barriers.requested.load(Ordering::Acquire);
+        if wanted > state.last_sent {
+            // The dead letters before the barrier are part of what it covers.
+            dead_letters.flush()?;
+            send(outputs, Message::Signal(Signal::Barrier(wanted)))?;
+            let offsets: BTreeMap<i32, i64> = cursors.iter().map(|(&p, c)| (p, c.next)).collect();
+            state.offsets.insert(wanted, offsets.clone());
+            // The coordinator gone means the job is stopping; nothing to report to.
+            let _ = barriers.reports.send(crate::checkpoint::Report::Source(
+                wanted,
+                self.config.topic.clone(),
+                offsets,
+            ));
+            state.last_sent = wanted;
+        }
+        let completed = barriers.completed.load(Ordering::Acquire);
+        if let Some((&epoch, _)) = state.offsets.range(..=completed).next_back() {
+            let offsets = state.offsets[&epoch].clone();
+            state.offsets = state.offsets.split_off(&(epoch + 1));
+            let mut tpl = TopicPartitionList::new();
+            for (&p, &next) in &offsets {
+                tpl.add_partition_offset(&self.config.topic, p, Offset::Offset(next))
+                    .map_err(|e| EngineError::Kafka(format!("offset list: {e}")))?;
+            }
+            // The checkpoint is what restores; the group's offsets show progress (lag).
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(topic = %self.config.topic, error = %e, "committing group offsets");
+            }
+        }
+        Ok(())
     }
 
     /// Decodes each partition's buffer into one batch and sends it on.

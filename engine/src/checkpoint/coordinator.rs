@@ -1,0 +1,191 @@
+//! The checkpoint coordinator: asks the sources for barriers, gathers what
+//! every source and statement reports at a barrier, writes the checkpoint,
+//! and then publishes the lake files it covers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+
+use super::manifest::{Manifest, SinkState, StatementState};
+use super::store::{CheckpointStore, KEPT};
+use super::{batches_to_ipc, SourceOffsets};
+use crate::error::Result;
+use crate::sink::lake::staging;
+use crate::sink::lake::store::Location;
+
+/// What one statement contributes to a checkpoint.
+#[derive(Debug, Default)]
+pub struct StatementSnapshot {
+    /// The statement's index in the job.
+    pub statement: usize,
+    /// Its operator's watermark and open windows' state rows.
+    pub watermark: Option<i64>,
+    /// Open windows' accumulator rows.
+    pub windows: Vec<RecordBatch>,
+    /// Its lake sinks' states, by sink table name.
+    pub sinks: BTreeMap<String, SinkState>,
+}
+
+/// A report at a barrier.
+#[derive(Debug)]
+pub enum Report {
+    /// A source's offsets at barrier `epoch`: topic, next offset per partition.
+    Source(u64, String, BTreeMap<i32, i64>),
+    /// A statement's state at barrier `epoch`.
+    Statement(u64, StatementSnapshot),
+}
+
+/// Writes checkpoints of one job.
+pub struct Coordinator {
+    store: CheckpointStore,
+    fingerprint: String,
+    /// Lake sinks: their table's store, by sink table name.
+    lake: BTreeMap<String, Location>,
+    /// The newest complete checkpoints, oldest first.
+    kept: Vec<Manifest>,
+    /// The epoch the next checkpoint gets.
+    next_epoch: u64,
+}
+
+impl Coordinator {
+    /// A coordinator writing to `store`, continuing after `restored` if any.
+    pub fn new(
+        store: CheckpointStore,
+        fingerprint: String,
+        lake: BTreeMap<String, Location>,
+        restored: Option<Manifest>,
+    ) -> Self {
+        let next_epoch = restored.as_ref().map_or(1, |m| m.epoch + 1);
+        Self {
+            store,
+            fingerprint,
+            lake,
+            kept: restored.into_iter().collect(),
+            next_epoch,
+        }
+    }
+
+    /// The epoch the next checkpoint will get.
+    pub fn next_epoch(&self) -> u64 {
+        self.next_epoch
+    }
+
+    /// Writes checkpoint `epoch` from the sources' offsets and the statements'
+    /// snapshots, then publishes the lake files it covers and removes what no
+    /// kept checkpoint needs.
+    pub async fn complete(
+        &mut self,
+        epoch: u64,
+        offsets: SourceOffsets,
+        snapshots: Vec<StatementSnapshot>,
+    ) -> Result<()> {
+        let mut manifest = Manifest {
+            epoch,
+            job_fingerprint: self.fingerprint.clone(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            offsets,
+            ..Default::default()
+        };
+        for s in snapshots {
+            let windows = match batches_to_ipc(&s.windows)? {
+                Some(bytes) => Some(
+                    self.store
+                        .write(epoch, &format!("statement-{}.arrow", s.statement), bytes)
+                        .await?,
+                ),
+                None => None,
+            };
+            manifest.statements.insert(
+                s.statement,
+                StatementState {
+                    watermark: s.watermark,
+                    windows,
+                },
+            );
+            manifest.sinks.extend(s.sinks);
+        }
+        self.store.commit(&manifest).await?;
+        tracing::debug!(state_dir = %self.store.url(), epoch, "checkpoint complete");
+        self.publish(&manifest).await?;
+        self.next_epoch = self.next_epoch.max(epoch + 1);
+        self.kept.push(manifest);
+        if self.kept.len() > KEPT {
+            self.kept.remove(0);
+        }
+        self.store.remove_old(epoch).await?;
+        for (name, location) in &self.lake {
+            let states: Vec<&SinkState> =
+                self.kept.iter().filter_map(|m| m.sinks.get(name)).collect();
+            staging::remove_garbage(location, &states, epoch).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the lake files of `manifest` visible (again: it is idempotent).
+    pub async fn publish(&self, manifest: &Manifest) -> Result<()> {
+        for (name, state) in &manifest.sinks {
+            if let Some(location) = self.lake.get(name) {
+                staging::publish(location, name, &state.publish).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs periodic checkpoints until every reporter is gone: raises
+/// `requested` each `interval` (one checkpoint at a time), and completes a
+/// checkpoint once all `sources` and `statements` reported for it. Returns
+/// the coordinator, and the epoch and snapshots of a checkpoint left
+/// incomplete (the final checkpoint must come after it and carry their staged files).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_periodic(
+    mut coordinator: Coordinator,
+    interval: Duration,
+    requested: Arc<AtomicU64>,
+    completed: Arc<AtomicU64>,
+    mut reports: mpsc::UnboundedReceiver<Report>,
+    sources: usize,
+    statements: usize,
+) -> Result<(Coordinator, Option<u64>, Vec<StatementSnapshot>)> {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await; // the first tick is immediate; the first checkpoint waits an interval
+    let mut in_flight: Option<(u64, SourceOffsets, Vec<StatementSnapshot>, usize)> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick(), if in_flight.is_none() => {
+                let epoch = coordinator.next_epoch();
+                requested.store(epoch, Ordering::Release);
+                in_flight = Some((epoch, BTreeMap::new(), Vec::new(), 0));
+            }
+            report = reports.recv() => {
+                let Some(report) = report else { break };
+                let Some((epoch, offsets, snapshots, sources_in)) = in_flight.as_mut() else {
+                    continue;
+                };
+                match report {
+                    Report::Source(e, topic, o) if e == *epoch => {
+                        offsets.insert(topic, o);
+                        *sources_in += 1;
+                    }
+                    Report::Statement(e, s) if e == *epoch => snapshots.push(s),
+                    _ => continue,
+                }
+                if *sources_in == sources && snapshots.len() == statements {
+                    let (epoch, offsets, snapshots, _) = in_flight.take().expect("in flight");
+                    coordinator.complete(epoch, offsets, snapshots).await?;
+                    completed.store(epoch, Ordering::Release);
+                }
+            }
+        }
+    }
+    // Snapshots of a checkpoint the job ended before completing: their staged
+    // files were taken out of the sinks and must go into the final checkpoint.
+    match in_flight {
+        Some((epoch, _, snapshots, _)) => Ok((coordinator, Some(epoch), snapshots)),
+        None => Ok((coordinator, None, Vec::new())),
+    }
+}

@@ -1,0 +1,182 @@
+//! The state directory: `chk-<epoch>/` folders of state files, each made
+//! complete by its `_manifest.json`, written last.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::manifest::{FileRef, Manifest};
+use crate::error::{EngineError, Result};
+use crate::sink::lake::store::{self, Location};
+
+/// The manifest's name inside a checkpoint folder.
+const MANIFEST: &str = "_manifest.json";
+
+/// Checkpoints kept: the newest, and one to fall back to if the newest is damaged.
+pub const KEPT: usize = 2;
+
+/// Where a job's checkpoints live (`file://`, a directory, or `s3://`).
+pub struct CheckpointStore {
+    url: String,
+    location: Location,
+}
+
+impl CheckpointStore {
+    /// Opens the state directory at `url`.
+    pub fn open(url: &str) -> Result<Self> {
+        Ok(Self {
+            url: url.to_string(),
+            location: store::open(url)?,
+        })
+    }
+
+    /// The state directory's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn folder(&self, epoch: u64) -> Path {
+        self.location
+            .prefix
+            .clone()
+            .join(format!("chk-{epoch:010}"))
+    }
+
+    /// Writes one state file of checkpoint `epoch`.
+    pub async fn write(&self, epoch: u64, name: &str, bytes: Vec<u8>) -> Result<FileRef> {
+        let path = self.folder(epoch).join(name);
+        let size = bytes.len() as u64;
+        self.put(&path, bytes).await?;
+        Ok(FileRef {
+            path: path.to_string(),
+            size,
+        })
+    }
+
+    /// Reads a state file named by a manifest.
+    pub async fn read(&self, file: &FileRef) -> Result<Bytes> {
+        let path = Path::from(file.path.as_str());
+        let got = self.location.store.get(&path).await;
+        got.map_err(|e| self.error("reading", &path, e))?
+            .bytes()
+            .await
+            .map_err(|e| self.error("reading", &path, e))
+    }
+
+    /// Completes checkpoint `manifest.epoch` by writing its manifest.
+    pub async fn commit(&self, manifest: &Manifest) -> Result<()> {
+        let body = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| EngineError::Internal(format!("encoding a manifest: {e}")))?;
+        self.put(&self.folder(manifest.epoch).join(MANIFEST), body)
+            .await
+    }
+
+    /// The newest complete checkpoint: a manifest that parses and whose state
+    /// files all exist with their recorded sizes. Damaged newer ones are
+    /// skipped with a warning.
+    pub async fn latest(&self) -> Result<Option<Manifest>> {
+        let mut epochs = self.epochs().await?;
+        epochs.reverse();
+        for epoch in epochs {
+            match self.load(epoch).await {
+                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(None) => {} // never completed: an interrupted checkpoint
+                Err(reason) => tracing::warn!(
+                    state_dir = %self.url, epoch, %reason,
+                    "checkpoint is damaged; using the one before it"
+                ),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes checkpoint folders older than the newest `KEPT` complete ones,
+    /// and interrupted ones older than the newest.
+    pub async fn remove_old(&self, newest: u64) -> Result<()> {
+        let epochs = self.epochs().await?;
+        let keep_from = epochs
+            .iter()
+            .rev()
+            .filter(|&&e| e <= newest)
+            .nth(KEPT - 1)
+            .copied()
+            .unwrap_or(0);
+        for epoch in epochs.into_iter().filter(|&e| e < keep_from) {
+            let prefix = self.folder(epoch);
+            let objects: Vec<_> = self
+                .location
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| self.error("listing", &prefix, e))?;
+            for o in objects {
+                // Ignore a concurrent delete: the object is gone either way.
+                let _ = self.location.store.delete(&o.location).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Epochs with a folder, ascending.
+    async fn epochs(&self) -> Result<Vec<u64>> {
+        let listing = self
+            .location
+            .store
+            .list_with_delimiter(Some(&self.location.prefix))
+            .await
+            .map_err(|e| self.error("listing", &self.location.prefix, e))?;
+        let mut epochs: Vec<u64> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.strip_prefix("chk-")?.parse().ok())
+            .collect();
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
+    /// Checkpoint `epoch` if complete; `Ok(None)` without a manifest; `Err` if damaged.
+    async fn load(&self, epoch: u64) -> std::result::Result<Option<Manifest>, String> {
+        let path = self.folder(epoch).join(MANIFEST);
+        let bytes = match self.location.store.get(&path).await {
+            Ok(got) => got.bytes().await.map_err(|e| e.to_string())?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| format!("manifest does not parse: {e}"))?;
+        let files = manifest
+            .statements
+            .values()
+            .filter_map(|s| s.windows.as_ref());
+        for file in files {
+            let meta = self
+                .location
+                .store
+                .head(&Path::from(file.path.as_str()))
+                .await
+                .map_err(|e| format!("{}: {e}", file.path))?;
+            if meta.size != file.size {
+                return Err(format!(
+                    "{} has {} bytes, the manifest says {}",
+                    file.path, meta.size, file.size
+                ));
+            }
+        }
+        Ok(Some(manifest))
+    }
+
+    async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
+        self.location
+            .store
+            .put(path, PutPayload::from(Bytes::from(bytes)))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("writing", path, e))
+    }
+
+    fn error(&self, what: &str, path: &Path, e: object_store::Error) -> EngineError {
+        EngineError::Store(format!("{what} `{path}` in state dir {}: {e}", self.url))
+    }
+}

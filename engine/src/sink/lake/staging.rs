@@ -1,0 +1,171 @@
+//! Two-phase lake output for checkpoints: files are written to `_staging/`
+//! inside the table (hidden from Athena by the leading `_`, and named without
+//! `.parquet` so no reader lists them), and become visible under their
+//! partition only once the checkpoint that covers them is complete.
+//!
+//! Final names come from the checkpoint epoch that publishes them
+//! (`part-e<epoch>-<n>.parquet`), so publishing again after a crash rewrites
+//! the same objects, and falling back to an older checkpoint can remove what
+//! newer, lost ones published.
+
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::store::Location;
+use crate::checkpoint::{FileRef, Publish, SinkState};
+use crate::error::{EngineError, Result};
+
+/// The folder, inside the table, for staged files and open files' segments.
+pub const STAGING_DIR: &str = "_staging";
+
+/// A sink's staging area and what waits in it for the next checkpoint.
+#[derive(Debug)]
+pub struct Staging {
+    /// `<table>/_staging`.
+    pub prefix: Path,
+    /// The checkpoint that will publish files closed now.
+    pub epoch: u64,
+    /// Objects staged in this epoch, in the order they must appear.
+    pub pending: Vec<Publish>,
+    /// Files staged in this epoch (numbers their names).
+    pub seq: u64,
+}
+
+impl Staging {
+    /// Staging under `location` for files published from checkpoint `epoch` on.
+    pub fn new(location: &Location, epoch: u64) -> Self {
+        Self {
+            prefix: location.prefix.clone().join(STAGING_DIR),
+            epoch,
+            pending: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    /// Where a data file closed now goes: staged name, and final name in the partition folder `dir`.
+    pub fn next_file(&mut self, dir: &Path) -> (Path, Path) {
+        let name = format!("part-e{:010}-{:05}", self.epoch, self.seq);
+        self.seq += 1;
+        (
+            self.prefix.clone().join(format!("{name}.parquet.staged")),
+            dir.clone().join(format!("{name}.parquet")),
+        )
+    }
+
+    /// Where a marker written now is staged.
+    pub fn next_marker(&mut self) -> Path {
+        let name = format!("marker-e{:010}-{:05}.staged", self.epoch, self.seq);
+        self.seq += 1;
+        self.prefix.clone().join(name)
+    }
+
+    /// Where an open file's rows since the last checkpoint go.
+    pub fn segment(&self, file_id: &str) -> Path {
+        self.prefix
+            .clone()
+            .join(format!("seg-e{:010}-{file_id}.arrow", self.epoch))
+    }
+}
+
+/// Makes a checkpoint's staged objects visible: copy to the final path, then
+/// remove the staged one. Safe to repeat: an object already moved is skipped.
+pub async fn publish(location: &Location, table: &str, items: &[Publish]) -> Result<()> {
+    let store = &location.store;
+    for item in items {
+        let (from, to) = (
+            Path::from(item.from.path.as_str()),
+            Path::from(item.to.as_str()),
+        );
+        match store.copy(&from, &to).await {
+            Ok(()) => {
+                let _ = store.delete(&from).await; // left behind, it is only garbage
+            }
+            Err(object_store::Error::NotFound { .. }) if store.head(&to).await.is_ok() => {}
+            Err(e) => {
+                return Err(EngineError::Store(format!(
+                    "lake table `{table}`: publishing `{from}` as `{to}`: {e}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes files published by checkpoints after `epoch` (lost or damaged
+/// ones): their data is written again from `epoch`'s offsets.
+pub async fn roll_back_after(location: &Location, table: &str, epoch: u64) -> Result<()> {
+    use futures::TryStreamExt;
+    let objects: Vec<_> = location
+        .store
+        .list(Some(&location.prefix))
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::Store(format!("lake table `{table}`: listing: {e}")))?;
+    for o in objects {
+        let newer = o
+            .location
+            .filename()
+            .and_then(|n| n.strip_prefix("part-e"))
+            .and_then(|n| n.get(..10))
+            .and_then(|e| e.parse::<u64>().ok())
+            .is_some_and(|e| e > epoch);
+        let staged = o.location.parts().any(|p| p.as_ref() == STAGING_DIR);
+        if newer && !staged {
+            tracing::warn!(table, file = %o.location, "removing a file published by a lost checkpoint");
+            location.store.delete(&o.location).await.map_err(|e| {
+                EngineError::Store(format!(
+                    "lake table `{table}`: removing {}: {e}",
+                    o.location
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes staged objects of epochs up to `epoch` that none of `kept` needs.
+pub async fn remove_garbage(location: &Location, kept: &[&SinkState], epoch: u64) -> Result<()> {
+    use futures::TryStreamExt;
+    let prefix = location.prefix.clone().join(STAGING_DIR);
+    let needed: std::collections::BTreeSet<&str> = kept
+        .iter()
+        .flat_map(|s| {
+            let segments = s.open_files.iter().flat_map(|f| f.segments.iter());
+            segments
+                .chain(s.publish.iter().map(|p| &p.from))
+                .map(|f| f.path.as_str())
+        })
+        .collect();
+    let objects: Vec<_> = location
+        .store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .unwrap_or_default();
+    for o in objects {
+        let object_epoch = o
+            .location
+            .filename()
+            .and_then(|n| n.split_once("-e"))
+            .and_then(|(_, rest)| rest.get(..10))
+            .and_then(|e| e.parse::<u64>().ok());
+        if object_epoch.is_some_and(|e| e <= epoch) && !needed.contains(o.location.as_ref()) {
+            let _ = location.store.delete(&o.location).await;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one staged object and returns its reference.
+pub async fn put(location: &Location, path: &Path, bytes: Vec<u8>) -> Result<FileRef> {
+    let size = bytes.len() as u64;
+    location
+        .store
+        .put(path, PutPayload::from(bytes::Bytes::from(bytes)))
+        .await
+        .map_err(|e| EngineError::Store(format!("writing `{path}`: {e}")))?;
+    Ok(FileRef {
+        path: path.to_string(),
+        size,
+    })
+}

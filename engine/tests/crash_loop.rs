@@ -1,0 +1,239 @@
+//! Crash loop: the raw and 1-minute jobs are killed with SIGKILL at random
+//! moments, again and again, and restarted until they finish `--bounded`.
+//! Checkpoints make the end result exact: every trade in the lake once, every
+//! candle once, and the derived topic, deduplicated by (symbol, window),
+//! equal to an independent fold of the produced trades.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::{Rng, SeedableRng};
+
+/// Kills per job before it may run to the end.
+const KILLS: usize = 10;
+
+fn start_job(job: &str, vars: &BTreeMap<&str, String>, log: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["run", job, "--bounded", "--checkpoint-interval", "200ms"])
+        .current_dir(repo_root())
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// The checkpoint a run's log says it restored from.
+fn restored_epoch(log: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains("restoring from checkpoint"))?;
+    line.split("epoch=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Runs `job` until it exits by itself, killing it `KILLS` times first;
+/// returns the kills and the checkpoint each restart resumed from.
+fn crash_until_done(job: &str, vars: &BTreeMap<&str, String>, seed: u64) -> (usize, Vec<u64>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut kills, mut resumed) = (0, Vec::new());
+    let logs = tempfile::tempdir().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for attempt in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "{job} did not finish in 10 minutes"
+        );
+        let log = logs.path().join(format!("{attempt}.log"));
+        let mut child = start_job(job, vars, &log);
+        if kills < KILLS {
+            std::thread::sleep(Duration::from_millis(rng.random_range(300..1500)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL: no clean shutdown, no final checkpoint
+                child.wait().unwrap();
+                kills += 1;
+                resumed.extend(restored_epoch(&log));
+                continue;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "{job} failed after {kills} kills: {status}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        resumed.extend(restored_epoch(&log));
+        if kills >= KILLS {
+            return (kills, resumed);
+        }
+    }
+    unreachable!("the loop returns or fails")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_ten_times_the_output_is_still_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (feed, topic) = feed_file_and_topic(
+        dir.path(),
+        &[
+            "--symbols",
+            "50",
+            "--rate",
+            "2000",
+            "--count",
+            "1000000",
+            "--start",
+            "2025-11-20T23:50:00Z",
+            "--seed",
+            "9",
+        ],
+        "crash_trades",
+    );
+    let ohlc_topic = unique("crash_ohlc");
+    create_topics(&[(&ohlc_topic, 1)]).await;
+
+    let lake = format!("s3://lake/{}", unique("crash"));
+    let vars = BTreeMap::from([
+        ("KAFKA_BROKERS", brokers()),
+        ("TRADES_TOPIC", topic.clone()),
+        ("OHLC_TOPIC", ohlc_topic.clone()),
+        ("OHLC_GROUP", unique("ohlc")),
+        ("RAW_GROUP", unique("raw")),
+        ("LAKE_URL", lake.clone()),
+    ]);
+    // Both jobs at once, as in production, each killed at its own random moments.
+    let raw = {
+        let vars = vars.clone();
+        std::thread::spawn(move || crash_until_done("jobs/trades_raw.sql", &vars, 1))
+    };
+    let (ohlc_kills, ohlc_resumed) = crash_until_done("jobs/ohlc_1m.sql", &vars, 2);
+    let (raw_kills, raw_resumed) = raw.join().unwrap();
+    for (job, resumed) in [("raw", &raw_resumed), ("ohlc", &ohlc_resumed)] {
+        // Each restart resumed from the newest checkpoint, and they moved on between kills.
+        assert!(
+            resumed.windows(2).all(|w| w[0] <= w[1]),
+            "{job}: {resumed:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = resumed.iter().collect();
+        assert!(
+            distinct.len() >= KILLS / 2,
+            "{job} made little progress between kills: {resumed:?}"
+        );
+    }
+
+    // The independent fold of what was produced.
+    let trades = read_trades_file(&feed);
+    let candles = fold_windows(&trades, 60_000, 60_000);
+
+    // The lake, read by DuckDB: every trade once, every candle once and right.
+    let stats: Vec<serde_json::Value> =
+        serde_json::from_str(&duckdb_lake(&["raw_stats", &lake])).unwrap();
+    let in_lake: u64 = stats.iter().map(|s| s["rows"].as_u64().unwrap()).sum();
+    let distinct: u64 = stats
+        .iter()
+        .map(|s| s["distinct_trades"].as_u64().unwrap())
+        .sum();
+    let sql = dir.path().join("candles.sql");
+    std::fs::write(
+        &sql,
+        "SELECT symbol, window_start, open, high, low, close, volume, trades FROM ohlc_1m",
+    )
+    .unwrap();
+    let rows = duckdb_lake(&["query", &lake, &sql.display().to_string()]);
+    let mut lake_candles = BTreeMap::new();
+    for line in rows.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["symbol"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        assert!(
+            lake_candles.insert(key.clone(), v).is_none(),
+            "candle {key:?} twice in the lake"
+        );
+    }
+
+    // The derived topic: at least once, each replay the same candle. Float sums
+    // (volume, VWAP) are added in batch order, which a replay may group
+    // differently, so they are equal to rounding, not always to the last digit.
+    let mut topic_candles: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
+    let records = read_all(&ohlc_topic);
+    let mut replayed_differ_in_last_digits = 0;
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let key = (
+            v["symbol"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        assert_eq!(r.timestamp, v["window_end"].as_i64(), "{key:?}: timestamp");
+        if let Some(before) = topic_candles.insert(key.clone(), v.clone()) {
+            let fields = before.as_object().unwrap();
+            for (name, a) in fields {
+                let b = &v[name];
+                match (a.as_f64(), b.as_f64()) {
+                    (Some(x), Some(y)) if a.is_f64() => {
+                        assert!(close_to(x, y, 1e-12), "{key:?}.{name}: {x} then {y}")
+                    }
+                    _ => assert_eq!(a, b, "{key:?}.{name}: a replayed candle differs"),
+                }
+            }
+            replayed_differ_in_last_digits += usize::from(before != v);
+        }
+    }
+    eprintln!(
+        "crash loop: {} trades produced, {in_lake} in the lake ({} duplicated), \
+         {} candles ({} in the lake, {} records in the topic, {} after dedup, \
+         {replayed_differ_in_last_digits} replays differing in float rounding); \
+         restarts survived: raw {raw_kills} (resumed from checkpoints {raw_resumed:?}), \
+         ohlc {ohlc_kills} (from {ohlc_resumed:?})",
+        trades.len(),
+        in_lake - distinct,
+        candles.len(),
+        lake_candles.len(),
+        records.len(),
+        topic_candles.len()
+    );
+    assert_eq!(in_lake, trades.len() as u64, "trades lost or duplicated");
+    assert_eq!(distinct, in_lake, "a trade twice in the lake");
+    assert_eq!(
+        lake_candles.keys().collect::<Vec<_>>(),
+        candles.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        topic_candles.keys().collect::<Vec<_>>(),
+        candles.keys().collect::<Vec<_>>()
+    );
+    for (key, e) in &candles {
+        let v = &lake_candles[key];
+        let f = |n: &str| v[n].as_f64().unwrap();
+        assert_eq!(
+            (f("open"), f("high"), f("low"), f("close")),
+            (e.open, e.high, e.low, e.close),
+            "{key:?}"
+        );
+        assert_eq!(v["trades"].as_i64().unwrap(), e.trades, "{key:?}");
+        assert!(close_to(f("volume"), e.volume, 1e-9), "{key:?}");
+        let t = &topic_candles[key];
+        assert_eq!(
+            t["close"].as_f64().unwrap(),
+            e.close,
+            "{key:?} in the topic"
+        );
+        assert_eq!(
+            t["trades"].as_i64().unwrap(),
+            e.trades,
+            "{key:?} in the topic"
+        );
+    }
+}
