@@ -237,3 +237,144 @@ async fn killed_ten_times_the_output_is_still_exact() {
         );
     }
 }
+
+/// Complete checkpoints in a state directory on disk, oldest first.
+fn complete_checkpoints(state_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(state_dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    dirs.retain(|d: &std::path::PathBuf| d.join("_manifest.json").exists());
+    dirs.sort();
+    dirs
+}
+
+/// Runs the 1-minute job until it has written two new checkpoints, the newer
+/// with window state, then kills it.
+fn run_until_checkpoints(
+    vars: &BTreeMap<&str, String>,
+    state_dir: &std::path::Path,
+    log: &std::path::Path,
+) {
+    let before = complete_checkpoints(state_dir);
+    let mut child = start_job("jobs/ohlc_1m.sql", vars, log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = complete_checkpoints(state_dir);
+        let new = now.iter().filter(|d| !before.contains(d)).count();
+        if new >= 2 && now.last().unwrap().join("statement-0.arrow").exists() {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before two checkpoints"
+        );
+        assert!(Instant::now() < deadline, "no checkpoints after 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_newest_checkpoint_falls_back_and_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (feed, topic) = feed_file_and_topic(
+        dir.path(),
+        &[
+            "--symbols",
+            "20",
+            "--rate",
+            "1000",
+            "--count",
+            "400000",
+            "--start",
+            "2025-11-20T23:58:00Z",
+            "--seed",
+            "4",
+        ],
+        "damaged_trades",
+    );
+    let ohlc_topic = unique("damaged_ohlc");
+    create_topics(&[(&ohlc_topic, 1)]).await;
+    let lake = dir.path().join("lake");
+    let state_dir = lake.join("_checkpoints/ohlc_1m");
+    let vars = BTreeMap::from([
+        ("KAFKA_BROKERS", brokers()),
+        ("TRADES_TOPIC", topic),
+        ("OHLC_TOPIC", ohlc_topic.clone()),
+        ("OHLC_GROUP", unique("ohlc")),
+        ("LAKE_URL", lake.display().to_string()),
+    ]);
+
+    // Killed with window state in its newest checkpoint; that state file is cut short.
+    let logs = tempfile::tempdir().unwrap();
+    run_until_checkpoints(&vars, &state_dir, &logs.path().join("1.log"));
+    let newest = complete_checkpoints(&state_dir).pop().unwrap();
+    let state = newest.join("statement-0.arrow");
+    let bytes = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
+
+    // Killed again; this time the newest manifest is cut short.
+    run_until_checkpoints(&vars, &state_dir, &logs.path().join("2.log"));
+    let newest = complete_checkpoints(&state_dir).pop().unwrap();
+    let manifest = newest.join("_manifest.json");
+    let bytes = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, &bytes[..bytes.len() / 2]).unwrap();
+
+    // Then to the end.
+    let log = logs.path().join("3.log");
+    let status = start_job("jobs/ohlc_1m.sql", &vars, &log).wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    for n in ["2", "3"] {
+        let text = std::fs::read_to_string(logs.path().join(format!("{n}.log"))).unwrap();
+        assert!(
+            text.contains("checkpoint is damaged; using the one before it"),
+            "run {n} saw the damage: {text}"
+        );
+    }
+
+    let candles = fold_windows(&read_trades_file(&feed), 60_000, 60_000);
+    let sql = dir.path().join("candles.sql");
+    std::fs::write(
+        &sql,
+        "SELECT symbol, window_start, close, trades FROM ohlc_1m",
+    )
+    .unwrap();
+    let rows = duckdb_lake(&[
+        "query",
+        &lake.display().to_string(),
+        &sql.display().to_string(),
+    ]);
+    let mut lake_candles = BTreeMap::new();
+    for line in rows.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["symbol"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        assert!(
+            lake_candles.insert(key.clone(), v).is_none(),
+            "{key:?} twice in the lake"
+        );
+    }
+    assert_eq!(
+        lake_candles.keys().collect::<Vec<_>>(),
+        candles.keys().collect::<Vec<_>>()
+    );
+    for (key, e) in &candles {
+        let v = &lake_candles[key];
+        assert_eq!(
+            (v["close"].as_f64().unwrap(), v["trades"].as_i64().unwrap()),
+            (e.close, e.trades),
+            "{key:?}"
+        );
+    }
+    eprintln!(
+        "damaged checkpoints: {} candles in the lake after two damaged newest checkpoints, each once and exact",
+        lake_candles.len()
+    );
+}

@@ -91,8 +91,8 @@ impl CheckpointStore {
         Ok(None)
     }
 
-    /// Removes checkpoint folders older than the newest `KEPT` complete ones,
-    /// and interrupted ones older than the newest.
+    /// Removes checkpoint folders older than the newest `KEPT` up to `newest`
+    /// (the one just completed and the one before it, to fall back to).
     pub async fn remove_old(&self, newest: u64) -> Result<()> {
         let epochs = self.epochs().await?;
         let keep_from = epochs
@@ -178,5 +178,71 @@ impl CheckpointStore {
 
     fn error(&self, what: &str, path: &Path, e: object_store::Error) -> EngineError {
         EngineError::Store(format!("{what} `{path}` in state dir {}: {e}", self.url))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::StatementState;
+
+    async fn checkpoint(store: &CheckpointStore, epoch: u64) {
+        let state = store
+            .write(epoch, "statement-0.arrow", vec![7; 100])
+            .await
+            .unwrap();
+        let mut manifest = Manifest {
+            epoch,
+            ..Default::default()
+        };
+        manifest.statements.insert(
+            0,
+            StatementState {
+                watermark: Some(epoch as i64),
+                windows: Some(state),
+            },
+        );
+        store.commit(&manifest).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn newest_complete_checkpoint_wins_and_damaged_ones_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().display().to_string()).unwrap();
+        assert_eq!(store.latest().await.unwrap(), None);
+        for epoch in 1..=3 {
+            checkpoint(&store, epoch).await;
+        }
+        // An interrupted checkpoint: state written, no manifest.
+        store.write(4, "statement-0.arrow", vec![1]).await.unwrap();
+        assert_eq!(store.latest().await.unwrap().unwrap().epoch, 3);
+
+        // A short state file, then a truncated manifest: each falls back one.
+        let chk = |e: u64| dir.path().join(format!("chk-{e:010}"));
+        std::fs::write(chk(3).join("statement-0.arrow"), [7; 10]).unwrap();
+        assert_eq!(store.latest().await.unwrap().unwrap().epoch, 2);
+        let manifest = std::fs::read(chk(2).join(MANIFEST)).unwrap();
+        std::fs::write(chk(2).join(MANIFEST), &manifest[..manifest.len() / 2]).unwrap();
+        let restored = store.latest().await.unwrap().unwrap();
+        assert_eq!(
+            (restored.epoch, restored.statements[&0].watermark),
+            (1, Some(1))
+        );
+
+        // Old folders go; the newest two and anything newer stay.
+        checkpoint(&store, 5).await;
+        store.remove_old(5).await.unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                std::fs::read_dir(dir.path().join(n))
+                    .unwrap()
+                    .next()
+                    .is_some()
+            })
+            .collect();
+        left.sort();
+        assert_eq!(left, ["chk-0000000004", "chk-0000000005"]);
     }
 }
