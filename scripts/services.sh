@@ -82,6 +82,7 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export LAKE_S3_URL=s3://$LAKE_BUCKET
 export SERVICES_PYTHON=$VENV/bin/python
+export ENGINE_SERVICES_DIR=$STATE_DIR
 ENV
 }
 

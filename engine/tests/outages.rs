@@ -1,0 +1,234 @@
+//! Outages: while `jobs/trades_raw.sql` runs on a live feed, the broker or
+//! the S3 server is frozen (SIGSTOP) for 30 s, then thawed. The engine must
+//! ride it out by itself: no crash, memory held by backpressure rather than
+//! growing, and in the end every trade in the lake exactly once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, TopicPartitionList};
+
+/// One outage at a time: a frozen service would stall the other test too.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const TRADES: u64 = 300_000;
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// The pid of a service started by scripts/services.sh.
+fn service_pid(name: &str) -> String {
+    let dir = std::env::var("ENGINE_SERVICES_DIR")
+        .expect("ENGINE_SERVICES_DIR is not set: run the tests with scripts/test.sh");
+    std::fs::read_to_string(format!("{dir}/{name}.pid"))
+        .unwrap_or_else(|e| {
+            panic!("{name}.pid in {dir}: {e} (were the services started by scripts/services.sh?)")
+        })
+        .trim()
+        .to_string()
+}
+
+fn signal(pid: &str, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+/// Offsets the group has committed on `topic`, summed over partitions.
+fn committed(topic: &str, group: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .map(|c| {
+            c.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(n) => Some(n),
+                    _ => None,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Feeds the raw job live, freezes `service` for [`OUTAGE`] mid-run, and checks the result.
+async fn ride_out(service: &str, lake: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let count = TRADES.to_string();
+    let feed: &[&str] = &[
+        "--symbols",
+        "20",
+        "--rate",
+        "10000",
+        "--count",
+        &count,
+        "--start",
+        "2025-11-20T14:59:30Z",
+        "--seed",
+        "12",
+    ];
+    // The same trades to a file (for the independent check) and, live, to a topic.
+    let file = dir.path().join("feed.jsonl");
+    let file_arg = file.display().to_string();
+    let mut args = vec!["produce", "--speed", "max", "--to-file", &file_arg];
+    args.extend_from_slice(feed);
+    let (ok, stderr) = engine(&args);
+    assert!(ok, "{stderr}");
+    let topic = unique("outage_trades");
+    let brokers = brokers();
+    let mut live = vec!["produce", "--topic", &topic, "--brokers", &brokers];
+    live.extend_from_slice(feed);
+    let mut producer = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(&live)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2)); // the topic exists once the producer started
+
+    let group = unique("raw");
+    let vars = BTreeMap::from([
+        ("KAFKA_BROKERS", brokers.clone()),
+        ("TRADES_TOPIC", topic.clone()),
+        ("RAW_GROUP", group.clone()),
+        ("LAKE_URL", lake.to_string()),
+    ]);
+    let log = dir.path().join("run.log");
+    let mut job = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["run", "jobs/trades_raw.sql", "--checkpoint-interval", "1s"])
+        .current_dir(repo_root())
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+
+    std::thread::sleep(Duration::from_secs(6));
+    let pid = service_pid(service);
+    let before = rss_mib(job.id(), "VmRSS:");
+    signal(&pid, "-STOP");
+    let frozen = Instant::now();
+    let mut during = before;
+    while frozen.elapsed() < OUTAGE {
+        std::thread::sleep(Duration::from_millis(250));
+        during = during.max(rss_mib(job.id(), "VmRSS:"));
+    }
+    signal(&pid, "-CONT");
+    let thawed = Instant::now();
+    assert!(
+        job.try_wait().unwrap().is_none(),
+        "the job died during the {service} outage: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(producer.wait().unwrap().success(), "the live feed failed");
+
+    // Recovered by itself: its checkpoints reach the end of the topic.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while committed(&topic, &group) < TRADES as i64 {
+        assert!(
+            Instant::now() < deadline && job.try_wait().unwrap().is_none(),
+            "the job did not catch up after the {service} outage: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let caught_up = thawed.elapsed();
+    let peak = rss_mib(job.id(), "VmHWM:");
+    signal(&job.id().to_string(), "-INT");
+    assert!(
+        job.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    // The files still open are in the final checkpoint; a bounded run closes them.
+    let rerun = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["run", "jobs/trades_raw.sql", "--bounded"])
+        .current_dir(repo_root())
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for t in read_trades_file(&file) {
+        let ts = chrono::DateTime::from_timestamp_millis(t.ts).unwrap();
+        *expected
+            .entry((
+                ts.format("%Y-%m-%d").to_string(),
+                ts.format("%H").to_string(),
+            ))
+            .or_default() += 1;
+    }
+    let stats: Vec<serde_json::Value> =
+        serde_json::from_str(&duckdb_lake(&["raw_stats", lake])).unwrap();
+    let got: BTreeMap<(String, String), u64> = stats
+        .iter()
+        .map(|s| {
+            assert_eq!(s["rows"], s["distinct_trades"], "a trade twice: {s}");
+            (
+                (
+                    s["dt"].as_str().unwrap().to_string(),
+                    s["hour"].as_str().unwrap().to_string(),
+                ),
+                s["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    eprintln!(
+        "{service} frozen for {} s: job RSS {before} MiB before, at most {during} MiB during, \
+         peak {peak} MiB; caught up {:.1} s after the thaw; {} trades in the lake of {TRADES}",
+        OUTAGE.as_secs(),
+        caught_up.as_secs_f64(),
+        got.values().sum::<u64>()
+    );
+    assert_eq!(got, expected, "every trade once, in its hour");
+    // Backpressure: a frozen service stops consumption; it does not pile up records.
+    assert!(
+        during < before + 256,
+        "memory grew by {} MiB during the outage",
+        during - before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_is_ridden_out() {
+    let lake = tempfile::tempdir().unwrap();
+    ride_out("tansu", &lake.path().join("lake").display().to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_s3_is_ridden_out() {
+    ride_out("moto", &format!("s3://lake/{}", unique("outage"))).await;
+}
