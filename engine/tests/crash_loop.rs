@@ -144,25 +144,7 @@ async fn killed_ten_times_the_output_is_still_exact() {
         .iter()
         .map(|s| s["distinct_trades"].as_u64().unwrap())
         .sum();
-    let sql = dir.path().join("candles.sql");
-    std::fs::write(
-        &sql,
-        "SELECT symbol, window_start, open, high, low, close, volume, trades FROM ohlc_1m",
-    )
-    .unwrap();
-    let rows = duckdb_lake(&["query", &lake, &sql.display().to_string()]);
-    let mut lake_candles = BTreeMap::new();
-    for line in rows.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = (
-            v["symbol"].as_str().unwrap().to_string(),
-            v["window_start"].as_i64().unwrap(),
-        );
-        assert!(
-            lake_candles.insert(key.clone(), v).is_none(),
-            "candle {key:?} twice in the lake"
-        );
-    }
+    let lake_candles = lake_candles(&lake, dir.path());
 
     // The derived topic: at least once, each replay the same candle. Float sums
     // (volume, VWAP) are added in batch order, which a replay may group
@@ -236,6 +218,31 @@ async fn killed_ten_times_the_output_is_still_exact() {
             "{key:?} in the topic"
         );
     }
+}
+
+/// The 1-minute candles in the lake, read by DuckDB, by (symbol, window_start);
+/// fails on a candle written twice.
+fn lake_candles(lake: &str, dir: &std::path::Path) -> BTreeMap<(String, i64), serde_json::Value> {
+    let sql = dir.join("candles.sql");
+    std::fs::write(
+        &sql,
+        "SELECT symbol, window_start, open, high, low, close, volume, trades FROM ohlc_1m",
+    )
+    .unwrap();
+    let rows = duckdb_lake(&["query", lake, &sql.display().to_string()]);
+    let mut candles = BTreeMap::new();
+    for line in rows.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["symbol"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        assert!(
+            candles.insert(key.clone(), v).is_none(),
+            "candle {key:?} twice in the lake"
+        );
+    }
+    candles
 }
 
 /// Complete checkpoints in a state directory on disk, oldest first.
@@ -338,29 +345,7 @@ async fn a_damaged_newest_checkpoint_falls_back_and_stays_exact() {
     }
 
     let candles = fold_windows(&read_trades_file(&feed), 60_000, 60_000);
-    let sql = dir.path().join("candles.sql");
-    std::fs::write(
-        &sql,
-        "SELECT symbol, window_start, close, trades FROM ohlc_1m",
-    )
-    .unwrap();
-    let rows = duckdb_lake(&[
-        "query",
-        &lake.display().to_string(),
-        &sql.display().to_string(),
-    ]);
-    let mut lake_candles = BTreeMap::new();
-    for line in rows.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = (
-            v["symbol"].as_str().unwrap().to_string(),
-            v["window_start"].as_i64().unwrap(),
-        );
-        assert!(
-            lake_candles.insert(key.clone(), v).is_none(),
-            "{key:?} twice in the lake"
-        );
-    }
+    let lake_candles = lake_candles(&lake.display().to_string(), dir.path());
     assert_eq!(
         lake_candles.keys().collect::<Vec<_>>(),
         candles.keys().collect::<Vec<_>>()
