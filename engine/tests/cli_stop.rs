@@ -120,3 +120,63 @@ async fn ctrl_c_flushes_and_a_rerun_completes_exactly_once() {
     assert_eq!(rows, trades.len(), "no trade written twice");
     assert_eq!(seen, expected, "every trade written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_is_restored_only_into_the_job_that_wrote_it() {
+    let topic = unique("fingerprint");
+    create_topics(&[(&topic, 1), (&format!("{topic}.dlq"), 1)]).await;
+    produce(
+        &topic,
+        &trade_records(&generate_trades(3, 1000, 2, 1_763_640_000_000, 10)),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let lake = dir.path().join("lake").display().to_string();
+    let run = |job: &str| {
+        Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["run", job, "--bounded", "--state-dir", &state])
+            .current_dir(repo_root())
+            .env("KAFKA_BROKERS", brokers())
+            .env("TRADES_TOPIC", &topic)
+            .env("OHLC_TOPIC", &topic) // never written: the run stops before
+            .env("LAKE_URL", &lake)
+            .output()
+            .unwrap()
+    };
+    let raw = run("jobs/trades_raw.sql");
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let other = run("jobs/ohlc_1m.sql");
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success());
+    assert!(
+        stderr.contains("holds checkpoints of a different job (or an older version of it); choose another --state-dir"),
+        "{stderr}"
+    );
+    for (args, says) in [
+        (
+            vec!["--checkpoint-interval", "0s"],
+            "is not a positive duration",
+        ),
+        (
+            vec!["--no-checkpoints", "--state-dir", "x"],
+            "cannot be used with",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["run", "jobs/ohlc_1m.sql"])
+            .args(&args)
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+}
