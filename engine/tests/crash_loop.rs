@@ -127,7 +127,7 @@ async fn killed_ten_times_the_output_is_still_exact() {
         );
         let distinct: std::collections::BTreeSet<_> = resumed.iter().collect();
         assert!(
-            distinct.len() >= KILLS / 2,
+            distinct.len() >= 3,
             "{job} made little progress between kills: {resumed:?}"
         );
     }

@@ -51,6 +51,19 @@ fn rss_mib(pid: u32, field: &str) -> u64 {
         / 1024
 }
 
+/// `Some(partitions)` once `topic` exists.
+fn topic_partitions(topic: &str) -> Option<usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()?;
+    let t = md.topics().first()?;
+    (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len())
+}
+
 /// Offsets the group has committed on `topic`, summed over partitions.
 fn committed(topic: &str, group: &str) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -112,7 +125,15 @@ async fn ride_out(service: &str, lake: &str) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2)); // the topic exists once the producer started
+    // The producer creates the topic; the job needs it to exist.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while topic_partitions(&topic).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the live feed did not create {topic}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let group = unique("raw");
     let vars = BTreeMap::from([
