@@ -50,8 +50,11 @@ SELECT symbol, window_start, window_end,
        max(price) AS high,
        min(price) AS low,
        last_value(price ORDER BY ts) AS close,
-       sum(size) AS volume,
-       sum(price * size) / sum(size) AS vwap,
+       -- Sums as DECIMAL: exact, so they do not depend on how rows were batched, and a
+       -- window replayed after a crash has the same volume and VWAP to the last digit.
+       CAST(sum(CAST(size AS DECIMAL(38, 8))) AS DOUBLE) AS volume,
+       CAST(sum(CAST(price * size AS DECIMAL(38, 8))) AS DOUBLE)
+           / CAST(sum(CAST(size AS DECIMAL(38, 8))) AS DOUBLE) AS vwap,
        count(*) AS trades
 FROM trades
 GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);

@@ -29,8 +29,10 @@ CREATE TABLE vwap_5m (
 
 INSERT INTO vwap_5m
 SELECT symbol, window_start, window_end,
-       sum(price * size) / sum(size) AS vwap,
-       sum(size) AS volume,
+       -- Exact DECIMAL sums: a window replayed after a crash is the same to the last digit.
+       CAST(sum(CAST(price * size AS DECIMAL(38, 8))) AS DOUBLE)
+           / CAST(sum(CAST(size AS DECIMAL(38, 8))) AS DOUBLE) AS vwap,
+       CAST(sum(CAST(size AS DECIMAL(38, 8))) AS DOUBLE) AS volume,
        count(*) AS trades
 FROM trades
 GROUP BY symbol, HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE);
