@@ -397,6 +397,10 @@ impl Job {
                 lake.insert(name.clone(), crate::sink::lake::store::open(&c.path)?);
             }
         }
+        // Later checkpoints are damaged or interrupted: their epochs are written again.
+        store
+            .discard_after(manifest.as_ref().map_or(0, |m| m.epoch))
+            .await?;
         if let Some(m) = &manifest {
             for (name, location) in &lake {
                 staging::roll_back_after(location, name, m.epoch).await?;

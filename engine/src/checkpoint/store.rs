@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutPayload};
 
 use super::manifest::{FileRef, Manifest};
 use crate::error::{EngineError, Result};
@@ -64,12 +64,57 @@ impl CheckpointStore {
             .map_err(|e| self.error("reading", &path, e))
     }
 
-    /// Completes checkpoint `manifest.epoch` by writing its manifest.
+    /// Completes checkpoint `manifest.epoch` by writing its manifest, with a
+    /// conditional put (create, never overwrite): if another process wrote
+    /// this epoch first (two runs on one state dir, or a zombie after a
+    /// restart), this one fails instead of both publishing.
     pub async fn commit(&self, manifest: &Manifest) -> Result<()> {
         let body = serde_json::to_vec_pretty(manifest)
             .map_err(|e| EngineError::Internal(format!("encoding a manifest: {e}")))?;
-        self.put(&self.folder(manifest.epoch).join(MANIFEST), body)
+        let path = self.folder(manifest.epoch).join(MANIFEST);
+        let created = self
+            .location
+            .store
+            .put_opts(
+                &path,
+                PutPayload::from(Bytes::from(body)),
+                PutMode::Create.into(),
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(EngineError::Execution(format!(
+                "state dir {}: checkpoint {} was already written by another process; \
+                 is a second `engine run` of this job using the same state dir?",
+                self.url, manifest.epoch
+            ))),
+            Err(e) => Err(self.error("writing", &path, e)),
+        }
+    }
+
+    /// Removes the folders of checkpoints after `epoch`: damaged or
+    /// interrupted ones that a restore from `epoch` replaces.
+    pub async fn discard_after(&self, epoch: u64) -> Result<()> {
+        for newer in self.epochs().await?.into_iter().filter(|&e| e > epoch) {
+            self.remove_folder(newer).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_folder(&self, epoch: u64) -> Result<()> {
+        let prefix = self.folder(epoch);
+        let objects: Vec<_> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .try_collect()
             .await
+            .map_err(|e| self.error("listing", &prefix, e))?;
+        for o in objects {
+            // Ignore a concurrent delete: the object is gone either way.
+            let _ = self.location.store.delete(&o.location).await;
+        }
+        Ok(())
     }
 
     /// The newest complete checkpoint: a manifest that parses and whose state
@@ -103,18 +148,7 @@ impl CheckpointStore {
             .copied()
             .unwrap_or(0);
         for epoch in epochs.into_iter().filter(|&e| e < keep_from) {
-            let prefix = self.folder(epoch);
-            let objects: Vec<_> = self
-                .location
-                .store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| self.error("listing", &prefix, e))?;
-            for o in objects {
-                // Ignore a concurrent delete: the object is gone either way.
-                let _ = self.location.store.delete(&o.location).await;
-            }
+            self.remove_folder(epoch).await?;
         }
         Ok(())
     }
@@ -228,6 +262,24 @@ mod tests {
             (restored.epoch, restored.statements[&0].watermark),
             (1, Some(1))
         );
+
+        // A second writer of the same epoch loses.
+        let again = Manifest {
+            epoch: 1,
+            ..Default::default()
+        };
+        let err = store.commit(&again).await.unwrap_err().to_string();
+        assert!(
+            err.contains("checkpoint 1 was already written by another process"),
+            "{err}"
+        );
+
+        // Restoring from 1 replaces the damaged 2 and 3 and the interrupted 4.
+        store.discard_after(1).await.unwrap();
+        checkpoint(&store, 2).await;
+        assert_eq!(store.latest().await.unwrap().unwrap().epoch, 2);
+        checkpoint(&store, 3).await;
+        checkpoint(&store, 4).await;
 
         // Old folders go; the newest two and anything newer stay.
         checkpoint(&store, 5).await;

@@ -115,7 +115,7 @@ impl LakeSink {
     /// Takes part in checkpoints: from now on files are staged and published
     /// by checkpoint `epoch` or later.
     pub fn enable_checkpoints(&mut self, epoch: u64) {
-        self.staging = Some(Staging::new(&self.location, epoch));
+        self.staging = Some(Staging::new(&self.location, epoch, &self.run_id));
     }
 
     /// The table's store and prefix (where the coordinator publishes).
@@ -135,7 +135,7 @@ impl LakeSink {
         let mut segments = Vec::new();
         for file in self.open.values_mut() {
             if !file.unsaved.is_empty() {
-                let path = staging.segment(&format!("{}-{}", self.run_id, file.id));
+                let path = staging.segment(&format!("{}-{}", staging.run_id, file.id));
                 if let Some(bytes) = batches_to_ipc(&std::mem::take(&mut file.unsaved))? {
                     segments.push((file.id, path, bytes));
                 }

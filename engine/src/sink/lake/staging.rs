@@ -29,16 +29,21 @@ pub struct Staging {
     pub pending: Vec<Publish>,
     /// Files staged in this epoch (numbers their names).
     pub seq: u64,
+    /// This process's run: staged names carry it, so two processes on one
+    /// table (one a zombie, fenced at its next checkpoint) never overwrite
+    /// each other's staged objects.
+    pub run_id: String,
 }
 
 impl Staging {
     /// Staging under `location` for files published from checkpoint `epoch` on.
-    pub fn new(location: &Location, epoch: u64) -> Self {
+    pub fn new(location: &Location, epoch: u64, run_id: &str) -> Self {
         Self {
             prefix: location.prefix.clone().join(STAGING_DIR),
             epoch,
             pending: Vec::new(),
             seq: 0,
+            run_id: run_id.to_string(),
         }
     }
 
@@ -47,14 +52,19 @@ impl Staging {
         let name = format!("part-e{:010}-{:05}", self.epoch, self.seq);
         self.seq += 1;
         (
-            self.prefix.clone().join(format!("{name}.parquet.staged")),
+            self.prefix
+                .clone()
+                .join(format!("{name}-{}.parquet.staged", self.run_id)),
             dir.clone().join(format!("{name}.parquet")),
         )
     }
 
     /// Where a marker written now is staged.
     pub fn next_marker(&mut self) -> Path {
-        let name = format!("marker-e{:010}-{:05}.staged", self.epoch, self.seq);
+        let name = format!(
+            "marker-e{:010}-{:05}-{}.staged",
+            self.epoch, self.seq, self.run_id
+        );
         self.seq += 1;
         self.prefix.clone().join(name)
     }
