@@ -152,6 +152,8 @@ pub async fn run_periodic(
     statements: usize,
 ) -> Result<(Coordinator, Option<u64>, Vec<StatementSnapshot>)> {
     let mut ticker = tokio::time::interval(interval);
+    // A checkpoint slower than the interval is followed by one a full interval later, not a burst.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the first checkpoint waits an interval
     let mut in_flight: Option<(u64, SourceOffsets, Vec<StatementSnapshot>, usize)> = None;
     loop {
