@@ -94,6 +94,7 @@ async fn round_trip(lake_url: &str) {
             "5",
         ],
         "lake_trades",
+        4,
     );
     let brokers = brokers();
     let ohlc_topic = unique("lake_ohlc");

@@ -99,6 +99,7 @@ async fn killed_ten_times_the_output_is_still_exact() {
             "9",
         ],
         "crash_trades",
+        4,
     );
     let ohlc_topic = unique("crash_ohlc");
     create_topics(&[(&ohlc_topic, 1)]).await;
@@ -288,6 +289,7 @@ async fn a_damaged_newest_checkpoint_falls_back_and_stays_exact() {
             "4",
         ],
         "damaged_trades",
+        4,
     );
     let ohlc_topic = unique("damaged_ohlc");
     create_topics(&[(&ohlc_topic, 1)]).await;

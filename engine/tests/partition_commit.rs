@@ -2,6 +2,8 @@
 //! passes a partition's end, late rows into a new file (counted, never lost),
 //! and the HOP lag that keeps a partition open until its last windows close.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,4 +147,86 @@ async fn a_hop_lag_keeps_the_partition_open_until_its_last_window_closes() {
     lake.handle_watermark(TEN + 64 * MINUTE).await.unwrap();
     assert_eq!(partition(dir.path(), "10"), (1, true));
     assert_eq!(Metrics::get(&metrics.late_lake_rows), 0, "nothing was late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_trades_of_a_committed_hour_land_in_a_new_file_of_it() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    // Ten minutes across 15:00 with 5% of trades a minute late: some belong to
+    // hour 14 but arrive after the watermark passed 15:00.
+    let (feed, topic) = common::feed_file_and_topic(
+        dir.path(),
+        &[
+            "--symbols",
+            "10",
+            "--rate",
+            "200",
+            "--duration",
+            "10min",
+            "--start",
+            "2025-11-20T14:55:00Z",
+            "--seed",
+            "21",
+            "--late-fraction",
+            "0.05",
+        ],
+        "late_trades",
+        1, // one partition: the watermark is its own, so hour 14 commits as soon as 15:00 has passed
+    );
+    let lake = dir.path().join("lake");
+    let vars = BTreeMap::from([
+        ("KAFKA_BROKERS", common::brokers()),
+        ("TRADES_TOPIC", topic),
+        ("RAW_GROUP", common::unique("raw")),
+        ("LAKE_URL", lake.display().to_string()),
+    ]);
+    let text = std::fs::read_to_string(common::repo_root().join("jobs/trades_raw.sql")).unwrap();
+    let report = common::run_bounded("jobs/trades_raw.sql", &text, &|n| vars.get(n).cloned()).await;
+    let late = Metrics::get(&report.metrics.late_lake_rows);
+    assert!(late > 0, "the feed has late trades for the committed hour");
+
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for t in common::read_trades_file(&feed) {
+        let hour = chrono::DateTime::from_timestamp_millis(t.ts).unwrap();
+        *expected.entry(hour.format("%H").to_string()).or_default() += 1;
+    }
+    let stats: Vec<serde_json::Value> = serde_json::from_str(&common::duckdb_lake(&[
+        "raw_stats",
+        &lake.display().to_string(),
+    ]))
+    .unwrap();
+    let got: BTreeMap<String, u64> = stats
+        .iter()
+        .map(|s| {
+            assert_eq!(s["rows"], s["distinct_trades"], "{s}");
+            (
+                s["hour"].as_str().unwrap().to_string(),
+                s["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, expected,
+        "every trade, late ones too, once in its hour"
+    );
+    let hour_14 = lake.join("trades/dt=2025-11-20/hour=14");
+    assert_eq!(
+        partition_files(&hour_14),
+        (2, true),
+        "the on-time file, the late file, the marker"
+    );
+    eprintln!("{late} late trades of hour 14 written to a second file after its commit");
+}
+
+/// (parquet files, has a marker) in a partition folder.
+fn partition_files(dir: &Path) -> (usize, bool) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    (
+        names.iter().filter(|n| n.ends_with(".parquet")).count(),
+        names.iter().any(|n| n == "_SUCCESS"),
+    )
 }

@@ -330,12 +330,13 @@ pub fn read_trades_file(path: &std::path::Path) -> Vec<Trade> {
 }
 
 /// Simulates a feed with `engine produce FEED_ARGS --to-file DIR/feed.jsonl`, then
-/// replays that file as recorded to a new topic (prefix `topic_prefix`).
-/// Returns the file and the topic.
+/// replays that file as recorded to a new topic (prefix `topic_prefix`) of
+/// `partitions` partitions. Returns the file and the topic.
 pub fn feed_file_and_topic(
     dir: &std::path::Path,
     feed_args: &[&str],
     topic_prefix: &str,
+    partitions: u32,
 ) -> (std::path::PathBuf, String) {
     let feed = dir.join("feed.jsonl");
     let feed_arg = feed.display().to_string();
@@ -345,6 +346,7 @@ pub fn feed_file_and_topic(
     assert!(ok, "{stderr}");
     let topic = unique(topic_prefix);
     let brokers = brokers();
+    let partitions = partitions.to_string();
     let (ok, stderr) = engine(&[
         "produce",
         "--replay",
@@ -357,6 +359,8 @@ pub fn feed_file_and_topic(
         &topic,
         "--brokers",
         &brokers,
+        "--partitions",
+        &partitions,
     ]);
     assert!(ok, "{stderr}");
     (feed, topic)
