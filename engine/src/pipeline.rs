@@ -263,7 +263,7 @@ impl Job {
                     (&restored, manifest.and_then(|m| m.statements.get(&index)))
                 {
                     let rows = match &state.windows {
-                        Some(file) => batches_from_ipc(r.store.read(file).await?)?,
+                        Some(file) => batches_from_ipc(r.coordinator.store().read(file).await?)?,
                         None => Vec::new(),
                     };
                     operator.restore(state.watermark, rows).await?;
@@ -407,12 +407,7 @@ impl Job {
             }
             tracing::info!(state_dir = %options.state_dir, epoch = m.epoch, "restoring from checkpoint");
         }
-        let coordinator = Coordinator::new(
-            CheckpointStore::open(&options.state_dir)?,
-            fingerprint,
-            lake.clone(),
-            manifest.clone(),
-        );
+        let coordinator = Coordinator::new(store, fingerprint, lake.clone(), manifest.clone());
         if let Some(m) = &manifest {
             coordinator.publish(m).await?;
         }
@@ -422,7 +417,6 @@ impl Job {
             staging::remove_garbage(location, &kept, u64::MAX).await?;
         }
         Ok(Restored {
-            store,
             coordinator,
             manifest,
         })
@@ -445,9 +439,8 @@ impl Job {
     }
 }
 
-/// What restoring found: the state directory, the coordinator, the checkpoint.
+/// What restoring found: the coordinator (with the state directory) and the checkpoint.
 struct Restored {
-    store: CheckpointStore,
     coordinator: Coordinator,
     manifest: Option<crate::checkpoint::Manifest>,
 }

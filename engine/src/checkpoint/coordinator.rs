@@ -69,6 +69,11 @@ impl Coordinator {
         }
     }
 
+    /// The state directory.
+    pub fn store(&self) -> &CheckpointStore {
+        &self.store
+    }
+
     /// The epoch the next checkpoint will get.
     pub fn next_epoch(&self) -> u64 {
         self.next_epoch

@@ -166,7 +166,8 @@ struct Feed {
     symbols: usize,
 }
 
-fn parse_start(s: &str) -> anyhow::Result<i64> {
+/// `--start`: RFC 3339 or `now`, as epoch ms.
+pub(crate) fn parse_start(s: &str) -> anyhow::Result<i64> {
     if s == "now" {
         return Ok(chrono::Utc::now().timestamp_millis());
     }

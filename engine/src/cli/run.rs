@@ -17,7 +17,7 @@ use engine::pipeline::CheckpointOptions;
 use engine::{Job, Metrics, RunOptions};
 use rdkafka::mocking::MockCluster;
 
-use super::produce::parse_speed;
+use super::produce::{parse_speed, parse_start};
 
 /// Arguments of `engine run`.
 #[derive(Debug, Args)]
@@ -151,12 +151,7 @@ impl RunArgs {
             bail!("the job reads no Kafka topic to feed")
         };
 
-        let start_ms = match self.start.as_str() {
-            "now" => chrono::Utc::now().timestamp_millis(),
-            s => chrono::DateTime::parse_from_rfc3339(s)
-                .with_context(|| format!("--start `{s}`: expected RFC 3339"))?
-                .timestamp_millis(),
-        };
+        let start_ms = parse_start(&self.start)?;
         let config = FeedConfig {
             symbols: feed::symbol_names(feed::DEFAULT_SYMBOLS),
             rate: feed::DEFAULT_RATE,

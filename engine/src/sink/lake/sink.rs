@@ -180,11 +180,7 @@ impl LakeSink {
             .map(|&k| PartitionKey::from_start(k))
             .collect();
         for f in &state.open_files {
-            let mut writer = ArrowWriter::try_new(
-                Vec::new(),
-                Arc::clone(&self.schema),
-                Some(self.properties.clone()),
-            )?;
+            let mut writer = self.new_writer()?;
             for segment in &f.segments {
                 let path = Path::from(segment.path.as_str());
                 let bytes = self
@@ -231,6 +227,15 @@ impl LakeSink {
             .map(|i| self.schema.field(i).name().as_str())
     }
 
+    /// An empty in-memory Parquet file of the table's schema.
+    fn new_writer(&self) -> Result<ArrowWriter<Vec<u8>>> {
+        Ok(ArrowWriter::try_new(
+            Vec::new(),
+            Arc::clone(&self.schema),
+            Some(self.properties.clone()),
+        )?)
+    }
+
     /// Whether the watermark has passed the end of partition `key`.
     fn is_complete(&self, key: PartitionKey) -> bool {
         let end = key
@@ -250,11 +255,7 @@ impl LakeSink {
             let file = match self.open.get_mut(&key) {
                 Some(f) => f,
                 None => {
-                    let writer = ArrowWriter::try_new(
-                        Vec::new(),
-                        Arc::clone(&self.schema),
-                        Some(self.properties.clone()),
-                    )?;
+                    let writer = self.new_writer()?;
                     let id = self.next_file;
                     self.next_file += 1;
                     self.open.entry(key).or_insert(OpenFile {

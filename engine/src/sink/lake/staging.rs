@@ -115,9 +115,8 @@ pub async fn roll_back_after(location: &Location, table: &str, epoch: u64) -> Re
         let newer = o
             .location
             .filename()
-            .and_then(|n| n.strip_prefix("part-e"))
-            .and_then(|n| n.get(..10))
-            .and_then(|e| e.parse::<u64>().ok())
+            .filter(|n| n.starts_with("part-e"))
+            .and_then(epoch_in_name)
             .is_some_and(|e| e > epoch);
         let staged = o.location.parts().any(|p| p.as_ref() == STAGING_DIR);
         if newer && !staged {
@@ -153,17 +152,18 @@ pub async fn remove_garbage(location: &Location, kept: &[&SinkState], epoch: u64
         .await
         .unwrap_or_default();
     for o in objects {
-        let object_epoch = o
-            .location
-            .filename()
-            .and_then(|n| n.split_once("-e"))
-            .and_then(|(_, rest)| rest.get(..10))
-            .and_then(|e| e.parse::<u64>().ok());
+        let object_epoch = o.location.filename().and_then(epoch_in_name);
         if object_epoch.is_some_and(|e| e <= epoch) && !needed.contains(o.location.as_ref()) {
             let _ = location.store.delete(&o.location).await;
         }
     }
     Ok(())
+}
+
+/// The epoch in a name this module made (`part-e<epoch>-...`, `seg-e<epoch>-...`).
+fn epoch_in_name(name: &str) -> Option<u64> {
+    let (_, rest) = name.split_once("-e")?;
+    rest.get(..10)?.parse().ok()
 }
 
 /// Writes one staged object and returns its reference.
