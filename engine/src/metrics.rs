@@ -28,6 +28,8 @@ pub struct Metrics {
     pub late_lake_rows: AtomicU64,
     /// The combined watermark (event time, ms), or `i64::MIN` before the first.
     pub watermark: AtomicI64,
+    /// The newest complete checkpoint's epoch (0: none yet).
+    pub last_checkpoint: AtomicU64,
 }
 
 impl Metrics {
@@ -52,7 +54,7 @@ impl Metrics {
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         format!(
-            "records_in={} bad_records={} late_rows={} windows_emitted={} rows_out={} files_written={} partitions_committed={} late_lake_rows={}",
+            "records_in={} bad_records={} late_rows={} windows_emitted={} rows_out={} files_written={} partitions_committed={} late_lake_rows={} last_checkpoint={}",
             Self::get(&self.records_in),
             Self::get(&self.bad_records),
             Self::get(&self.late_rows),
@@ -61,6 +63,7 @@ impl Metrics {
             Self::get(&self.files_written),
             Self::get(&self.partitions_committed),
             Self::get(&self.late_lake_rows),
+            Self::get(&self.last_checkpoint),
         )
     }
 }

@@ -209,7 +209,7 @@ impl Job {
         metrics: Arc<Metrics>,
     ) -> Result<RunReport> {
         let restored = match &options.checkpoint {
-            Some(c) => Some(self.restore(c).await?),
+            Some(c) => Some(self.restore(c, &metrics).await?),
             None => None,
         };
         let first_epoch = restored.as_ref().map_or(1, |r| r.coordinator.next_epoch());
@@ -378,7 +378,11 @@ impl Job {
     /// published by later (lost or damaged) checkpoints are removed, the
     /// checkpoint's own files published again (in case a crash cut that short),
     /// and staged leftovers of interrupted checkpoints deleted.
-    async fn restore(&self, options: &CheckpointOptions) -> Result<Restored> {
+    async fn restore(
+        &self,
+        options: &CheckpointOptions,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Restored> {
         let store = CheckpointStore::open(&options.state_dir)?;
         let manifest = store.latest().await?;
         let fingerprint = self.fingerprint();
@@ -407,7 +411,13 @@ impl Job {
             }
             tracing::info!(state_dir = %options.state_dir, epoch = m.epoch, "restoring from checkpoint");
         }
-        let coordinator = Coordinator::new(store, fingerprint, lake.clone(), manifest.clone());
+        let coordinator = Coordinator::new(
+            store,
+            fingerprint,
+            lake.clone(),
+            manifest.clone(),
+            Arc::clone(metrics),
+        );
         if let Some(m) = &manifest {
             coordinator.publish(m).await?;
         }

@@ -14,6 +14,7 @@ use super::manifest::{Manifest, SinkState, StatementState};
 use super::store::{CheckpointStore, KEPT};
 use super::{batches_to_ipc, SourceOffsets};
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::sink::lake::staging;
 use crate::sink::lake::store::Location;
 
@@ -49,6 +50,8 @@ pub struct Coordinator {
     kept: Vec<Manifest>,
     /// The epoch the next checkpoint gets.
     next_epoch: u64,
+    /// Where the newest complete epoch is shown (`last_checkpoint`).
+    metrics: Arc<Metrics>,
 }
 
 impl Coordinator {
@@ -58,6 +61,7 @@ impl Coordinator {
         fingerprint: String,
         lake: BTreeMap<String, Location>,
         restored: Option<Manifest>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let next_epoch = restored.as_ref().map_or(1, |m| m.epoch + 1);
         Self {
@@ -66,6 +70,7 @@ impl Coordinator {
             lake,
             kept: restored.into_iter().collect(),
             next_epoch,
+            metrics,
         }
     }
 
@@ -116,6 +121,7 @@ impl Coordinator {
         self.store.commit(&manifest).await?;
         tracing::debug!(state_dir = %self.store.url(), epoch, "checkpoint complete");
         self.publish(&manifest).await?;
+        self.metrics.last_checkpoint.store(epoch, Ordering::Relaxed);
         self.next_epoch = self.next_epoch.max(epoch + 1);
         self.kept.push(manifest);
         if self.kept.len() > KEPT {

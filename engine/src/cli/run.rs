@@ -229,8 +229,12 @@ async fn report_status(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default(),
         };
+        let checkpoint = match Metrics::get(&metrics.last_checkpoint) {
+            0 => String::new(),
+            n => format!(" | checkpoint {n}"),
+        };
         let line = format!(
-            "{:.0} events/s | watermark {watermark} | open windows {} | rows emitted {} | bad {} | late {}",
+            "{:.0} events/s | watermark {watermark} | open windows {} | rows emitted {} | bad {} | late {}{checkpoint}",
             (now - last) as f64 / every.as_secs_f64(),
             metrics.open_windows.load(Ordering::Relaxed),
             Metrics::get(&metrics.rows_emitted),
