@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use bytes::Bytes;
 use common::*;
@@ -24,12 +23,7 @@ const START: &str = "2025-11-20T22:30:00Z";
 
 /// Runs the engine binary from the repository root with `LAKE_URL`; its stdout.
 fn engine_query(lake_url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .current_dir(repo_root())
-        .env("LAKE_URL", lake_url)
-        .output()
-        .unwrap();
+    let out = engine_at_root(args, [("LAKE_URL", lake_url)]);
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -291,12 +285,10 @@ async fn round_trip(lake_url: &str) {
         lines.next(),
         Some(format!("{},{},{}", first.0 .0, first.0 .1, first.1).as_str())
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["query", "SELECT * FROM candles"])
-        .current_dir(repo_root())
-        .env("LAKE_URL", lake_url)
-        .output()
-        .unwrap();
+    let out = engine_at_root(
+        &["query", "SELECT * FROM candles"],
+        [("LAKE_URL", lake_url)],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

@@ -11,13 +11,9 @@ use common::*;
 
 /// Runs `engine catalog` with `LAKE_URL`; returns (success, stdout, stderr).
 fn catalog(lake_url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .arg("catalog")
-        .args(args)
-        .current_dir(repo_root())
-        .env("LAKE_URL", lake_url)
-        .output()
-        .unwrap();
+    let mut all = vec!["catalog"];
+    all.extend_from_slice(args);
+    let out = engine_at_root(&all, [("LAKE_URL", lake_url)]);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -133,16 +133,17 @@ async fn state_is_restored_only_into_the_job_that_wrote_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state").display().to_string();
     let lake = dir.path().join("lake").display().to_string();
+    let brokers = brokers();
     let run = |job: &str| {
-        Command::new(env!("CARGO_BIN_EXE_engine"))
-            .args(["run", job, "--bounded", "--state-dir", &state])
-            .current_dir(repo_root())
-            .env("KAFKA_BROKERS", brokers())
-            .env("TRADES_TOPIC", &topic)
-            .env("OHLC_TOPIC", &topic) // never written: the run stops before
-            .env("LAKE_URL", &lake)
-            .output()
-            .unwrap()
+        engine_at_root(
+            &["run", job, "--bounded", "--state-dir", &state],
+            [
+                ("KAFKA_BROKERS", brokers.as_str()),
+                ("TRADES_TOPIC", topic.as_str()),
+                ("OHLC_TOPIC", topic.as_str()), // never written: the run stops before
+                ("LAKE_URL", lake.as_str()),
+            ],
+        )
     };
     let raw = run("jobs/trades_raw.sql");
     assert!(
@@ -167,12 +168,9 @@ async fn state_is_restored_only_into_the_job_that_wrote_it() {
             "cannot be used with",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-            .args(["run", "jobs/ohlc_1m.sql"])
-            .args(&args)
-            .current_dir(repo_root())
-            .output()
-            .unwrap();
+        let mut all = vec!["run", "jobs/ohlc_1m.sql"];
+        all.extend_from_slice(&args);
+        let out = engine_at_root(&all, []);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains(says),

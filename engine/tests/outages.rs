@@ -190,12 +190,10 @@ async fn ride_out(service: &str, lake: &str) {
         std::fs::read_to_string(&log).unwrap()
     );
     // The files still open are in the final checkpoint; a bounded run closes them.
-    let rerun = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["run", "jobs/trades_raw.sql", "--bounded"])
-        .current_dir(repo_root())
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
+    let rerun = engine_at_root(
+        &["run", "jobs/trades_raw.sql", "--bounded"],
+        vars.iter().map(|(k, v)| (*k, v.as_str())),
+    );
     assert!(
         rerun.status.success(),
         "{}",

@@ -45,13 +45,9 @@ impl CheckpointStore {
 
     /// Writes one state file of checkpoint `epoch`.
     pub async fn write(&self, epoch: u64, name: &str, bytes: Vec<u8>) -> Result<FileRef> {
-        let path = self.folder(epoch).join(name);
-        let size = bytes.len() as u64;
-        self.put(&path, bytes).await?;
-        Ok(FileRef {
-            path: path.to_string(),
-            size,
-        })
+        self.location
+            .put(&self.folder(epoch).join(name), bytes)
+            .await
     }
 
     /// Reads a state file named by a manifest.
@@ -199,15 +195,6 @@ impl CheckpointStore {
             }
         }
         Ok(Some(manifest))
-    }
-
-    async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
-        self.location
-            .store
-            .put(path, PutPayload::from(Bytes::from(bytes)))
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error("writing", path, e))
     }
 
     fn error(&self, what: &str, path: &Path, e: object_store::Error) -> EngineError {

@@ -303,6 +303,20 @@ pub fn engine_output<S: AsRef<std::ffi::OsStr>>(
         .expect("the engine binary runs")
 }
 
+/// Runs the `engine` binary from the repository root (so `jobs/...` resolves)
+/// with extra environment variables, to completion.
+pub fn engine_at_root<'a>(
+    args: &[&str],
+    envs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .current_dir(repo_root())
+        .envs(envs)
+        .output()
+        .expect("the engine binary runs")
+}
+
 /// Runs the `engine` binary; whether it succeeded, and its stderr.
 pub fn engine(args: &[&str]) -> (bool, String) {
     let out = engine_output(args);

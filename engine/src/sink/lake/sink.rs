@@ -17,9 +17,9 @@ use arrow::array::{Array, TimestampMillisecondArray};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
+
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -27,7 +27,7 @@ use rand::Rng;
 
 use super::config::{Compression, LakeSinkConfig};
 use super::partition::PartitionKey;
-use super::staging::{self, Staging};
+use super::staging::Staging;
 use super::store::{self, Location};
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, FileRef, OpenFileState, SinkState};
 use crate::error::{EngineError, Result};
@@ -142,7 +142,7 @@ impl LakeSink {
             }
         }
         for (id, path, bytes) in segments {
-            let r = staging::put(&self.location, &path, bytes).await?;
+            let r = self.location.put(&path, bytes).await?;
             if let Some(f) = self.open.values_mut().find(|f| f.id == id) {
                 f.segments.push(r);
             }
@@ -359,14 +359,14 @@ impl LakeSink {
         if let Some(staging) = self.staging.as_mut() {
             // After its partition's files, in the same checkpoint's publish list.
             let staged = staging.next_marker();
-            let from = staging::put(&self.location, &staged, body).await?;
+            let from = self.location.put(&staged, body).await?;
             let staging = self.staging.as_mut().expect("checked above");
             staging.pending.push(crate::checkpoint::Publish {
                 from,
                 to: path.to_string(),
             });
         } else {
-            self.put(&path, body).await?;
+            self.location.put(&path, body).await?;
         }
         Metrics::add(&self.metrics.partitions_committed, 1);
         tracing::info!(table = %self.config.table, %partition, "partition committed");
@@ -452,7 +452,7 @@ impl LakeSink {
         if let Some(staging) = self.staging.as_mut() {
             // Visible only once the checkpoint publishing it is complete.
             let (staged, to) = staging.next_file(&dir);
-            let from = staging::put(&self.location, &staged, bytes).await?;
+            let from = self.location.put(&staged, bytes).await?;
             let staging = self.staging.as_mut().expect("checked above");
             staging.pending.push(crate::checkpoint::Publish {
                 from,
@@ -465,7 +465,7 @@ impl LakeSink {
         let name = format!("part-{}-{:06}.parquet", self.run_id, self.next_file);
         self.next_file += 1;
         let path = self.object_path(&partition, &name);
-        self.put(&path, bytes).await?;
+        self.location.put(&path, bytes).await?;
         Metrics::add(&self.metrics.files_written, 1);
         tracing::info!(table = %self.config.table, file = %path, bytes = size, "lake file written");
         Ok(())
@@ -483,21 +483,5 @@ impl LakeSink {
             path = path.join(segment);
         }
         path
-    }
-
-    /// Uploads one whole object. (Takes `&mut self`: the writers are not
-    /// `Sync`, so a `&self` held across the await would make the task not `Send`.)
-    async fn put(&mut self, path: &Path, bytes: Vec<u8>) -> Result<()> {
-        let store = Arc::clone(&self.location.store);
-        store
-            .put(path, PutPayload::from(Bytes::from(bytes)))
-            .await
-            .map_err(|e| {
-                EngineError::Store(format!(
-                    "writing `{}` under {}: {e}",
-                    path, self.config.path
-                ))
-            })?;
-        Ok(())
     }
 }

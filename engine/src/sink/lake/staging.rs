@@ -9,10 +9,10 @@
 //! newer, lost ones published.
 
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 
 use super::store::Location;
-use crate::checkpoint::{FileRef, Publish, SinkState};
+use crate::checkpoint::{Publish, SinkState};
 use crate::error::{EngineError, Result};
 
 /// The folder, inside the table, for staged files and open files' segments.
@@ -164,18 +164,4 @@ pub async fn remove_garbage(location: &Location, kept: &[&SinkState], epoch: u64
 fn epoch_in_name(name: &str) -> Option<u64> {
     let (_, rest) = name.split_once("-e")?;
     rest.get(..10)?.parse().ok()
-}
-
-/// Writes one staged object and returns its reference.
-pub async fn put(location: &Location, path: &Path, bytes: Vec<u8>) -> Result<FileRef> {
-    let size = bytes.len() as u64;
-    location
-        .store
-        .put(path, PutPayload::from(bytes::Bytes::from(bytes)))
-        .await
-        .map_err(|e| EngineError::Store(format!("writing `{path}`: {e}")))?;
-    Ok(FileRef {
-        path: path.to_string(),
-        size,
-    })
 }

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use bytes::Bytes;
+
+use crate::checkpoint::FileRef;
 use crate::error::{EngineError, Result};
 
 /// An object store and the prefix of a table inside it.
@@ -16,6 +19,24 @@ pub struct Location {
     pub store: Arc<dyn ObjectStore>,
     /// The table's prefix inside the store.
     pub prefix: Path,
+    /// The URL it was opened from, for messages.
+    pub url: String,
+}
+
+impl Location {
+    /// Uploads one whole object (a single PUT: it appears complete or not at
+    /// all) and returns its reference.
+    pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<FileRef> {
+        let size = bytes.len() as u64;
+        self.store
+            .put(path, PutPayload::from(Bytes::from(bytes)))
+            .await
+            .map_err(|e| EngineError::Store(format!("writing `{path}` under {}: {e}", self.url)))?;
+        Ok(FileRef {
+            path: path.to_string(),
+            size,
+        })
+    }
 }
 
 /// Opens `path`: `s3://bucket/prefix` (endpoint, region and credentials from
@@ -37,6 +58,7 @@ pub fn open(path: &str) -> Result<Location> {
         return Ok(Location {
             store: Arc::new(store),
             prefix: Path::from(prefix.trim_matches('/')),
+            url: path.to_string(),
         });
     }
     let dir = path.strip_prefix("file://").unwrap_or(path);
@@ -52,5 +74,6 @@ pub fn open(path: &str) -> Result<Location> {
     Ok(Location {
         store: Arc::new(store),
         prefix: Path::default(),
+        url: path.to_string(),
     })
 }
