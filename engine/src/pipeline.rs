@@ -26,7 +26,9 @@ use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::sink::lake::{staging, LakeSinkConfig};
 use crate::sink::{Sink, SinkConfig};
-use crate::source::kafka::{KafkaSource, KafkaSourceConfig, SourceBarriers};
+use crate::source::kafka::{GroupCommits, KafkaSource, KafkaSourceConfig, SourceBarriers};
+
+mod lanes;
 
 /// Batches in flight between a source and one statement: the backpressure bound.
 const CHANNEL_CAPACITY: usize = 16;
@@ -38,6 +40,25 @@ pub struct RunOptions {
     pub bounded: bool,
     /// Take checkpoints (and restore from the newest at start); `None`: none.
     pub checkpoint: Option<CheckpointOptions>,
+    /// Set by [`Job::run_scaled_out`] for each of its lanes: run over one source partition.
+    pub lane: Option<Lane>,
+}
+
+/// One lane of a job scaled out over the consumer group: the whole job over
+/// one source partition, with its own checkpoints.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    /// The source partition.
+    pub partition: i32,
+    /// Where the lane's durable offsets go for the group member to commit.
+    pub commits: GroupCommits,
+}
+
+impl Lane {
+    /// The lane's name in lake file names and markers: `p<partition>`.
+    pub fn tag(&self) -> String {
+        format!("p{}", self.partition)
+    }
 }
 
 /// Where and how often a job checkpoints.
@@ -61,6 +82,8 @@ pub struct RunReport {
 /// A parsed, planned and checked job.
 #[derive(Debug)]
 pub struct Job {
+    /// The job file's name, for error messages.
+    name: String,
     file: JobFile,
     statements: Vec<PlannedStatement>,
     sources: BTreeMap<String, KafkaSourceConfig>,
@@ -92,7 +115,16 @@ impl Job {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self> {
-        let file = JobFile::parse(name, text, env)?;
+        Self::from_parsed(name, JobFile::parse(name, text, env)?).await
+    }
+
+    /// The same job planned afresh: a lane runs its own plans.
+    pub async fn replan(&self) -> Result<Self> {
+        Self::from_parsed(&self.name, self.file.clone()).await
+    }
+
+    /// Plans a parsed job file and checks its tables.
+    async fn from_parsed(name: &str, file: JobFile) -> Result<Self> {
         let statements = plan_job(&file).await?;
         let at = |t: &TableDef, (line, message): (usize, String)| {
             EngineError::Config(SqlError {
@@ -125,6 +157,7 @@ impl Job {
             sinks.insert(table.name.clone(), SinkConfig::from_table(name, table)?);
         }
         Ok(Self {
+            name: name.to_string(),
             file,
             statements,
             sources,
@@ -208,8 +241,9 @@ impl Job {
         stop: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
     ) -> Result<RunReport> {
+        let lane = options.lane.as_ref().map(Lane::tag).unwrap_or_default();
         let restored = match &options.checkpoint {
-            Some(c) => Some(self.restore(c, &metrics).await?),
+            Some(c) => Some(self.restore(c, &metrics, &lane).await?),
             None => None,
         };
         let first_epoch = restored.as_ref().map_or(1, |r| r.coordinator.next_epoch());
@@ -254,7 +288,7 @@ impl Job {
                         if let Some(state) = manifest.and_then(|m| m.sinks.get(name)) {
                             sink.restore(state).await?;
                         }
-                        sink.enable_checkpoints(first_epoch);
+                        sink.enable_checkpoints(first_epoch, &lane);
                     }
                     sinks.push(sink);
                 }
@@ -287,6 +321,9 @@ impl Job {
                 KafkaSource::new(table, config.clone(), Arc::clone(&metrics), options.bounded)?;
             if let Some(offsets) = manifest.and_then(|m| m.offsets.get(&config.topic)) {
                 source = source.with_start_offsets(offsets.clone());
+            }
+            if let Some(l) = &options.lane {
+                source = source.with_lane(l.partition, l.commits.clone());
             }
             if restored.is_some() {
                 source = source.with_barriers(SourceBarriers {
@@ -382,6 +419,7 @@ impl Job {
         &self,
         options: &CheckpointOptions,
         metrics: &Arc<Metrics>,
+        lane: &str,
     ) -> Result<Restored> {
         let store = CheckpointStore::open(&options.state_dir)?;
         let manifest = store.latest().await?;
@@ -407,7 +445,7 @@ impl Job {
             .await?;
         if let Some(m) = &manifest {
             for (name, location) in &lake {
-                staging::roll_back_after(location, name, m.epoch).await?;
+                staging::roll_back_after(location, name, m.epoch, lane).await?;
             }
             tracing::info!(state_dir = %options.state_dir, epoch = m.epoch, "restoring from checkpoint");
         }
@@ -417,6 +455,7 @@ impl Job {
             lake.clone(),
             manifest.clone(),
             Arc::clone(metrics),
+            lane,
         );
         if let Some(m) = &manifest {
             coordinator.publish(m).await?;
@@ -424,7 +463,7 @@ impl Job {
         for (name, location) in &lake {
             let kept: Vec<&crate::checkpoint::SinkState> =
                 manifest.iter().filter_map(|m| m.sinks.get(name)).collect();
-            staging::remove_garbage(location, &kept, u64::MAX).await?;
+            staging::remove_garbage(location, &kept, u64::MAX, lane).await?;
         }
         Ok(Restored {
             coordinator,

@@ -149,20 +149,7 @@ async fn killed_ten_times_the_output_is_still_exact() {
 
     // The derived topic: at least once, each replay the same record (key, timestamp
     // and value to the last digit: the job sums as exact DECIMAL).
-    let mut topic_candles: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
-    let records = read_all(&ohlc_topic);
-    for r in &records {
-        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-        let key = (
-            v["symbol"].as_str().unwrap().to_string(),
-            v["window_start"].as_i64().unwrap(),
-        );
-        assert_eq!(r.timestamp, v["window_end"].as_i64(), "{key:?}: timestamp");
-        assert_eq!(r.key.as_deref(), Some(key.0.as_bytes()), "{key:?}: key");
-        if let Some(before) = topic_candles.insert(key.clone(), v.clone()) {
-            assert_eq!(before, v, "{key:?}: a replayed candle differs");
-        }
-    }
+    let (records, topic_candles) = topic_candles(&ohlc_topic);
     eprintln!(
         "crash loop: {} trades produced, {in_lake} in the lake ({} duplicated), \
          {} candles ({} in the lake, {} records in the topic, {} after dedup); \
@@ -172,66 +159,12 @@ async fn killed_ten_times_the_output_is_still_exact() {
         in_lake - distinct,
         candles.len(),
         lake_candles.len(),
-        records.len(),
+        records,
         topic_candles.len()
     );
     assert_eq!(in_lake, trades.len() as u64, "trades lost or duplicated");
     assert_eq!(distinct, in_lake, "a trade twice in the lake");
-    assert_eq!(
-        lake_candles.keys().collect::<Vec<_>>(),
-        candles.keys().collect::<Vec<_>>()
-    );
-    assert_eq!(
-        topic_candles.keys().collect::<Vec<_>>(),
-        candles.keys().collect::<Vec<_>>()
-    );
-    for (key, e) in &candles {
-        let v = &lake_candles[key];
-        let f = |n: &str| v[n].as_f64().unwrap();
-        assert_eq!(
-            (f("open"), f("high"), f("low"), f("close")),
-            (e.open, e.high, e.low, e.close),
-            "{key:?}"
-        );
-        assert_eq!(v["trades"].as_i64().unwrap(), e.trades, "{key:?}");
-        assert!(close_to(f("volume"), e.volume, 1e-9), "{key:?}");
-        let t = &topic_candles[key];
-        assert_eq!(
-            t["close"].as_f64().unwrap(),
-            e.close,
-            "{key:?} in the topic"
-        );
-        assert_eq!(
-            t["trades"].as_i64().unwrap(),
-            e.trades,
-            "{key:?} in the topic"
-        );
-    }
-}
-
-/// The 1-minute candles in the lake, read by DuckDB, by (symbol, window_start);
-/// fails on a candle written twice.
-fn lake_candles(lake: &str, dir: &std::path::Path) -> BTreeMap<(String, i64), serde_json::Value> {
-    let sql = dir.join("candles.sql");
-    std::fs::write(
-        &sql,
-        "SELECT symbol, window_start, open, high, low, close, volume, trades FROM ohlc_1m",
-    )
-    .unwrap();
-    let rows = duckdb_lake(&["query", lake, &sql.display().to_string()]);
-    let mut candles = BTreeMap::new();
-    for line in rows.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = (
-            v["symbol"].as_str().unwrap().to_string(),
-            v["window_start"].as_i64().unwrap(),
-        );
-        assert!(
-            candles.insert(key.clone(), v).is_none(),
-            "candle {key:?} twice in the lake"
-        );
-    }
-    candles
+    assert_candles_equal(&candles, &lake_candles, &topic_candles);
 }
 
 /// Complete checkpoints in a state directory on disk, oldest first.

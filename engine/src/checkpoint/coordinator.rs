@@ -52,16 +52,20 @@ pub struct Coordinator {
     next_epoch: u64,
     /// Where the newest complete epoch is shown (`last_checkpoint`).
     metrics: Arc<Metrics>,
+    /// The job's lane (e.g. `p3`; empty for a job run whole): its lake files only.
+    lane: String,
 }
 
 impl Coordinator {
-    /// A coordinator writing to `store`, continuing after `restored` if any.
+    /// A coordinator writing to `store`, continuing after `restored` if any,
+    /// for lane `lane` of the job (empty: the whole job).
     pub fn new(
         store: CheckpointStore,
         fingerprint: String,
         lake: BTreeMap<String, Location>,
         restored: Option<Manifest>,
         metrics: Arc<Metrics>,
+        lane: &str,
     ) -> Self {
         let next_epoch = restored.as_ref().map_or(1, |m| m.epoch + 1);
         Self {
@@ -71,6 +75,7 @@ impl Coordinator {
             kept: restored.into_iter().collect(),
             next_epoch,
             metrics,
+            lane: lane.to_string(),
         }
     }
 
@@ -131,7 +136,7 @@ impl Coordinator {
         for (name, location) in &self.lake {
             let states: Vec<&SinkState> =
                 self.kept.iter().filter_map(|m| m.sinks.get(name)).collect();
-            staging::remove_garbage(location, &states, epoch).await?;
+            staging::remove_garbage(location, &states, epoch, &self.lane).await?;
         }
         Ok(())
     }

@@ -47,6 +47,13 @@ pub struct RunArgs {
     /// Run without checkpoints (a restart then reads from the group's offsets).
     #[arg(long, conflicts_with_all = ["state_dir"])]
     pub no_checkpoints: bool,
+    /// Share the source partitions with every other `engine run --scale-out`
+    /// of this job and group (Kafka's group protocol assigns them): each
+    /// partition runs as its own lane with its own checkpoints, and moves with
+    /// them when a process joins, leaves or dies. With --bounded, every process
+    /// exits once the group has read all partitions to their end.
+    #[arg(long, conflicts_with = "no_checkpoints")]
+    pub scale_out: bool,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -77,15 +84,18 @@ impl RunArgs {
             if let Some(c) = &checkpoint {
                 tracing::info!(state_dir = %c.state_dir, interval = ?c.interval, "checkpoints");
             }
-            job.run_with_metrics(
-                RunOptions {
-                    bounded: self.bounded,
-                    checkpoint,
-                },
-                Arc::clone(&stop),
-                Arc::clone(&metrics),
-            )
-            .await
+            let options = RunOptions {
+                bounded: self.bounded,
+                checkpoint,
+                lane: None,
+            };
+            if self.scale_out {
+                job.run_scaled_out(options, Arc::clone(&stop), Arc::clone(&metrics))
+                    .await
+            } else {
+                job.run_with_metrics(options, Arc::clone(&stop), Arc::clone(&metrics))
+                    .await
+            }
         } else {
             self.run_embedded(Arc::clone(&stop), Arc::clone(&metrics))
                 .await?
@@ -125,6 +135,9 @@ impl RunArgs {
     ) -> anyhow::Result<engine::Result<engine::RunReport>> {
         if self.bounded {
             bail!("--bounded needs a broker with data (set KAFKA_BROKERS): the embedded feed never ends");
+        }
+        if self.scale_out {
+            bail!("--scale-out needs a shared broker (set KAFKA_BROKERS): the embedded one lives in this process");
         }
         let cluster = MockCluster::new(1).context("starting the embedded Kafka-protocol broker")?;
         let brokers = cluster.bootstrap_servers();

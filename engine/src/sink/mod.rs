@@ -146,10 +146,11 @@ impl Sink {
         }
     }
 
-    /// Takes part in checkpoints from epoch `epoch` on (lake files are staged).
-    pub fn enable_checkpoints(&mut self, epoch: u64) {
+    /// Takes part in checkpoints from epoch `epoch` on (lake files are staged),
+    /// as lane `lane` of the job (empty: the job runs as one lane).
+    pub fn enable_checkpoints(&mut self, epoch: u64, lane: &str) {
         if let Target::Lake(s) = &mut self.target {
-            s.enable_checkpoints(epoch);
+            s.enable_checkpoints(epoch, lane);
         }
     }
 

@@ -352,32 +352,50 @@ pub fn feed_file_and_topic(
     topic_prefix: &str,
     partitions: u32,
 ) -> (std::path::PathBuf, String) {
+    let feed = feed_file(dir, feed_args);
+    let topic = unique(topic_prefix);
+    let args = replay_args(&feed, &topic, partitions, "max");
+    let (ok, stderr) = engine(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    (feed, topic)
+}
+
+/// Simulates a feed with `engine produce FEED_ARGS --to-file DIR/feed.jsonl`; returns the file.
+pub fn feed_file(dir: &std::path::Path, feed_args: &[&str]) -> std::path::PathBuf {
     let feed = dir.join("feed.jsonl");
     let feed_arg = feed.display().to_string();
     let mut args = vec!["produce", "--speed", "max", "--to-file", &feed_arg];
     args.extend_from_slice(feed_args);
     let (ok, stderr) = engine(&args);
     assert!(ok, "{stderr}");
-    let topic = unique(topic_prefix);
-    let brokers = brokers();
-    let partitions = partitions.to_string();
-    let (ok, stderr) = engine(&[
+    feed
+}
+
+/// `engine` arguments that replay `feed` as recorded to `topic` (created with
+/// `partitions`) at `speed` (`max`, or a factor of market time).
+pub fn replay_args(
+    feed: &std::path::Path,
+    topic: &str,
+    partitions: u32,
+    speed: &str,
+) -> Vec<String> {
+    [
         "produce",
         "--replay",
-        &feed_arg,
+        &feed.display().to_string(),
         "--order",
         "file",
         "--speed",
-        "max",
+        speed,
         "--topic",
-        &topic,
+        topic,
         "--brokers",
-        &brokers,
+        &brokers(),
         "--partitions",
-        &partitions,
-    ]);
-    assert!(ok, "{stderr}");
-    (feed, topic)
+        &partitions.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// DuckDB over the lake (`engine/tests/py/duckdb_lake.py` with the services'
@@ -434,4 +452,93 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The 1-minute candles in the lake, read by DuckDB, by (symbol, window_start);
+/// fails on a candle written twice.
+pub fn lake_candles(
+    lake: &str,
+    dir: &std::path::Path,
+) -> BTreeMap<(String, i64), serde_json::Value> {
+    let sql = dir.join("candles.sql");
+    std::fs::write(
+        &sql,
+        "SELECT symbol, window_start, open, high, low, close, volume, trades FROM ohlc_1m",
+    )
+    .unwrap();
+    let rows = duckdb_lake(&["query", lake, &sql.display().to_string()]);
+    let mut candles = BTreeMap::new();
+    for line in rows.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["symbol"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        assert!(
+            candles.insert(key.clone(), v).is_none(),
+            "candle {key:?} twice in the lake"
+        );
+    }
+    candles
+}
+
+/// The candles of a derived topic by (symbol, window_start), and how many
+/// records it holds: at least once, so a candle may come several times, but
+/// each time the same record (key, timestamp = window end, value).
+pub fn topic_candles(topic: &str) -> (usize, BTreeMap<(String, i64), serde_json::Value>) {
+    let mut candles: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
+    let records = read_all(topic);
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let key = (
+            v["symbol"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        assert_eq!(r.timestamp, v["window_end"].as_i64(), "{key:?}: timestamp");
+        assert_eq!(r.key.as_deref(), Some(key.0.as_bytes()), "{key:?}: key");
+        if let Some(before) = candles.insert(key.clone(), v.clone()) {
+            assert_eq!(before, v, "{key:?}: a replayed candle differs");
+        }
+    }
+    (records.len(), candles)
+}
+
+/// Fails unless the lake's and the topic's candles are exactly the folded
+/// `candles`: the same (symbol, window) set, the same prices and trade
+/// counts, the volume to 1e-9.
+pub fn assert_candles_equal(
+    candles: &BTreeMap<(String, i64), Candle>,
+    lake_candles: &BTreeMap<(String, i64), serde_json::Value>,
+    topic_candles: &BTreeMap<(String, i64), serde_json::Value>,
+) {
+    assert_eq!(
+        lake_candles.keys().collect::<Vec<_>>(),
+        candles.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        topic_candles.keys().collect::<Vec<_>>(),
+        candles.keys().collect::<Vec<_>>()
+    );
+    for (key, e) in candles {
+        let v = &lake_candles[key];
+        let f = |n: &str| v[n].as_f64().unwrap();
+        assert_eq!(
+            (f("open"), f("high"), f("low"), f("close")),
+            (e.open, e.high, e.low, e.close),
+            "{key:?}"
+        );
+        assert_eq!(v["trades"].as_i64().unwrap(), e.trades, "{key:?}");
+        assert!(close_to(f("volume"), e.volume, 1e-9), "{key:?}");
+        let t = &topic_candles[key];
+        assert_eq!(
+            t["close"].as_f64().unwrap(),
+            e.close,
+            "{key:?} in the topic"
+        );
+        assert_eq!(
+            t["trades"].as_i64().unwrap(),
+            e.trades,
+            "{key:?} in the topic"
+        );
+    }
 }

@@ -56,6 +56,9 @@ pub struct LakeSink {
     metrics: Arc<Metrics>,
     /// With checkpoints: files wait in `_staging/` for the checkpoint that publishes them.
     staging: Option<Staging>,
+    /// The partition-commit marker's name: `_SUCCESS`, or `_SUCCESS.p3` for
+    /// the lane of source partition 3 (lanes commit a partition each on its own).
+    marker: String,
 }
 
 struct OpenFile {
@@ -109,13 +112,18 @@ impl LakeSink {
             next_file: 0,
             metrics,
             staging: None,
+            marker: SUCCESS_MARKER.to_string(),
         })
     }
 
     /// Takes part in checkpoints: from now on files are staged and published
-    /// by checkpoint `epoch` or later.
-    pub fn enable_checkpoints(&mut self, epoch: u64) {
-        self.staging = Some(Staging::new(&self.location, epoch, &self.run_id));
+    /// by checkpoint `epoch` or later. `lane` (e.g. `p3`, or empty) names the
+    /// share of the source this sink writes, when the job runs as lanes.
+    pub fn enable_checkpoints(&mut self, epoch: u64, lane: &str) {
+        self.staging = Some(Staging::new(&self.location, epoch, &self.run_id, lane));
+        if !lane.is_empty() {
+            self.marker = format!("{SUCCESS_MARKER}.{lane}");
+        }
     }
 
     /// The table's store and prefix (where the coordinator publishes).
@@ -348,7 +356,7 @@ impl LakeSink {
             return Ok(()); // no partitions: nothing ever completes
         }
         let partition = key.path(self.config.partitioning);
-        let path = self.object_path(&partition, SUCCESS_MARKER);
+        let path = self.object_path(&partition, &self.marker);
         let body = serde_json::json!({
             "table": self.config.table,
             "partition": partition,

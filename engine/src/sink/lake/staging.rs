@@ -4,7 +4,8 @@
 //! partition only once the checkpoint that covers them is complete.
 //!
 //! Final names come from the checkpoint epoch that publishes them
-//! (`part-e<epoch>-<n>.parquet`), so publishing again after a crash rewrites
+//! (`part-e<epoch>-<n>.parquet`, `part-p<N>-e<epoch>-<n>.parquet` for the lane
+//! of source partition N under `--scale-out`), so publishing again after a crash rewrites
 //! the same objects, and falling back to an older checkpoint can remove what
 //! newer, lost ones published.
 
@@ -33,23 +34,28 @@ pub struct Staging {
     /// table (one a zombie, fenced at its next checkpoint) never overwrite
     /// each other's staged objects.
     pub run_id: String,
+    /// The lane's name prefix (`p3-` for source partition 3 under
+    /// `--scale-out`, else empty): lanes share the table, so their names, and
+    /// what roll-back and garbage collection touch, must not overlap.
+    pub lane: String,
 }
 
 impl Staging {
     /// Staging under `location` for files published from checkpoint `epoch` on.
-    pub fn new(location: &Location, epoch: u64, run_id: &str) -> Self {
+    pub fn new(location: &Location, epoch: u64, run_id: &str, lane: &str) -> Self {
         Self {
             prefix: location.prefix.clone().join(STAGING_DIR),
             epoch,
             pending: Vec::new(),
             seq: 0,
             run_id: run_id.to_string(),
+            lane: lane_prefix(lane),
         }
     }
 
     /// Where a data file closed now goes: staged name, and final name in the partition folder `dir`.
     pub fn next_file(&mut self, dir: &Path) -> (Path, Path) {
-        let name = format!("part-e{:010}-{:05}", self.epoch, self.seq);
+        let name = format!("part-{}e{:010}-{:05}", self.lane, self.epoch, self.seq);
         self.seq += 1;
         (
             self.prefix
@@ -62,8 +68,8 @@ impl Staging {
     /// Where a marker written now is staged.
     pub fn next_marker(&mut self) -> Path {
         let name = format!(
-            "marker-e{:010}-{:05}-{}.staged",
-            self.epoch, self.seq, self.run_id
+            "marker-{}e{:010}-{:05}-{}.staged",
+            self.lane, self.epoch, self.seq, self.run_id
         );
         self.seq += 1;
         self.prefix.clone().join(name)
@@ -71,9 +77,10 @@ impl Staging {
 
     /// Where an open file's rows since the last checkpoint go.
     pub fn segment(&self, file_id: &str) -> Path {
-        self.prefix
-            .clone()
-            .join(format!("seg-e{:010}-{file_id}.arrow", self.epoch))
+        self.prefix.clone().join(format!(
+            "seg-{}e{:010}-{file_id}.arrow",
+            self.lane, self.epoch
+        ))
     }
 }
 
@@ -101,9 +108,14 @@ pub async fn publish(location: &Location, table: &str, items: &[Publish]) -> Res
     Ok(())
 }
 
-/// Removes files published by checkpoints after `epoch` (lost or damaged
-/// ones): their data is written again from `epoch`'s offsets.
-pub async fn roll_back_after(location: &Location, table: &str, epoch: u64) -> Result<()> {
+/// Removes the lane's files published by checkpoints after `epoch` (lost or
+/// damaged ones): their data is written again from `epoch`'s offsets.
+pub async fn roll_back_after(
+    location: &Location,
+    table: &str,
+    epoch: u64,
+    lane: &str,
+) -> Result<()> {
     use futures::TryStreamExt;
     let objects: Vec<_> = location
         .store
@@ -115,7 +127,7 @@ pub async fn roll_back_after(location: &Location, table: &str, epoch: u64) -> Re
         let newer = o
             .location
             .filename()
-            .filter(|n| n.starts_with("part-e"))
+            .filter(|n| in_lane(n, lane))
             .and_then(epoch_in_name)
             .is_some_and(|e| e > epoch);
         let staged = o.location.parts().any(|p| p.as_ref() == STAGING_DIR);
@@ -132,8 +144,13 @@ pub async fn roll_back_after(location: &Location, table: &str, epoch: u64) -> Re
     Ok(())
 }
 
-/// Removes staged objects of epochs up to `epoch` that none of `kept` needs.
-pub async fn remove_garbage(location: &Location, kept: &[&SinkState], epoch: u64) -> Result<()> {
+/// Removes the lane's staged objects of epochs up to `epoch` that none of `kept` needs.
+pub async fn remove_garbage(
+    location: &Location,
+    kept: &[&SinkState],
+    epoch: u64,
+    lane: &str,
+) -> Result<()> {
     use futures::TryStreamExt;
     let prefix = location.prefix.clone().join(STAGING_DIR);
     let needed: std::collections::BTreeSet<&str> = kept
@@ -152,7 +169,11 @@ pub async fn remove_garbage(location: &Location, kept: &[&SinkState], epoch: u64
         .await
         .unwrap_or_default();
     for o in objects {
-        let object_epoch = o.location.filename().and_then(epoch_in_name);
+        let object_epoch = o
+            .location
+            .filename()
+            .filter(|n| in_lane(n, lane))
+            .and_then(epoch_in_name);
         if object_epoch.is_some_and(|e| e <= epoch) && !needed.contains(o.location.as_ref()) {
             let _ = location.store.delete(&o.location).await;
         }
@@ -160,8 +181,44 @@ pub async fn remove_garbage(location: &Location, kept: &[&SinkState], epoch: u64
     Ok(())
 }
 
+/// `p3-` for lane `p3`; empty for a job that runs as one lane.
+fn lane_prefix(lane: &str) -> String {
+    if lane.is_empty() {
+        String::new()
+    } else {
+        format!("{lane}-")
+    }
+}
+
+/// Whether `name` is a data file, marker or segment this module made for `lane`.
+fn in_lane(name: &str, lane: &str) -> bool {
+    let own = format!("{}e", lane_prefix(lane));
+    ["part-", "marker-", "seg-"].iter().any(|kind| {
+        name.strip_prefix(kind)
+            .is_some_and(|rest| rest.starts_with(&own))
+    })
+}
+
 /// The epoch in a name this module made (`part-e<epoch>-...`, `seg-e<epoch>-...`).
 fn epoch_in_name(name: &str) -> Option<u64> {
     let (_, rest) = name.split_once("-e")?;
     rest.get(..10)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_own_disjoint_names() {
+        assert!(in_lane("part-e0000000003-00000.parquet", ""));
+        assert!(in_lane("seg-e0000000003-run-1.arrow", ""));
+        assert!(!in_lane("part-p3-e0000000003-00000.parquet", ""));
+        assert!(in_lane("part-p3-e0000000003-00000.parquet", "p3"));
+        assert!(in_lane("marker-p3-e0000000003-00001-run.staged", "p3"));
+        assert!(!in_lane("part-p31-e0000000003-00000.parquet", "p3"));
+        assert!(!in_lane("part-e0000000003-00000.parquet", "p3"));
+        assert!(!in_lane("part-20251120T000000-0000abcd-000001.parquet", ""));
+        assert_eq!(epoch_in_name("part-p3-e0000000012-00000.parquet"), Some(12));
+    }
 }

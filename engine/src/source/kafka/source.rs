@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::config::{KafkaSourceConfig, StartupMode};
 use super::dlq::{DeadLetters, Origin};
+use super::group::GroupCommits;
 use crate::decode::{JsonDecoder, RawRecord};
 use crate::error::{EngineError, Result};
 use crate::kafka::{ConsumerLogs, METADATA_TIMEOUT};
@@ -46,6 +47,9 @@ pub struct KafkaSource {
     /// Where to start, per partition (from a checkpoint), instead of the group's offsets.
     start_offsets: Option<BTreeMap<i32, i64>>,
     barriers: Option<SourceBarriers>,
+    /// As a lane (`--scale-out`): the one partition read, and where its
+    /// durable offsets go for the group member to commit.
+    lane: Option<(i32, GroupCommits)>,
 }
 
 /// How the checkpoint coordinator and a source talk: the coordinator raises
@@ -76,6 +80,8 @@ pub struct SourceProgress {
     dead_letters: DeadLetters,
     topic: String,
     next_offsets: BTreeMap<i32, i64>,
+    /// A lane's offsets are committed by the group member, not by this consumer.
+    commits: Option<GroupCommits>,
 }
 
 impl SourceProgress {
@@ -84,6 +90,10 @@ impl SourceProgress {
     /// this source has flushed.
     pub fn commit(self) -> Result<()> {
         self.dead_letters.flush()?;
+        if let Some(commits) = &self.commits {
+            commits.record(&self.next_offsets);
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
         for (&p, &next) in &self.next_offsets {
             tpl.add_partition_offset(&self.topic, p, Offset::Offset(next))
@@ -132,7 +142,16 @@ impl KafkaSource {
             bounded,
             start_offsets: None,
             barriers: None,
+            lane: None,
         })
+    }
+
+    /// Reads only `partition`, as one lane of a job scaled out over the
+    /// consumer group; offsets made durable go to `commits`, which the group
+    /// member commits (only a member of the group may).
+    pub fn with_lane(mut self, partition: i32, commits: GroupCommits) -> Self {
+        self.lane = Some((partition, commits));
+        self
     }
 
     /// Starts each partition at these offsets (a checkpoint's) rather than the group's.
@@ -218,10 +237,11 @@ impl KafkaSource {
             dead_letters,
             topic,
             next_offsets: cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
+            commits: self.lane.map(|(_, commits)| commits),
         })
     }
 
-    /// Assigns every partition of the topic at its start offset.
+    /// Assigns every partition of the topic (a lane: its one partition) at its start offset.
     fn assign(
         &self,
         consumer: &BaseConsumer<ConsumerLogs>,
@@ -236,7 +256,7 @@ impl KafkaSource {
         let metadata = consumer
             .fetch_metadata(Some(topic), METADATA_TIMEOUT)
             .map_err(|e| err("reading metadata", e))?;
-        let partitions: Vec<i32> = metadata
+        let mut partitions: Vec<i32> = metadata
             .topics()
             .iter()
             .find(|t| t.name() == topic && t.error().is_none())
@@ -247,6 +267,15 @@ impl KafkaSource {
                 "topic `{topic}` does not exist on {} (create it, or check `topic` and `bootstrap_servers`)",
                 self.config.client.bootstrap_servers
             )));
+        }
+        if let Some((lane, _)) = &self.lane {
+            if !partitions.contains(lane) {
+                return Err(EngineError::Kafka(format!(
+                    "topic `{topic}` has no partition {lane} on {}",
+                    self.config.client.bootstrap_servers
+                )));
+            }
+            partitions = vec![*lane];
         }
         let mut all = TopicPartitionList::new();
         for &p in &partitions {
@@ -431,7 +460,9 @@ impl KafkaSource {
                     .map_err(|e| EngineError::Kafka(format!("offset list: {e}")))?;
             }
             // The checkpoint is what restores; the group's offsets show progress (lag).
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            if let Some((_, commits)) = &self.lane {
+                commits.record(&offsets);
+            } else if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                 tracing::warn!(topic = %self.config.topic, error = %e, "committing group offsets");
             }
         }

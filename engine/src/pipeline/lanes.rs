@@ -1,0 +1,195 @@
+//! Scale-out: a job run as lanes, one per source partition this process owns.
+//!
+//! ```text
+//!  GroupMember (thread: subscribe, rebalance callbacks, group commits)
+//!      | Assigned([1, 3]) / Revoked([1, 3], done)
+//!      v
+//!  run_scaled_out ---> lane p1: the whole job over partition 1, checkpoints in <state dir>/<topic>-1
+//!                 \--> lane p3: ...                                                   <state dir>/<topic>-3
+//! ```
+//! The topic is keyed by symbol, so a partition holds every trade of its
+//! symbols and a lane's windows are complete on their own. A lane's state
+//! (windows, offsets, open lake files) lives in its own checkpoints, so when a
+//! partition moves to another process, its new lane restores from exactly
+//! where the old one stopped (or, after a crash, from its last checkpoint).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{join, CheckpointOptions, Job, Lane, RunOptions, RunReport};
+use crate::error::{EngineError, Result};
+use crate::metrics::Metrics;
+use crate::source::kafka::{GroupCommits, GroupEvent, GroupMember};
+
+/// How often the loop looks for lanes that ended and for a stop request.
+const CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// A running lane.
+struct RunningLane {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Result<RunReport>>,
+}
+
+impl Job {
+    /// Runs the job as one member of its source's consumer group: one lane
+    /// per partition the group assigns to this process, each checkpointing
+    /// into `<state dir>/<topic>-<partition>`. Several processes started
+    /// alike share the partitions; when one leaves or dies, the others take
+    /// its partitions over from their checkpoints.
+    ///
+    /// `options.bounded`: ends once the group has read every partition to the
+    /// end offsets listed at start, whichever process read it.
+    pub async fn run_scaled_out(
+        self,
+        options: RunOptions,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> Result<RunReport> {
+        let Some(checkpoint) = options.checkpoint.clone() else {
+            return Err(EngineError::Execution(
+                "--scale-out needs checkpoints: a partition's state moves between processes through them"
+                    .into(),
+            ));
+        };
+        let source = match self.sources.values().collect::<Vec<_>>()[..] {
+            [one] => one.clone(),
+            _ => {
+                return Err(EngineError::Execution(format!(
+                    "--scale-out runs jobs with one source table; {} reads {}",
+                    self.name,
+                    self.sources.len()
+                )))
+            }
+        };
+        let commits = GroupCommits::default();
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let member_stop = Arc::new(AtomicBool::new(false));
+        let member = {
+            let member = GroupMember::new(source.clone(), commits.clone(), options.bounded);
+            let stop = Arc::clone(&member_stop);
+            tokio::task::spawn_blocking(move || member.run(events_tx, stop))
+        };
+
+        let mut lanes: BTreeMap<i32, RunningLane> = BTreeMap::new();
+        let mut first_error: Option<EngineError> = None;
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    // The member left the group: stopped, or the bounded input is done.
+                    None => break,
+                    Some(GroupEvent::Assigned(partitions)) => {
+                        if member_stop.load(Ordering::Relaxed) {
+                            continue; // stopping: start nothing new
+                        }
+                        for p in partitions {
+                            if lanes.contains_key(&p) {
+                                continue;
+                            }
+                            let lane = Lane { partition: p, commits: commits.clone() };
+                            let options = RunOptions {
+                                bounded: options.bounded,
+                                checkpoint: Some(CheckpointOptions {
+                                    state_dir: lane_state_dir(&checkpoint.state_dir, &source.topic, p),
+                                    interval: checkpoint.interval,
+                                }),
+                                lane: Some(lane),
+                            };
+                            match self.start_lane(options, &metrics).await {
+                                Ok(running) => {
+                                    lanes.insert(p, running);
+                                }
+                                Err(e) => {
+                                    first_error.get_or_insert(e);
+                                }
+                            }
+                        }
+                    }
+                    Some(GroupEvent::Revoked(partitions, done)) => {
+                        for p in partitions {
+                            if let Some(lane) = lanes.remove(&p) {
+                                if let Err(e) = stop_lane(p, lane).await {
+                                    first_error.get_or_insert(e);
+                                }
+                            }
+                        }
+                        let _ = done.send(());
+                    }
+                },
+                _ = tick.tick() => {}
+            }
+            // Lanes that ended: a bounded lane at its partition's end, or one that failed.
+            let ended: Vec<i32> = lanes
+                .iter()
+                .filter(|(_, l)| l.handle.is_finished())
+                .map(|(&p, _)| p)
+                .collect();
+            for p in ended {
+                let lane = lanes.remove(&p).expect("listed above");
+                match join(lane.handle).await {
+                    Ok(_) => tracing::info!(partition = p, "lane finished"),
+                    Err(e) => {
+                        tracing::error!(partition = p, error = %e, "lane failed");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            let stopping = stop.load(Ordering::Relaxed) || first_error.is_some();
+            if stopping && !member_stop.load(Ordering::Relaxed) {
+                // Lanes first: their final checkpoints and offsets, then the member commits and leaves.
+                for (p, lane) in std::mem::take(&mut lanes) {
+                    if let Err(e) = stop_lane(p, lane).await {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                member_stop.store(true, Ordering::Relaxed);
+            }
+        }
+        for (p, lane) in std::mem::take(&mut lanes) {
+            if let Err(e) = stop_lane(p, lane).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        let left = join(member).await;
+        match first_error {
+            Some(e) => Err(e),
+            None => left.map(|()| RunReport {
+                metrics,
+                committed: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// Plans the job afresh and runs it as the lane in `options`.
+    async fn start_lane(&self, options: RunOptions, metrics: &Arc<Metrics>) -> Result<RunningLane> {
+        let job = self.replan().await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let partition = options.lane.as_ref().map_or(-1, |l| l.partition);
+        tracing::info!(
+            partition,
+            state_dir = options.checkpoint.as_ref().map(|c| c.state_dir.as_str()),
+            "lane starting"
+        );
+        let handle =
+            tokio::spawn(job.run_with_metrics(options, Arc::clone(&stop), Arc::clone(metrics)));
+        Ok(RunningLane { stop, handle })
+    }
+}
+
+/// Stops a lane as a clean stop does: final checkpoint, offsets recorded.
+async fn stop_lane(partition: i32, lane: RunningLane) -> Result<()> {
+    lane.stop.store(true, Ordering::Relaxed);
+    join(lane.handle).await?;
+    tracing::info!(partition, "lane stopped");
+    Ok(())
+}
+
+/// `<state dir>/<topic>-<partition>`: each lane's own checkpoints.
+fn lane_state_dir(state_dir: &str, topic: &str, partition: i32) -> String {
+    format!("{}/{topic}-{partition}", state_dir.trim_end_matches('/'))
+}
