@@ -98,3 +98,31 @@ pub fn ensure_topic<C: ClientContext>(
     }
     Ok(())
 }
+
+/// The partition ids of `topic`; an error naming the topic and the broker if
+/// it does not exist.
+pub fn partitions_of<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    bootstrap_servers: &str,
+) -> Result<Vec<i32>> {
+    let metadata = client
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| {
+            EngineError::Kafka(format!(
+                "reading metadata of topic `{topic}` on {bootstrap_servers}: {e}"
+            ))
+        })?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(EngineError::Kafka(format!(
+            "topic `{topic}` does not exist on {bootstrap_servers} (create it, or check `topic` and `bootstrap_servers`)"
+        )));
+    }
+    Ok(partitions)
+}

@@ -380,6 +380,9 @@ impl Job {
             if first_error.is_none() {
                 // The final checkpoint, on a clean stop or at the end of a bounded input.
                 let epoch = coordinator.next_epoch().max(in_flight.map_or(0, |e| e + 1));
+                if finished.iter().all(|(_, p, _)| p.reached_end()) {
+                    coordinator.finish_input();
+                }
                 let offsets = finished
                     .iter()
                     .map(|(t, p, _)| (t.clone(), p.next_offsets().clone()))

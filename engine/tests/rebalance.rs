@@ -1,9 +1,14 @@
-//! Rebalance: two `engine run --scale-out` processes share the trades topic
+//! Rebalance: `engine run --scale-out` processes share the trades topic
 //! through the consumer group, each running a lane per partition it was
-//! given. One is killed (SIGKILL) mid-run; the group gives its partitions to
-//! the survivor, whose new lanes restore them from their checkpoints. The
-//! output must equal an independent fold of the input: every candle once in
-//! the lake, and the derived topic, deduplicated by (symbol, window), equal.
+//! given.
+//! - One of two is killed (SIGKILL) mid-run; the group gives its partitions
+//!   to the survivor, whose new lanes restore them from their checkpoints.
+//! - One joins a running member under a live feed: the member hands half its
+//!   partitions over (lanes stopped at a final checkpoint) and no candle is
+//!   sent twice.
+//!
+//! The output must equal an independent fold of the input: every candle once
+//! in the lake, and the derived topic, deduplicated by (symbol, window), equal.
 
 mod common;
 
@@ -15,15 +20,20 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn start_member(vars: &BTreeMap<&str, String>, log: &Path) -> Child {
+    start(vars, log, &["--bounded"])
+}
+
+/// `engine run jobs/ohlc_1m.sql --scale-out` with 200 ms checkpoints and `extra` arguments.
+fn start(vars: &BTreeMap<&str, String>, log: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_engine"))
         .args([
             "run",
             "jobs/ohlc_1m.sql",
-            "--bounded",
             "--scale-out",
             "--checkpoint-interval",
             "200ms",
         ])
+        .args(extra)
         .current_dir(repo_root())
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .env("RUST_LOG", "info")
@@ -74,6 +84,36 @@ fn restored_lanes(log: &Path) -> Vec<(i32, u64)> {
             Some((partition, epoch.parse().ok()?))
         })
         .collect()
+}
+
+/// Waits up to 5 minutes for `child` to exit; fails with its log otherwise.
+fn wait_exit(child: &mut Child, log: &Path) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!(
+                "{} did not finish in 5 minutes: {}",
+                log.display(),
+                std::fs::read_to_string(log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for `child` to exit; fails unless it succeeded.
+fn exits_cleanly(child: &mut Child, log: &Path) {
+    let status = wait_exit(child, log);
+    assert!(
+        status.success(),
+        "{}: {status}: {}",
+        log.display(),
+        std::fs::read_to_string(log).unwrap()
+    );
 }
 
 fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
@@ -146,23 +186,9 @@ async fn survivor_takes_over_a_killed_members_partitions() {
         .matches("lane finished")
         .count();
 
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = b.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            b.kill().unwrap();
-            panic!(
-                "member B did not finish in 5 minutes: {}",
-                std::fs::read_to_string(&log_b).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    exits_cleanly(&mut b, &log_b);
     let takeover = killed_at.elapsed();
     let b_log = std::fs::read_to_string(&log_b).unwrap();
-    assert!(status.success(), "member B failed: {b_log}");
     // B was given A's partitions and resumed them from A's checkpoints.
     let b_assignments = assignments(&log_b);
     assert_eq!(
@@ -207,4 +233,134 @@ async fn survivor_takes_over_a_killed_members_partitions() {
         "trades lost or counted twice"
     );
     assert_candles_equal(&candles, &lake_candles, &topic_candles);
+}
+
+/// The group's committed offsets of `topic`, summed over its partitions.
+fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(n) => Some(n),
+            _ => None,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_member_takes_partitions_over_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ten minutes of market time for 50 symbols, replayed a minute per second.
+    let feed = feed_file(
+        dir.path(),
+        &[
+            "--symbols",
+            "50",
+            "--rate",
+            "1000",
+            "--count",
+            "600000",
+            "--start",
+            "2025-11-20T23:55:00Z",
+            "--seed",
+            "12",
+        ],
+    );
+    let topic = unique("handover_trades");
+    let ohlc_topic = unique("handover_ohlc");
+    let dlq = format!("{topic}.dlq");
+    create_topics(&[(&topic, 4), (&dlq, 1), (&ohlc_topic, 1)]).await;
+    let group = unique("handover_group");
+    let lake = format!("s3://lake/{}", unique("handover"));
+    let vars = BTreeMap::from([
+        ("KAFKA_BROKERS", brokers()),
+        ("TRADES_TOPIC", topic.clone()),
+        ("OHLC_TOPIC", ohlc_topic.clone()),
+        ("OHLC_GROUP", group.clone()),
+        ("LAKE_URL", lake.clone()),
+    ]);
+    let logs = ["a.log", "b.log", "c.log"].map(|n| dir.path().join(n));
+
+    // A alone, live: all four partitions are A's.
+    let mut a = start(&vars, &logs[0], &[]);
+    wait_for("A to hold the partitions", Duration::from_secs(60), || {
+        assignments(&logs[0]).last().is_some_and(|p| p.len() == 4)
+    });
+    let mut feed_run = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(replay_args(&feed, &topic, 4, "60"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // B joins while trades flow: A must hand two partitions over.
+    let mut b = start(&vars, &logs[1], &[]);
+    wait_for("B to hold partitions", Duration::from_secs(90), || {
+        assignments(&logs[1]).last().is_some_and(|p| !p.is_empty())
+    });
+    let handed_over = assignments(&logs[1]).last().unwrap().clone();
+    assert!(feed_run.wait().unwrap().success(), "the feed failed");
+    let trades = read_trades_file(&feed);
+    let produced = trades.len() as i64;
+    wait_for(
+        "the group to commit every trade",
+        Duration::from_secs(120),
+        || committed_total(&group, &topic, 4) == produced,
+    );
+    // A leaves cleanly (Ctrl-C: final checkpoints), B takes its partitions over,
+    // then B leaves too. One at a time: a member that stops in the middle of
+    // a rebalance can hold a Tansu group up for minutes (see group.rs).
+    let interrupt = |child: &Child| {
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    interrupt(&a);
+    exits_cleanly(&mut a, &logs[0]);
+    wait_for(
+        "B to take over A's partitions",
+        Duration::from_secs(90),
+        || assignments(&logs[1]).last().is_some_and(|p| p.len() == 4),
+    );
+    interrupt(&b);
+    exits_cleanly(&mut b, &logs[1]);
+    // A bounded member emits the windows still open: it restores every lane.
+    let mut c = start(&vars, &logs[2], &["--bounded"]);
+    exits_cleanly(&mut c, &logs[2]);
+
+    let candles = fold_windows(&trades, 60_000, 60_000);
+    let lake_candles = lake_candles(&lake, dir.path());
+    let (records, topic_candles) = topic_candles(&ohlc_topic);
+    let a_revoked = std::fs::read_to_string(&logs[0])
+        .unwrap()
+        .matches("partitions revoked")
+        .count();
+    eprintln!(
+        "handover: {} trades fed live; B joined and was handed {handed_over:?} (A saw {a_revoked} \
+         revocations), then took A's over when A stopped; a bounded member finished; {} candles: \
+         {} in the lake, {records} records in the topic, {} distinct",
+        trades.len(),
+        candles.len(),
+        lake_candles.len(),
+        topic_candles.len()
+    );
+    assert_eq!(handed_over.len(), 2, "B's share of four partitions");
+    assert_candles_equal(&candles, &lake_candles, &topic_candles);
+    // Every hand-over and stop was clean: no candle was sent twice.
+    assert_eq!(records, candles.len(), "candles sent twice");
 }

@@ -54,6 +54,8 @@ pub struct Coordinator {
     metrics: Arc<Metrics>,
     /// The job's lane (e.g. `p3`; empty for a job run whole): its lake files only.
     lane: String,
+    /// The next checkpoint is taken at the end of a bounded input.
+    finished: bool,
 }
 
 impl Coordinator {
@@ -76,12 +78,18 @@ impl Coordinator {
             next_epoch,
             metrics,
             lane: lane.to_string(),
+            finished: false,
         }
     }
 
     /// The state directory.
     pub fn store(&self) -> &CheckpointStore {
         &self.store
+    }
+
+    /// Marks the next checkpoint as taken at the end of a bounded input.
+    pub fn finish_input(&mut self) {
+        self.finished = true;
     }
 
     /// The epoch the next checkpoint will get.
@@ -103,6 +111,7 @@ impl Coordinator {
             job_fingerprint: self.fingerprint.clone(),
             created_at: chrono::Utc::now().to_rfc3339(),
             offsets,
+            finished: self.finished,
             ..Default::default()
         };
         for s in snapshots {

@@ -19,6 +19,11 @@ pub struct Manifest {
     pub statements: BTreeMap<usize, StatementState>,
     /// Each lake sink's state, by sink table name.
     pub sinks: BTreeMap<String, SinkState>,
+    /// Taken at the end of a bounded run's input: every window was emitted
+    /// and every sink flushed up to `offsets` (scaled-out members read it to
+    /// know a partition is done).
+    #[serde(default)]
+    pub finished: bool,
 }
 
 /// A statement's operator state.

@@ -42,6 +42,17 @@ pub struct WindowAggregate {
     late_batches: u64,
 }
 
+/// A stopped operator's windows are no longer open here (a lane that moves
+/// to another process counts them there once restored).
+impl Drop for WindowAggregate {
+    fn drop(&mut self) {
+        self.metrics.open_windows.fetch_sub(
+            self.windows.len() as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 impl WindowAggregate {
     /// An operator for `plan`, windowed by `window`.
     pub fn new(plan: StreamPlan, window: &FoundWindow, metrics: Arc<Metrics>) -> Result<Self> {

@@ -22,12 +22,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{join, CheckpointOptions, Job, Lane, RunOptions, RunReport};
+use crate::checkpoint::CheckpointStore;
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
-use crate::source::kafka::{GroupCommits, GroupEvent, GroupMember};
+use crate::source::kafka::{end_offsets, GroupCommits, GroupEvent, GroupMember};
 
 /// How often the loop looks for lanes that ended and for a stop request.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// How often a bounded run reads the lanes' newest checkpoints to see whether the group is done.
+const DONE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A running lane.
 struct RunningLane {
@@ -42,8 +46,9 @@ impl Job {
     /// alike share the partitions; when one leaves or dies, the others take
     /// its partitions over from their checkpoints.
     ///
-    /// `options.bounded`: ends once the group has read every partition to the
-    /// end offsets listed at start, whichever process read it.
+    /// `options.bounded`: ends once every partition's lane, in whichever
+    /// process, has finished its input up to at least the end offsets listed
+    /// now (its newest checkpoint says so), so a member that dies is made up for.
     pub async fn run_scaled_out(
         self,
         options: RunOptions,
@@ -66,11 +71,19 @@ impl Job {
                 )))
             }
         };
+        let ends = match options.bounded {
+            true => {
+                let config = source.clone();
+                Some(join(tokio::task::spawn_blocking(move || end_offsets(&config))).await?)
+            }
+            false => None,
+        };
+        let (mut group_done, mut last_done_check) = (false, tokio::time::Instant::now());
         let commits = GroupCommits::default();
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let member_stop = Arc::new(AtomicBool::new(false));
         let member = {
-            let member = GroupMember::new(source.clone(), commits.clone(), options.bounded);
+            let member = GroupMember::new(source.clone(), commits.clone());
             let stop = Arc::clone(&member_stop);
             tokio::task::spawn_blocking(move || member.run(events_tx, stop))
         };
@@ -84,7 +97,7 @@ impl Job {
                     // The member left the group: stopped, or the bounded input is done.
                     None => break,
                     Some(GroupEvent::Assigned(partitions)) => {
-                        if member_stop.load(Ordering::Relaxed) {
+                        if stop.load(Ordering::Relaxed) || member_stop.load(Ordering::Relaxed) {
                             continue; // stopping: start nothing new
                         }
                         for p in partitions {
@@ -139,7 +152,20 @@ impl Job {
                     }
                 }
             }
-            let stopping = stop.load(Ordering::Relaxed) || first_error.is_some();
+            if let Some(ends) = &ends {
+                if !group_done && last_done_check.elapsed() >= DONE_CHECK_EVERY {
+                    last_done_check = tokio::time::Instant::now();
+                    group_done = group_finished(&checkpoint.state_dir, &source.topic, ends).await;
+                    if group_done {
+                        tracing::info!(topic = %source.topic, "every partition's lane has finished its input");
+                    }
+                }
+            }
+            // Bounded lanes still running end by themselves: stopping them would
+            // leave a newest checkpoint that is not the finished one.
+            let stopping = stop.load(Ordering::Relaxed)
+                || first_error.is_some()
+                || (group_done && lanes.is_empty());
             if stopping && !member_stop.load(Ordering::Relaxed) {
                 // Lanes first: their final checkpoints and offsets, then the member commits and leaves.
                 for (p, lane) in std::mem::take(&mut lanes) {
@@ -187,6 +213,32 @@ async fn stop_lane(partition: i32, lane: RunningLane) -> Result<()> {
     join(lane.handle).await?;
     tracing::info!(partition, "lane stopped");
     Ok(())
+}
+
+/// Whether every partition's newest checkpoint was taken at the end of a
+/// bounded input at or past its end offset in `ends`. A finished checkpoint
+/// from an earlier run does not count once new records arrived: the listed
+/// end then lies past its offsets.
+async fn group_finished(state_dir: &str, topic: &str, ends: &BTreeMap<i32, i64>) -> bool {
+    for (&p, &end) in ends {
+        let Ok(store) = CheckpointStore::open(&lane_state_dir(state_dir, topic, p)) else {
+            return false;
+        };
+        let done = match store.latest().await {
+            Ok(Some(m)) => {
+                m.finished
+                    && m.offsets
+                        .get(topic)
+                        .and_then(|o| o.get(&p))
+                        .is_some_and(|&next| next >= end)
+            }
+            _ => false,
+        };
+        if !done {
+            return false;
+        }
+    }
+    true
 }
 
 /// `<state dir>/<topic>-<partition>`: each lane's own checkpoints.

@@ -3,7 +3,7 @@
 //! Kafka's group protocol decides which process reads which partitions. The
 //! [`GroupMember`] joins the group with `subscribe`, but reads nothing itself:
 //! it pauses what it is given and reports assignments and revocations, and the
-//! job runs one lane per assigned partition (see `crate::lanes`). A revocation
+//! job runs one lane per assigned partition (`pipeline/lanes.rs`). A revocation
 //! waits until the lanes of the revoked partitions have stopped and written
 //! their final checkpoint, so the next owner starts from exactly there.
 //!
@@ -23,20 +23,23 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::config::KafkaSourceConfig;
 use crate::error::{EngineError, Result};
-use crate::kafka::{ConsumerLogs, METADATA_TIMEOUT};
+use crate::kafka::{partitions_of, ConsumerLogs, METADATA_TIMEOUT};
 
 /// Member defaults that `properties.*` may override. librdkafka's 45 s session
-/// timeout would leave a dead process's partitions unread for that long.
+/// timeout would leave a dead process's partitions unread for that long. The
+/// poll interval is the rebalance timeout the member asks for: a member that
+/// vanishes in the middle of a rebalance should hold the group up for this
+/// long, not librdkafka's 5 minutes. (Tansu 0.6 does not honour it: a member
+/// stopped while rejoining held a group for over 5 minutes.) Our member polls
+/// every 100 ms; only a revocation, waiting for its lanes' final checkpoints, blocks it.
 const MEMBER_DEFAULTS: &[(&str, &str)] = &[
     ("session.timeout.ms", "10000"),
     ("heartbeat.interval.ms", "1000"),
+    ("max.poll.interval.ms", "30000"),
 ];
 
-/// How often the member commits new offsets and, bounded, checks whether the group is done.
+/// How often the member commits new offsets.
 const TICK: Duration = Duration::from_secs(1);
-
-/// How long the end-of-input probe may take before the check is left for the next tick.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Offsets made durable by lanes (covered by a complete checkpoint), waiting
 /// for the group member to commit them.
@@ -93,23 +96,16 @@ pub enum GroupEvent {
 pub struct GroupMember {
     config: KafkaSourceConfig,
     commits: GroupCommits,
-    bounded: bool,
 }
 
 impl GroupMember {
     /// A member for the source `config`, committing what lanes record in `commits`.
-    /// `bounded`: end once the group has committed every partition up to the
-    /// end offsets listed at start (whichever process read them).
-    pub fn new(config: KafkaSourceConfig, commits: GroupCommits, bounded: bool) -> Self {
-        Self {
-            config,
-            commits,
-            bounded,
-        }
+    pub fn new(config: KafkaSourceConfig, commits: GroupCommits) -> Self {
+        Self { config, commits }
     }
 
-    /// Stays in the group until `stop` is set (or, bounded, the group is
-    /// done), reporting assignments to `events`. Blocking: run it on its own thread.
+    /// Stays in the group until `stop` is set, reporting assignments to
+    /// `events`. Blocking: run it on its own thread.
     pub fn run(self, events: UnboundedSender<GroupEvent>, stop: Arc<AtomicBool>) -> Result<()> {
         let topic = self.config.topic.clone();
         let err = |what: &str, e: KafkaError| {
@@ -131,11 +127,6 @@ impl GroupMember {
             .set("enable.auto.commit", "false")
             .create_with_context(context)
             .map_err(|e| err("creating the group member", e))?;
-        let ends = if self.bounded {
-            Some(self.end_offsets(&consumer)?)
-        } else {
-            None
-        };
         consumer
             .subscribe(&[&topic])
             .map_err(|e| err("joining the consumer group", e))?;
@@ -152,123 +143,11 @@ impl GroupMember {
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
                 self.commit_changed(&consumer, CommitMode::Async);
-                if let Some(ends) = &ends {
-                    if self.group_done(&consumer, ends) {
-                        tracing::info!(group = %self.config.group_id, "the group has read every partition to its end");
-                        break;
-                    }
-                }
             }
         }
         self.commit_changed(&consumer, CommitMode::Sync);
         // Dropping the consumer leaves the group (the revoke callback runs once more).
         Ok(())
-    }
-
-    /// The end offset of every partition of the topic now.
-    fn end_offsets(&self, consumer: &BaseConsumer<MemberContext>) -> Result<BTreeMap<i32, i64>> {
-        let topic = &self.config.topic;
-        let err = |e: KafkaError| {
-            EngineError::Kafka(format!(
-                "reading end offsets of topic `{topic}` on {}: {e}",
-                self.config.client.bootstrap_servers
-            ))
-        };
-        let metadata = consumer
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-            .map_err(err)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
-        if partitions.is_empty() {
-            return Err(EngineError::Kafka(format!(
-                "topic `{topic}` does not exist on {}",
-                self.config.client.bootstrap_servers
-            )));
-        }
-        partitions
-            .into_iter()
-            .map(|p| {
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, p, METADATA_TIMEOUT)
-                    .map_err(err)?;
-                Ok((p, high))
-            })
-            .collect()
-    }
-
-    /// Whether the group has committed every partition to its end: its
-    /// committed offsets reached `ends`, and nothing is there to read after
-    /// them. (The listed ends are only a lower bound on some brokers, Tansu
-    /// among them, so a dead member's lane could have committed past the
-    /// listed end and still left records unread.)
-    fn group_done(
-        &self,
-        consumer: &BaseConsumer<MemberContext>,
-        ends: &BTreeMap<i32, i64>,
-    ) -> bool {
-        let mut tpl = TopicPartitionList::new();
-        for &p in ends.keys() {
-            tpl.add_partition(&self.config.topic, p);
-        }
-        let Ok(committed) = consumer.committed_offsets(tpl, METADATA_TIMEOUT) else {
-            return false; // asked again at the next tick
-        };
-        let mut offsets = BTreeMap::new();
-        for (&p, &end) in ends {
-            match committed
-                .find_partition(&self.config.topic, p)
-                .map(|e| e.offset())
-            {
-                Some(Offset::Offset(n)) if n >= end => offsets.insert(p, n),
-                _ if end == 0 => offsets.insert(p, 0),
-                _ => return false,
-            };
-        }
-        match self.nothing_after(&offsets) {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::warn!(group = %self.config.group_id, error = %e, "checking the ends of the partitions");
-                false
-            }
-        }
-    }
-
-    /// Whether reading every partition from `offsets` finds no record.
-    fn nothing_after(&self, offsets: &BTreeMap<i32, i64>) -> Result<bool> {
-        let topic = &self.config.topic;
-        let err = |e: KafkaError| EngineError::Kafka(format!("probing topic `{topic}`: {e}"));
-        // Assigned, never subscribed: it does not join the group (librdkafka wants a group.id all the same).
-        let probe: BaseConsumer<ConsumerLogs> = self
-            .config
-            .client
-            .client_config()
-            .set("group.id", format!("{}.probe", self.config.group_id))
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .create_with_context(ConsumerLogs)
-            .map_err(err)?;
-        let mut tpl = TopicPartitionList::new();
-        for (&p, &n) in offsets {
-            tpl.add_partition_offset(topic, p, Offset::Offset(n))
-                .map_err(err)?;
-        }
-        probe.assign(&tpl).map_err(err)?;
-        let mut at_end = std::collections::BTreeSet::new();
-        let deadline = Instant::now() + PROBE_TIMEOUT;
-        while at_end.len() < offsets.len() && Instant::now() < deadline {
-            match probe.poll(Duration::from_millis(100)) {
-                Some(Ok(_)) => return Ok(false),
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    at_end.insert(p);
-                }
-                _ => {}
-            }
-        }
-        Ok(at_end.len() == offsets.len())
     }
 
     /// Commits the offsets lanes recorded since the last commit, for the
@@ -317,6 +196,33 @@ fn commit<C: ConsumerContext>(
     if let Err(e) = consumer.commit(&tpl, mode) {
         tracing::warn!(topic, error = %e, ?offsets, "committing group offsets");
     }
+}
+
+/// The end offset of every partition of the source's topic now (a lower
+/// bound on some brokers: Tansu lists the last batch's base offset + 1).
+pub fn end_offsets(config: &KafkaSourceConfig) -> Result<BTreeMap<i32, i64>> {
+    let topic = &config.topic;
+    let err = |e: KafkaError| {
+        EngineError::Kafka(format!(
+            "reading end offsets of topic `{topic}` on {}: {e}",
+            config.client.bootstrap_servers
+        ))
+    };
+    let consumer: BaseConsumer<ConsumerLogs> = config
+        .client
+        .client_config()
+        .create_with_context(ConsumerLogs)
+        .map_err(err)?;
+    let partitions = partitions_of(consumer.client(), topic, &config.client.bootstrap_servers)?;
+    partitions
+        .into_iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, METADATA_TIMEOUT)
+                .map_err(err)?;
+            Ok((p, high))
+        })
+        .collect()
 }
 
 /// The member's librdkafka context: rebalances become [`GroupEvent`]s.

@@ -8,5 +8,5 @@ mod group;
 mod source;
 
 pub use config::{KafkaSourceConfig, StartupMode};
-pub use group::{GroupCommits, GroupEvent, GroupMember};
+pub use group::{end_offsets, GroupCommits, GroupEvent, GroupMember};
 pub use source::{KafkaSource, SourceBarriers, SourceProgress};

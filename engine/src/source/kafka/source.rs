@@ -23,7 +23,7 @@ use super::dlq::{DeadLetters, Origin};
 use super::group::GroupCommits;
 use crate::decode::{JsonDecoder, RawRecord};
 use crate::error::{EngineError, Result};
-use crate::kafka::{ConsumerLogs, METADATA_TIMEOUT};
+use crate::kafka::{partitions_of, ConsumerLogs, METADATA_TIMEOUT};
 use crate::message::{Message, Signal};
 use crate::metrics::Metrics;
 use crate::watermark::{WatermarkExpr, WatermarkTracker};
@@ -82,6 +82,8 @@ pub struct SourceProgress {
     next_offsets: BTreeMap<i32, i64>,
     /// A lane's offsets are committed by the group member, not by this consumer.
     commits: Option<GroupCommits>,
+    /// Bounded: every partition was read to its end (not stopped before).
+    reached_end: bool,
 }
 
 impl SourceProgress {
@@ -109,6 +111,11 @@ impl SourceProgress {
     /// The next offset to read, per partition.
     pub fn next_offsets(&self) -> &BTreeMap<i32, i64> {
         &self.next_offsets
+    }
+
+    /// Whether a bounded source read every partition to its end.
+    pub fn reached_end(&self) -> bool {
+        self.reached_end
     }
 }
 
@@ -238,6 +245,7 @@ impl KafkaSource {
             topic,
             next_offsets: cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
             commits: self.lane.map(|(_, commits)| commits),
+            reached_end: ended,
         })
     }
 
@@ -253,21 +261,11 @@ impl KafkaSource {
                 self.config.client.bootstrap_servers
             ))
         };
-        let metadata = consumer
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-            .map_err(|e| err("reading metadata", e))?;
-        let mut partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
-        if partitions.is_empty() {
-            return Err(EngineError::Kafka(format!(
-                "topic `{topic}` does not exist on {} (create it, or check `topic` and `bootstrap_servers`)",
-                self.config.client.bootstrap_servers
-            )));
-        }
+        let mut partitions = partitions_of(
+            consumer.client(),
+            topic,
+            &self.config.client.bootstrap_servers,
+        )?;
         if let Some((lane, _)) = &self.lane {
             if !partitions.contains(lane) {
                 return Err(EngineError::Kafka(format!(
