@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,16 +17,11 @@ use rand::{Rng, SeedableRng};
 const KILLS: usize = 10;
 
 fn start_job(job: &str, vars: &BTreeMap<&str, String>, log: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["run", job, "--bounded", "--checkpoint-interval", "200ms"])
-        .current_dir(repo_root())
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+    spawn_engine(
+        &["run", job, "--bounded", "--checkpoint-interval", "200ms"],
+        vars,
+        log,
+    )
 }
 
 /// The checkpoint a run's log says it restored from.
@@ -84,35 +79,12 @@ fn crash_until_done(job: &str, vars: &BTreeMap<&str, String>, seed: u64) -> (usi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_ten_times_the_output_is_still_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let (feed, topic) = feed_file_and_topic(
-        dir.path(),
-        &[
-            "--symbols",
-            "50",
-            "--rate",
-            "2000",
-            "--count",
-            "1000000",
-            "--start",
-            "2025-11-20T23:50:00Z",
-            "--seed",
-            "9",
-        ],
-        "crash_trades",
-        4,
-    );
-    let ohlc_topic = unique("crash_ohlc");
-    create_topics(&[(&ohlc_topic, 1)]).await;
-
-    let lake = format!("s3://lake/{}", unique("crash"));
-    let vars = BTreeMap::from([
-        ("KAFKA_BROKERS", brokers()),
-        ("TRADES_TOPIC", topic.clone()),
-        ("OHLC_TOPIC", ohlc_topic.clone()),
-        ("OHLC_GROUP", unique("ohlc")),
-        ("RAW_GROUP", unique("raw")),
-        ("LAKE_URL", lake.clone()),
-    ]);
+    let MillionTrades {
+        feed,
+        ohlc_topic,
+        lake,
+        vars,
+    } = million_trades(dir.path(), "crash", "9").await;
     // Both jobs at once, as in production, each killed at its own random moments.
     let raw = {
         let vars = vars.clone();

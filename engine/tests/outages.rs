@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 /// One outage at a time: a frozen service would stall the other test too.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -62,34 +62,6 @@ fn topic_partitions(topic: &str) -> Option<usize> {
         .ok()?;
     let t = md.topics().first()?;
     (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len())
-}
-
-/// Offsets the group has committed on `topic`, summed over partitions.
-fn committed(topic: &str, group: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition(topic, p.id());
-    }
-    consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .map(|c| {
-            c.elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    rdkafka::Offset::Offset(n) => Some(n),
-                    _ => None,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Feeds the raw job live, freezes `service` for [`OUTAGE`] mid-run, and checks the result.

@@ -25,23 +25,15 @@ fn start_member(vars: &BTreeMap<&str, String>, log: &Path) -> Child {
 
 /// `engine run jobs/ohlc_1m.sql --scale-out` with 200 ms checkpoints and `extra` arguments.
 fn start(vars: &BTreeMap<&str, String>, log: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args([
-            "run",
-            "jobs/ohlc_1m.sql",
-            "--scale-out",
-            "--checkpoint-interval",
-            "200ms",
-        ])
-        .args(extra)
-        .current_dir(repo_root())
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+    let mut args = vec![
+        "run",
+        "jobs/ohlc_1m.sql",
+        "--scale-out",
+        "--checkpoint-interval",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
+    spawn_engine(&args, vars, log)
 }
 
 /// The partitions of each assignment a member's log shows, in order.
@@ -127,33 +119,12 @@ fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survivor_takes_over_a_killed_members_partitions() {
     let dir = tempfile::tempdir().unwrap();
-    let (feed, topic) = feed_file_and_topic(
-        dir.path(),
-        &[
-            "--symbols",
-            "50",
-            "--rate",
-            "2000",
-            "--count",
-            "1000000",
-            "--start",
-            "2025-11-20T23:50:00Z",
-            "--seed",
-            "11",
-        ],
-        "rebalance_trades",
-        4,
-    );
-    let ohlc_topic = unique("rebalance_ohlc");
-    create_topics(&[(&ohlc_topic, 1)]).await;
-    let lake = format!("s3://lake/{}", unique("rebalance"));
-    let vars = BTreeMap::from([
-        ("KAFKA_BROKERS", brokers()),
-        ("TRADES_TOPIC", topic.clone()),
-        ("OHLC_TOPIC", ohlc_topic.clone()),
-        ("OHLC_GROUP", unique("ohlc_group")),
-        ("LAKE_URL", lake.clone()),
-    ]);
+    let MillionTrades {
+        feed,
+        ohlc_topic,
+        lake,
+        vars,
+    } = million_trades(dir.path(), "rebalance", "11").await;
 
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
     let mut a = start_member(&vars, &log_a);
@@ -235,31 +206,6 @@ async fn survivor_takes_over_a_killed_members_partitions() {
     assert_candles_equal(&candles, &lake_candles, &topic_candles);
 }
 
-/// The group's committed offsets of `topic`, summed over its partitions.
-fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    committed
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            rdkafka::Offset::Offset(n) => Some(n),
-            _ => None,
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_member_takes_partitions_over_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
@@ -318,7 +264,7 @@ async fn a_joining_member_takes_partitions_over_without_duplicates() {
     wait_for(
         "the group to commit every trade",
         Duration::from_secs(120),
-        || committed_total(&group, &topic, 4) == produced,
+        || committed(&topic, &group) == produced,
     );
     // A leaves cleanly (Ctrl-C: final checkpoints), B takes its partitions over,
     // then B leaves too. One at a time: a member that stops in the middle of

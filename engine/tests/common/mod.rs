@@ -542,3 +542,102 @@ pub fn assert_candles_equal(
         );
     }
 }
+
+/// Offsets the group has committed on `topic`, summed over partitions.
+pub fn committed(topic: &str, group: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .map(|c| {
+            c.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(n) => Some(n),
+                    _ => None,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Starts `engine ARGS` from the repository root with `vars` set, logging
+/// (`RUST_LOG=info`) to `log`.
+pub fn spawn_engine(
+    args: &[&str],
+    vars: &BTreeMap<&str, String>,
+    log: &std::path::Path,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .current_dir(repo_root())
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// A million simulated trades of 50 symbols (from 23:50 UTC, so the day
+/// changes) in a file and in a new topic of 4 partitions, a new derived topic,
+/// a new lake on S3, and the environment the jobs find them by.
+pub struct MillionTrades {
+    /// The trades, one JSON object per line.
+    pub feed: std::path::PathBuf,
+    /// The derived topic (`OHLC_TOPIC`).
+    pub ohlc_topic: String,
+    /// The lake (`LAKE_URL`).
+    pub lake: String,
+    /// `KAFKA_BROKERS`, `TRADES_TOPIC`, `OHLC_TOPIC`, `OHLC_GROUP`, `RAW_GROUP`, `LAKE_URL`.
+    pub vars: BTreeMap<&'static str, String>,
+}
+
+/// [`MillionTrades`] with names from `prefix` and the feed from `seed`.
+pub async fn million_trades(dir: &std::path::Path, prefix: &str, seed: &str) -> MillionTrades {
+    let (feed, topic) = feed_file_and_topic(
+        dir,
+        &[
+            "--symbols",
+            "50",
+            "--rate",
+            "2000",
+            "--count",
+            "1000000",
+            "--start",
+            "2025-11-20T23:50:00Z",
+            "--seed",
+            seed,
+        ],
+        &format!("{prefix}_trades"),
+        4,
+    );
+    let ohlc_topic = unique(&format!("{prefix}_ohlc"));
+    create_topics(&[(&ohlc_topic, 1)]).await;
+    let lake = format!("s3://lake/{}", unique(prefix));
+    let vars = BTreeMap::from([
+        ("KAFKA_BROKERS", brokers()),
+        ("TRADES_TOPIC", topic),
+        ("OHLC_TOPIC", ohlc_topic.clone()),
+        ("OHLC_GROUP", unique("ohlc")),
+        ("RAW_GROUP", unique("raw")),
+        ("LAKE_URL", lake.clone()),
+    ]);
+    MillionTrades {
+        feed,
+        ohlc_topic,
+        lake,
+        vars,
+    }
+}
