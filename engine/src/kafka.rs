@@ -80,37 +80,22 @@ pub fn ensure_topic<C: ClientContext>(
     bootstrap_servers: &str,
     role: &str,
 ) -> Result<()> {
-    let metadata = client
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| {
-            EngineError::Kafka(format!(
-                "reading metadata of {role} `{topic}` on {bootstrap_servers}: {e}"
-            ))
-        })?;
-    let exists = metadata
-        .topics()
-        .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-    if !exists {
-        return Err(EngineError::Kafka(format!(
-            "{role} `{topic}` does not exist on {bootstrap_servers}: create it first"
-        )));
-    }
-    Ok(())
+    partitions_of(client, topic, bootstrap_servers, role).map(|_| ())
 }
 
-/// The partition ids of `topic`; an error naming the topic and the broker if
-/// it does not exist.
+/// The partition ids of `topic`; an error naming the topic, what it is for
+/// (`role`, e.g. "topic" or "output topic") and the broker if it does not exist.
 pub fn partitions_of<C: ClientContext>(
     client: &Client<C>,
     topic: &str,
     bootstrap_servers: &str,
+    role: &str,
 ) -> Result<Vec<i32>> {
     let metadata = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|e| {
             EngineError::Kafka(format!(
-                "reading metadata of topic `{topic}` on {bootstrap_servers}: {e}"
+                "reading metadata of {role} `{topic}` on {bootstrap_servers}: {e}"
             ))
         })?;
     let partitions: Vec<i32> = metadata
@@ -121,7 +106,7 @@ pub fn partitions_of<C: ClientContext>(
         .unwrap_or_default();
     if partitions.is_empty() {
         return Err(EngineError::Kafka(format!(
-            "topic `{topic}` does not exist on {bootstrap_servers} (create it, or check `topic` and `bootstrap_servers`)"
+            "{role} `{topic}` does not exist on {bootstrap_servers}: create it first (or check `topic` and `bootstrap_servers`)"
         )));
     }
     Ok(partitions)

@@ -168,19 +168,11 @@ impl Job {
                 || (group_done && lanes.is_empty());
             if stopping && !member_stop.load(Ordering::Relaxed) {
                 // Lanes first: their final checkpoints and offsets, then the member commits and leaves.
-                for (p, lane) in std::mem::take(&mut lanes) {
-                    if let Err(e) = stop_lane(p, lane).await {
-                        first_error.get_or_insert(e);
-                    }
-                }
+                stop_all(&mut lanes, &mut first_error).await;
                 member_stop.store(true, Ordering::Relaxed);
             }
         }
-        for (p, lane) in std::mem::take(&mut lanes) {
-            if let Err(e) = stop_lane(p, lane).await {
-                first_error.get_or_insert(e);
-            }
-        }
+        stop_all(&mut lanes, &mut first_error).await;
         let left = join(member).await;
         match first_error {
             Some(e) => Err(e),
@@ -213,6 +205,15 @@ async fn stop_lane(partition: i32, lane: RunningLane) -> Result<()> {
     join(lane.handle).await?;
     tracing::info!(partition, "lane stopped");
     Ok(())
+}
+
+/// Stops every lane in `lanes`, keeping the first error.
+async fn stop_all(lanes: &mut BTreeMap<i32, RunningLane>, first_error: &mut Option<EngineError>) {
+    for (p, lane) in std::mem::take(lanes) {
+        if let Err(e) = stop_lane(p, lane).await {
+            first_error.get_or_insert(e);
+        }
+    }
 }
 
 /// Whether every partition's newest checkpoint was taken at the end of a

@@ -213,7 +213,12 @@ pub fn end_offsets(config: &KafkaSourceConfig) -> Result<BTreeMap<i32, i64>> {
         .client_config()
         .create_with_context(ConsumerLogs)
         .map_err(err)?;
-    let partitions = partitions_of(consumer.client(), topic, &config.client.bootstrap_servers)?;
+    let partitions = partitions_of(
+        consumer.client(),
+        topic,
+        &config.client.bootstrap_servers,
+        "topic",
+    )?;
     partitions
         .into_iter()
         .map(|p| {

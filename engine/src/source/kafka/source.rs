@@ -265,6 +265,7 @@ impl KafkaSource {
             consumer.client(),
             topic,
             &self.config.client.bootstrap_servers,
+            "topic",
         )?;
         if let Some((lane, _)) = &self.lane {
             if !partitions.contains(lane) {
