@@ -29,7 +29,10 @@ CREATE TABLE ohlc_1m_topic (
     bootstrap_servers = '${KAFKA_BROKERS:-127.0.0.1:9092}',
     topic = '${OHLC_TOPIC:-ohlc_1m}',
     key_field = 'symbol',                  -- record timestamp = window_end
-    format = 'json'
+    format = 'json',
+    -- at_least_once: candles go out as windows close (a crash replays some, identical);
+    -- exactly_once: each checkpoint's candles in one Kafka transaction (see README).
+    sink.commit_mode = '${OHLC_COMMIT_MODE:-at_least_once}'
 );
 
 CREATE TABLE ohlc_1m_lake (

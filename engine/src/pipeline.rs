@@ -24,8 +24,9 @@ use crate::error::{EngineError, Result};
 use crate::message::{Message, Signal};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
+use crate::sink::kafka::{CommitMode, KafkaSinkConfig, Transactions};
 use crate::sink::lake::{staging, LakeSinkConfig};
-use crate::sink::{Sink, SinkConfig};
+use crate::sink::{Sink, SinkCheckpoint, SinkConfig};
 use crate::source::kafka::{GroupCommits, KafkaSource, KafkaSourceConfig, SourceBarriers};
 
 mod lanes;
@@ -182,6 +183,62 @@ impl Job {
             .collect()
     }
 
+    /// The Kafka sinks with `sink.commit_mode = 'exactly_once'`, by table name.
+    pub fn exactly_once_sinks(&self) -> BTreeMap<String, KafkaSinkConfig> {
+        self.sinks
+            .iter()
+            .filter_map(|(name, sink)| match sink {
+                SinkConfig::Kafka(k) if k.commit_mode == CommitMode::ExactlyOnce => {
+                    Some((name.clone(), k.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Checks that the job's `exactly_once` sinks can run as asked: with
+    /// checkpoints, one consumer group, and on the source's brokers (a
+    /// transaction commits the group's offsets there).
+    fn check_exactly_once(&self, options: &RunOptions) -> Result<()> {
+        let sinks = self.exactly_once_sinks();
+        let Some(first) = sinks.keys().next() else {
+            return Ok(());
+        };
+        let fail = |message: String| {
+            Err(EngineError::Execution(format!(
+                "{}: sink `{first}` has sink.commit_mode = 'exactly_once'; {message}",
+                self.name
+            )))
+        };
+        if options.checkpoint.is_none() {
+            return fail(
+                "it needs checkpoints (its records are sent when a checkpoint completes): remove --no-checkpoints".into(),
+            );
+        }
+        let groups: std::collections::BTreeSet<&str> =
+            self.sources.values().map(|s| s.group_id.as_str()).collect();
+        if groups.len() != 1 {
+            return fail(format!(
+                "its transactions commit the offsets of one consumer group, but the sources use {groups:?}"
+            ));
+        }
+        let source = self
+            .sources
+            .values()
+            .next()
+            .expect("one group, so a source");
+        for (name, sink) in &sinks {
+            if sink.client.bootstrap_servers != source.client.bootstrap_servers {
+                return fail(format!(
+                    "sink `{name}` writes to {} but the source reads from {}: a transaction \
+                     commits the source offsets on the cluster it writes to, so they must be the same",
+                    sink.client.bootstrap_servers, source.client.bootstrap_servers
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Kafka topics the job reads, and the ones it writes (sinks and dead letters).
     pub fn kafka_topics(&self) -> (Vec<String>, Vec<String>) {
         let read = self.sources.values().map(|s| s.topic.clone()).collect();
@@ -241,6 +298,8 @@ impl Job {
         stop: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
     ) -> Result<RunReport> {
+        self.check_exactly_once(&options)?;
+        let transactional = !self.exactly_once_sinks().is_empty();
         let lane = options.lane.as_ref().map(Lane::tag).unwrap_or_default();
         let restored = match &options.checkpoint {
             Some(c) => Some(self.restore(c, &metrics, &lane).await?),
@@ -324,6 +383,9 @@ impl Job {
             }
             if let Some(l) = &options.lane {
                 source = source.with_lane(l.partition, l.commits.clone());
+            }
+            if transactional {
+                source = source.with_offsets_in_transactions();
             }
             if restored.is_some() {
                 source = source.with_barriers(SourceBarriers {
@@ -452,7 +514,7 @@ impl Job {
             }
             tracing::info!(state_dir = %options.state_dir, epoch = m.epoch, "restoring from checkpoint");
         }
-        let coordinator = Coordinator::new(
+        let mut coordinator = Coordinator::new(
             store,
             fingerprint,
             lake.clone(),
@@ -460,8 +522,23 @@ impl Job {
             Arc::clone(metrics),
             lane,
         );
+        let exactly_once = self.exactly_once_sinks();
+        if let Some(source) = self
+            .sources
+            .values()
+            .next()
+            .filter(|_| !exactly_once.is_empty())
+        {
+            let (client, group) = (source.client.clone(), source.group_id.clone());
+            let open = tokio::task::spawn_blocking(move || {
+                Transactions::open(&client, &group, exactly_once)
+            });
+            let transactions = join(open).await?;
+            coordinator = coordinator.with_transactions(transactions);
+        }
         if let Some(m) = &manifest {
             coordinator.publish(m).await?;
+            coordinator.recover_transaction(m).await?;
         }
         for (name, location) in &lake {
             let kept: Vec<&crate::checkpoint::SinkState> =
@@ -497,14 +574,19 @@ struct Restored {
     manifest: Option<crate::checkpoint::Manifest>,
 }
 
-/// The final snapshots, each with the staged files of an incomplete
-/// checkpoint's snapshot of the same statement put first.
+/// The final snapshots, each with the staged files and transaction rows of
+/// an incomplete checkpoint's snapshot of the same statement put first.
 fn merge_leftover(
     leftover: Vec<StatementSnapshot>,
     mut last: Vec<StatementSnapshot>,
 ) -> Vec<StatementSnapshot> {
     for old in leftover {
         if let Some(new) = last.iter_mut().find(|s| s.statement == old.statement) {
+            for (name, mut rows) in old.records {
+                let newer = new.records.entry(name).or_default();
+                rows.append(newer);
+                *newer = rows;
+            }
             for (name, state) in old.sinks {
                 if let Some(n) = new.sinks.get_mut(&name) {
                     let mut publish = state.publish;
@@ -532,9 +614,16 @@ impl StatementTask {
     async fn snapshot(&mut self, epoch: u64) -> Result<StatementSnapshot> {
         let (watermark, windows) = self.operator.snapshot().unwrap_or_default();
         let mut sinks = BTreeMap::new();
+        let mut records = BTreeMap::new();
         for sink in &mut self.sinks {
-            if let Some(state) = sink.checkpoint(epoch).await? {
-                sinks.insert(sink.name().to_string(), state);
+            match sink.checkpoint(epoch).await? {
+                SinkCheckpoint::Flushed => {}
+                SinkCheckpoint::Lake(state) => {
+                    sinks.insert(sink.name().to_string(), state);
+                }
+                SinkCheckpoint::Transaction(rows) => {
+                    records.insert(sink.name().to_string(), rows);
+                }
             }
         }
         Ok(StatementSnapshot {
@@ -542,6 +631,7 @@ impl StatementTask {
             watermark,
             windows,
             sinks,
+            records,
         })
     }
 }

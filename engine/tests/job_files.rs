@@ -82,6 +82,44 @@ fn check_reports_errors_with_file_and_line() {
     assert!(!ok && stderr.contains("Usage"), "{stderr}");
 }
 
+#[test]
+fn exactly_once_is_refused_where_it_cannot_hold() {
+    let job = common::repo_root().join("jobs/ohlc_1m.sql");
+    let job = job.to_str().unwrap();
+    let run = |mode: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(args)
+            .env("RUST_LOG", "error")
+            // Nothing listens there: each refusal must come before connecting.
+            .env("KAFKA_BROKERS", "127.0.0.1:1")
+            .env("OHLC_COMMIT_MODE", mode)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} ran");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = run("exactly_once", &["run", job, "--no-checkpoints"]);
+    assert!(
+        stderr.contains(
+            "sink `ohlc_1m_topic` has sink.commit_mode = 'exactly_once'; it needs checkpoints"
+        ),
+        "{stderr}"
+    );
+    let stderr = run("exactly_once", &["run", job, "--scale-out"]);
+    assert!(
+        stderr.contains("--scale-out cannot run") && stderr.contains("exactly_once"),
+        "{stderr}"
+    );
+    let stderr = run("once", &["check", job]);
+    let line = text_line(std::path::Path::new(job), "sink.commit_mode");
+    assert!(
+        stderr.contains(&format!(
+            "ohlc_1m.sql:{line}: table `ohlc_1m_topic`: option `sink.commit_mode` = 'once' is not one of"
+        )),
+        "{stderr}"
+    );
+}
+
 fn text_line(path: &std::path::Path, needle: &str) -> usize {
     std::fs::read_to_string(path)
         .unwrap()

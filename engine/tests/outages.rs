@@ -20,26 +20,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const TRADES: u64 = 300_000;
 const OUTAGE: Duration = Duration::from_secs(30);
 
-/// The pid of a service started by scripts/services.sh.
-fn service_pid(name: &str) -> String {
-    let dir = std::env::var("ENGINE_SERVICES_DIR")
-        .expect("ENGINE_SERVICES_DIR is not set: run the tests with scripts/test.sh");
-    std::fs::read_to_string(format!("{dir}/{name}.pid"))
-        .unwrap_or_else(|e| {
-            panic!("{name}.pid in {dir}: {e} (were the services started by scripts/services.sh?)")
-        })
-        .trim()
-        .to_string()
-}
-
-fn signal(pid: &str, sig: &str) {
-    assert!(Command::new("kill")
-        .args([sig, pid])
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// Resident memory of a process, in MiB.
 fn rss_mib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -108,14 +108,6 @@ fn exits_cleanly(child: &mut Child, log: &Path) {
     );
 }
 
-fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survivor_takes_over_a_killed_members_partitions() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! The checkpoint coordinator: asks the sources for barriers, gathers what
 //! every source and statement reports at a barrier, writes the checkpoint,
-//! and then publishes the lake files it covers.
+//! and then publishes what it covers: the lake files, and the records of
+//! `exactly_once` Kafka sinks in one transaction.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +14,9 @@ use tokio::sync::mpsc;
 use super::manifest::{Manifest, SinkState, StatementState};
 use super::store::{CheckpointStore, KEPT};
 use super::{batches_to_ipc, SourceOffsets};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
+use crate::sink::kafka::{CheckpointMark, Recovery, Transactions};
 use crate::sink::lake::staging;
 use crate::sink::lake::store::Location;
 
@@ -29,6 +31,8 @@ pub struct StatementSnapshot {
     pub windows: Vec<RecordBatch>,
     /// Its lake sinks' states, by sink table name.
     pub sinks: BTreeMap<String, SinkState>,
+    /// Its `exactly_once` Kafka sinks' rows since the last checkpoint, by sink table name.
+    pub records: BTreeMap<String, Vec<RecordBatch>>,
 }
 
 /// A report at a barrier.
@@ -56,6 +60,8 @@ pub struct Coordinator {
     lane: String,
     /// The next checkpoint is taken at the end of a bounded input.
     finished: bool,
+    /// With `exactly_once` Kafka sinks: the job's transactional producer.
+    transactions: Option<Arc<Transactions>>,
 }
 
 impl Coordinator {
@@ -79,7 +85,15 @@ impl Coordinator {
             metrics,
             lane: lane.to_string(),
             finished: false,
+            transactions: None,
         }
+    }
+
+    /// Sends the records of `exactly_once` Kafka sinks, with the source
+    /// offsets, in one transaction per checkpoint through `transactions`.
+    pub fn with_transactions(mut self, transactions: Transactions) -> Self {
+        self.transactions = Some(Arc::new(transactions));
+        self
     }
 
     /// The state directory.
@@ -98,8 +112,8 @@ impl Coordinator {
     }
 
     /// Writes checkpoint `epoch` from the sources' offsets and the statements'
-    /// snapshots, then publishes the lake files it covers and removes what no
-    /// kept checkpoint needs.
+    /// snapshots, then publishes the lake files it covers, commits its
+    /// transaction, and removes what no kept checkpoint needs.
     pub async fn complete(
         &mut self,
         epoch: u64,
@@ -114,6 +128,7 @@ impl Coordinator {
             finished: self.finished,
             ..Default::default()
         };
+        let mut records: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
         for s in snapshots {
             let windows = match batches_to_ipc(&s.windows)? {
                 Some(bytes) => Some(
@@ -131,10 +146,21 @@ impl Coordinator {
                 },
             );
             manifest.sinks.extend(s.sinks);
+            for (name, rows) in s.records {
+                records.entry(name).or_default().extend(rows);
+            }
+        }
+        for (name, rows) in &records {
+            if let Some(bytes) = batches_to_ipc(rows)? {
+                let file = format!("transaction-{name}.arrow");
+                let file = self.store.write(epoch, &file, bytes).await?;
+                manifest.transaction.insert(name.clone(), file);
+            }
         }
         self.store.commit(&manifest).await?;
         tracing::debug!(state_dir = %self.store.url(), epoch, "checkpoint complete");
         self.publish(&manifest).await?;
+        self.commit_transaction(&manifest, records).await?;
         self.metrics.last_checkpoint.store(epoch, Ordering::Relaxed);
         self.next_epoch = self.next_epoch.max(epoch + 1);
         self.kept.push(manifest);
@@ -159,6 +185,89 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+impl Coordinator {
+    /// Sends `records` and `manifest`'s offsets in the checkpoint's transaction.
+    async fn commit_transaction(
+        &self,
+        manifest: &Manifest,
+        records: BTreeMap<String, Vec<RecordBatch>>,
+    ) -> Result<()> {
+        let Some(transactions) = &self.transactions else {
+            return Ok(());
+        };
+        let transactions = Arc::clone(transactions);
+        let mark = mark_of(manifest);
+        let offsets = manifest.offsets.clone();
+        let sent = blocking(move || transactions.publish(&mark, &records, &offsets)).await?;
+        Metrics::add(&self.metrics.rows_out, sent);
+        Ok(())
+    }
+
+    /// After a crash between writing checkpoint `manifest` and committing its
+    /// transaction: sends the transaction again, from the checkpoint, unless
+    /// the consumer group shows it committed.
+    pub async fn recover_transaction(&self, manifest: &Manifest) -> Result<()> {
+        let Some(transactions) = &self.transactions else {
+            return Ok(());
+        };
+        let mark = mark_of(manifest);
+        let group = {
+            let (t, offsets) = (Arc::clone(transactions), manifest.offsets.clone());
+            blocking(move || t.group_commit(&offsets)).await?
+        };
+        let previous = self.store.latest_before(manifest.epoch).await?;
+        let recovery = Recovery::decide(
+            &mark,
+            &manifest.offsets,
+            !manifest.transaction.is_empty(),
+            previous.as_ref().map(|p| &p.offsets),
+            &group,
+        );
+        match recovery {
+            Recovery::Committed => return Ok(()),
+            Recovery::LaterCommitted(epoch) => {
+                return Err(EngineError::Execution(format!(
+                    "state dir {}: the consumer group's offsets were committed by the transaction of \
+                     checkpoint {epoch}, but the newest intact checkpoint is {}: that transaction's records \
+                     are in the topic already and would be sent twice. Exactly-once cannot be kept; \
+                     start over with a new state dir and group, or use sink.commit_mode = 'at_least_once'",
+                    self.store.url(),
+                    manifest.epoch
+                )))
+            }
+            Recovery::SendAgain => {}
+        }
+        let mut records = BTreeMap::new();
+        for (name, file) in &manifest.transaction {
+            records.insert(
+                name.clone(),
+                super::batches_from_ipc(self.store.read(file).await?)?,
+            );
+        }
+        self.commit_transaction(manifest, records).await?;
+        tracing::info!(
+            epoch = manifest.epoch,
+            "transaction of the restored checkpoint sent again (a crash cut it short)"
+        );
+        Ok(())
+    }
+}
+
+/// The mark a checkpoint's transaction leaves in the group's offsets.
+fn mark_of(manifest: &Manifest) -> CheckpointMark {
+    CheckpointMark {
+        epoch: manifest.epoch,
+        created_at: manifest.created_at.clone(),
+    }
+}
+
+/// Runs a blocking Kafka call off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(format!("a Kafka transaction step panicked: {e}")))?
 }
 
 /// Runs periodic checkpoints until every reporter is gone: raises

@@ -24,6 +24,20 @@ pub struct Manifest {
     /// know a partition is done).
     #[serde(default)]
     pub finished: bool,
+    /// The rows of each `exactly_once` Kafka sink (Arrow IPC) that this
+    /// checkpoint's transaction sends, by sink table name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transaction: BTreeMap<String, FileRef>,
+}
+
+impl Manifest {
+    /// The state files the checkpoint needs: open windows and transaction rows.
+    pub fn state_files(&self) -> impl Iterator<Item = &FileRef> {
+        self.statements
+            .values()
+            .filter_map(|s| s.windows.as_ref())
+            .chain(self.transaction.values())
+    }
 }
 
 /// A statement's operator state.

@@ -117,7 +117,13 @@ impl CheckpointStore {
     /// files all exist with their recorded sizes. Damaged newer ones are
     /// skipped with a warning.
     pub async fn latest(&self) -> Result<Option<Manifest>> {
+        self.latest_before(u64::MAX).await
+    }
+
+    /// The newest complete checkpoint before epoch `epoch`.
+    pub async fn latest_before(&self, epoch: u64) -> Result<Option<Manifest>> {
         let mut epochs = self.epochs().await?;
+        epochs.retain(|&e| e < epoch);
         epochs.reverse();
         for epoch in epochs {
             match self.load(epoch).await {
@@ -176,11 +182,7 @@ impl CheckpointStore {
         };
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| format!("manifest does not parse: {e}"))?;
-        let files = manifest
-            .statements
-            .values()
-            .filter_map(|s| s.windows.as_ref());
-        for file in files {
+        for file in manifest.state_files() {
             let meta = self
                 .location
                 .store

@@ -61,6 +61,13 @@ impl Job {
                     .into(),
             ));
         };
+        if let Some(sink) = self.exactly_once_sinks().keys().next() {
+            return Err(EngineError::Execution(format!(
+                "--scale-out cannot run {}: sink `{sink}` has sink.commit_mode = 'exactly_once', \
+                 whose transactions commit every source partition's offsets at once (one process)",
+                self.name
+            )));
+        }
         let source = match self.sources.values().collect::<Vec<_>>()[..] {
             [one] => one.clone(),
             _ => {

@@ -30,6 +30,17 @@ enum Target {
     Lake(Box<lake::LakeSink>),
 }
 
+/// A sink's part of a checkpoint.
+pub enum SinkCheckpoint {
+    /// Everything written is durable; nothing to record.
+    Flushed,
+    /// A lake sink's staged and open files.
+    Lake(crate::checkpoint::SinkState),
+    /// An `exactly_once` Kafka sink's rows since the last checkpoint, to send
+    /// in the checkpoint's transaction.
+    Transaction(Vec<RecordBatch>),
+}
+
 /// A sink's checked configuration, built without connecting (for `engine check`).
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
@@ -155,11 +166,15 @@ impl Sink {
     }
 
     /// The sink's part of checkpoint `epoch`: a Kafka sink makes its records
-    /// durable; a lake sink returns its state.
-    pub async fn checkpoint(&mut self, epoch: u64) -> Result<Option<crate::checkpoint::SinkState>> {
+    /// durable or, in `exactly_once` mode, hands them over for the
+    /// checkpoint's transaction; a lake sink returns its state.
+    pub async fn checkpoint(&mut self, epoch: u64) -> Result<SinkCheckpoint> {
         match &mut self.target {
-            Target::Kafka(s) => s.flush().await.map(|()| None),
-            Target::Lake(s) => s.checkpoint(epoch).await.map(Some),
+            Target::Kafka(s) => match s.take_pending() {
+                Some(rows) => Ok(SinkCheckpoint::Transaction(rows)),
+                None => s.flush().await.map(|()| SinkCheckpoint::Flushed),
+            },
+            Target::Lake(s) => s.checkpoint(epoch).await.map(SinkCheckpoint::Lake),
         }
     }
 

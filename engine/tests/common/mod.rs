@@ -545,6 +545,15 @@ pub fn assert_candles_equal(
 
 /// Offsets the group has committed on `topic`, summed over partitions.
 pub fn committed(topic: &str, group: &str) -> i64 {
+    committed_partitions(topic, group)
+        .iter()
+        .map(|(offset, _)| offset)
+        .sum()
+}
+
+/// The group's committed offset and its metadata, per partition of `topic`
+/// that has one.
+pub fn committed_partitions(topic: &str, group: &str) -> Vec<(i64, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group)
@@ -563,12 +572,45 @@ pub fn committed(topic: &str, group: &str) -> i64 {
             c.elements()
                 .iter()
                 .filter_map(|e| match e.offset() {
-                    rdkafka::Offset::Offset(n) => Some(n),
+                    rdkafka::Offset::Offset(n) => Some((n, e.metadata().to_string())),
                     _ => None,
                 })
-                .sum()
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// The pid of a service started by scripts/services.sh (`tansu`, `moto`).
+pub fn service_pid(name: &str) -> String {
+    let dir = std::env::var("ENGINE_SERVICES_DIR")
+        .expect("ENGINE_SERVICES_DIR is not set: run the tests with scripts/test.sh");
+    std::fs::read_to_string(format!("{dir}/{name}.pid"))
+        .unwrap_or_else(|e| {
+            panic!("{name}.pid in {dir}: {e} (were the services started by scripts/services.sh?)")
+        })
+        .trim()
+        .to_string()
+}
+
+/// Sends `sig` (e.g. `-STOP`) to process `pid`.
+pub fn signal(pid: &str, sig: &str) {
+    assert!(std::process::Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Waits up to `deadline` for `done`; fails naming `what` otherwise.
+pub fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + deadline;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Starts `engine ARGS` from the repository root with `vars` set, logging

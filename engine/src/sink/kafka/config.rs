@@ -14,6 +14,19 @@ pub enum TimestampFormat {
     Rfc3339,
 }
 
+/// What a Kafka sink promises its readers (`sink.commit_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Records go out as rows are emitted, from an idempotent producer; a
+    /// restart after a crash replays the records since the last checkpoint,
+    /// identical, so readers that upsert by key and window see each once (default).
+    AtLeastOnce,
+    /// Each checkpoint's records go out in one Kafka transaction together with
+    /// the source offsets it covers; `read_committed` readers see each record
+    /// once. Needs checkpoints; records appear one checkpoint interval later.
+    ExactlyOnce,
+}
+
 /// A Kafka sink table's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSinkConfig {
@@ -29,6 +42,8 @@ pub struct KafkaSinkConfig {
     pub timestamp_field: Option<usize>,
     /// `json.timestamp_format`: `epoch_millis` (default) or `rfc3339`.
     pub timestamp_format: TimestampFormat,
+    /// `sink.commit_mode`: `at_least_once` (default) or `exactly_once`.
+    pub commit_mode: CommitMode,
 }
 
 impl KafkaSinkConfig {
@@ -76,6 +91,13 @@ impl KafkaSinkConfig {
             "rfc3339" => TimestampFormat::Rfc3339,
             _ => TimestampFormat::EpochMillis,
         };
+        let commit_mode = match o
+            .one_of("sink.commit_mode", &["at_least_once", "exactly_once"])?
+            .as_str()
+        {
+            "exactly_once" => CommitMode::ExactlyOnce,
+            _ => CommitMode::AtLeastOnce,
+        };
         o.reject_unknown("kafka")?;
         Ok(Self {
             topic,
@@ -83,6 +105,7 @@ impl KafkaSinkConfig {
             key_field,
             timestamp_field,
             timestamp_format,
+            commit_mode,
         })
     }
 }

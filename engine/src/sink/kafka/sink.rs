@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use super::config::{KafkaSinkConfig, TimestampFormat};
+use super::config::{CommitMode, KafkaSinkConfig, TimestampFormat};
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
 
@@ -25,6 +25,9 @@ pub struct KafkaSink {
     producer: FutureProducer,
     in_flight: VecDeque<DeliveryFuture>,
     metrics: Arc<Metrics>,
+    /// `exactly_once` mode: rows since the last checkpoint, sent in its
+    /// transaction by the checkpoint coordinator.
+    pending: Option<Vec<RecordBatch>>,
 }
 
 impl KafkaSink {
@@ -51,40 +54,26 @@ impl KafkaSink {
             &config.client.bootstrap_servers,
             "output topic",
         )?;
+        let pending = (config.commit_mode == CommitMode::ExactlyOnce).then(Vec::new);
         Ok(Self {
             config,
             producer,
             in_flight: VecDeque::new(),
             metrics,
+            pending,
         })
     }
 
-    /// Queues one record per row (rows already in the table's schema).
+    /// Queues one record per row (rows already in the table's schema). In
+    /// `exactly_once` mode the rows are kept for the next checkpoint instead.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let values = encode_json(&batch, self.config.timestamp_format)?;
-        let keys = match self.config.key_field {
-            Some(i) => Some(cast(batch.column(i), &DataType::Utf8)?),
-            None => None,
-        };
-        let keys = keys
-            .as_ref()
-            .and_then(|k| k.as_any().downcast_ref::<StringArray>());
-        let timestamps = match self.config.timestamp_field {
-            Some(i) => Some(cast(batch.column(i), &engine_sql::timestamp_type())?),
-            None => None,
-        };
-        let timestamps = timestamps
-            .as_ref()
-            .and_then(|t| t.as_any().downcast_ref::<TimestampMillisecondArray>());
-        for (row, value) in values.iter().enumerate() {
-            let mut record =
-                FutureRecord::<str, [u8]>::to(&self.config.topic).payload(value.as_slice());
-            if let Some(k) = keys.filter(|k| k.is_valid(row)) {
-                record = record.key(k.value(row));
-            }
-            if let Some(t) = timestamps.filter(|t| t.is_valid(row)) {
-                record = record.timestamp(t.value(row));
-            }
+        if let Some(pending) = &mut self.pending {
+            pending.push(batch);
+            return Ok(());
+        }
+        let rows = EncodedRows::new(&batch, &self.config)?;
+        for row in 0..rows.len() {
+            let mut record = rows.record(&self.config.topic, row);
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
@@ -115,6 +104,12 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// `exactly_once` mode: the rows written since the last call, for the
+    /// checkpoint's transaction. `None` in `at_least_once` mode.
+    pub fn take_pending(&mut self) -> Option<Vec<RecordBatch>> {
+        self.pending.as_mut().map(std::mem::take)
+    }
+
     /// Waits for every queued record to be acknowledged.
     pub async fn flush(&mut self) -> Result<()> {
         while let Some(d) = self.in_flight.pop_front() {
@@ -135,6 +130,61 @@ impl KafkaSink {
                 self.config.topic
             ))),
         }
+    }
+}
+
+/// A batch encoded as Kafka records: JSON values, and keys and timestamps
+/// from the configured columns.
+pub struct EncodedRows {
+    values: Vec<Vec<u8>>,
+    keys: Option<ArrayRef>,
+    timestamps: Option<ArrayRef>,
+}
+
+impl EncodedRows {
+    /// Encodes `batch` (rows in the sink table's schema) as `config` says.
+    pub fn new(batch: &RecordBatch, config: &KafkaSinkConfig) -> Result<Self> {
+        Ok(Self {
+            values: encode_json(batch, config.timestamp_format)?,
+            keys: match config.key_field {
+                Some(i) => Some(cast(batch.column(i), &DataType::Utf8)?),
+                None => None,
+            },
+            timestamps: match config.timestamp_field {
+                Some(i) => Some(cast(batch.column(i), &engine_sql::timestamp_type())?),
+                None => None,
+            },
+        })
+    }
+
+    /// The number of records.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Record `row`, to `topic`.
+    pub fn record<'a>(&'a self, topic: &'a str, row: usize) -> FutureRecord<'a, str, [u8]> {
+        let mut record = FutureRecord::to(topic).payload(self.values[row].as_slice());
+        let keys = self
+            .keys
+            .as_ref()
+            .and_then(|k| k.as_any().downcast_ref::<StringArray>());
+        if let Some(k) = keys.filter(|k| k.is_valid(row)) {
+            record = record.key(k.value(row));
+        }
+        let timestamps = self
+            .timestamps
+            .as_ref()
+            .and_then(|t| t.as_any().downcast_ref::<TimestampMillisecondArray>());
+        if let Some(t) = timestamps.filter(|t| t.is_valid(row)) {
+            record = record.timestamp(t.value(row));
+        }
+        record
     }
 }
 

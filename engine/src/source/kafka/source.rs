@@ -50,6 +50,9 @@ pub struct KafkaSource {
     /// As a lane (`--scale-out`): the one partition read, and where its
     /// durable offsets go for the group member to commit.
     lane: Option<(i32, GroupCommits)>,
+    /// The group's offsets are committed in the checkpoints' transactions
+    /// (`exactly_once` Kafka sinks), never by this consumer.
+    offsets_in_transactions: bool,
 }
 
 /// How the checkpoint coordinator and a source talk: the coordinator raises
@@ -82,6 +85,8 @@ pub struct SourceProgress {
     next_offsets: BTreeMap<i32, i64>,
     /// A lane's offsets are committed by the group member, not by this consumer.
     commits: Option<GroupCommits>,
+    /// The offsets are committed in the checkpoints' transactions.
+    offsets_in_transactions: bool,
     /// Bounded: every partition was read to its end (not stopped before).
     reached_end: bool,
 }
@@ -92,6 +97,9 @@ impl SourceProgress {
     /// this source has flushed.
     pub fn commit(self) -> Result<()> {
         self.dead_letters.flush()?;
+        if self.offsets_in_transactions {
+            return Ok(());
+        }
         if let Some(commits) = &self.commits {
             commits.record(&self.next_offsets);
             return Ok(());
@@ -150,6 +158,7 @@ impl KafkaSource {
             start_offsets: None,
             barriers: None,
             lane: None,
+            offsets_in_transactions: false,
         })
     }
 
@@ -158,6 +167,13 @@ impl KafkaSource {
     /// member commits (only a member of the group may).
     pub fn with_lane(mut self, partition: i32, commits: GroupCommits) -> Self {
         self.lane = Some((partition, commits));
+        self
+    }
+
+    /// Leaves committing the group's offsets to the checkpoints' transactions
+    /// (a job with `exactly_once` Kafka sinks).
+    pub fn with_offsets_in_transactions(mut self) -> Self {
+        self.offsets_in_transactions = true;
         self
     }
 
@@ -245,6 +261,7 @@ impl KafkaSource {
             topic,
             next_offsets: cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
             commits: self.lane.map(|(_, commits)| commits),
+            offsets_in_transactions: self.offsets_in_transactions,
             reached_end: ended,
         })
     }
@@ -459,7 +476,9 @@ impl KafkaSource {
                     .map_err(|e| EngineError::Kafka(format!("offset list: {e}")))?;
             }
             // The checkpoint is what restores; the group's offsets show progress (lag).
-            if let Some((_, commits)) = &self.lane {
+            if self.offsets_in_transactions {
+                // Committed by the checkpoint's transaction.
+            } else if let Some((_, commits)) = &self.lane {
                 commits.record(&offsets);
             } else if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                 tracing::warn!(topic = %self.config.topic, error = %e, "committing group offsets");
