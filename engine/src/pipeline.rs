@@ -466,7 +466,12 @@ impl Job {
             }
             let offsets = progress.next_offsets().clone();
             join(tokio::task::spawn_blocking(move || progress.commit())).await?;
-            tracing::info!(topic = %topic, ?offsets, "offsets committed");
+            match transactional {
+                true => {
+                    tracing::info!(topic = %topic, ?offsets, "offsets committed (in the final checkpoint's transaction)")
+                }
+                false => tracing::info!(topic = %topic, ?offsets, "offsets committed"),
+            }
             committed.insert(topic, offsets);
         }
         tracing::info!("{}", metrics.summary());

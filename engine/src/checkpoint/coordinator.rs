@@ -185,9 +185,7 @@ impl Coordinator {
         }
         Ok(())
     }
-}
 
-impl Coordinator {
     /// Sends `records` and `manifest`'s offsets in the checkpoint's transaction.
     async fn commit_transaction(
         &self,

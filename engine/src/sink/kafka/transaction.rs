@@ -231,7 +231,16 @@ impl Transactions {
         records: &BTreeMap<String, Vec<RecordBatch>>,
         offsets: &SourceOffsets,
     ) -> Result<u64> {
+        let started = std::time::Instant::now();
         let result = self.try_publish(mark, records, offsets);
+        if let Ok(sent) = &result {
+            tracing::debug!(
+                epoch = mark.epoch,
+                records = sent,
+                ms = started.elapsed().as_millis() as u64,
+                "transaction committed"
+            );
+        }
         if let Err(e) = &result {
             tracing::warn!(transactional_id = %self.transactional_id, epoch = mark.epoch, error = %e, "aborting transaction");
             // Best effort: the broker aborts it after the transaction timeout anyway.
