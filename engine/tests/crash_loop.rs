@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,7 +15,7 @@ use rand::{Rng, SeedableRng};
 /// Kills per job before it may run to the end.
 const KILLS: usize = 10;
 
-fn start_job(job: &str, vars: &BTreeMap<&str, String>, log: &std::path::Path) -> Child {
+fn start_job(job: &str, vars: &BTreeMap<&str, String>, log: &std::path::Path) -> Running {
     spawn_engine(
         &["run", job, "--bounded", "--checkpoint-interval", "200ms"],
         vars,

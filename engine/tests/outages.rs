@@ -95,14 +95,11 @@ async fn ride_out(service: &str, lake: &str) {
         ("LAKE_URL", lake.to_string()),
     ]);
     let log = dir.path().join("run.log");
-    let mut job = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["run", "jobs/trades_raw.sql", "--checkpoint-interval", "1s"])
-        .current_dir(repo_root())
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut job = spawn_engine(
+        &["run", "jobs/trades_raw.sql", "--checkpoint-interval", "1s"],
+        &vars,
+        &log,
+    );
 
     std::thread::sleep(Duration::from_secs(6));
     let pid = service_pid(service);

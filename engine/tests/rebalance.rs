@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn start_member(vars: &BTreeMap<&str, String>, log: &Path) -> Child {
+fn start_member(vars: &BTreeMap<&str, String>, log: &Path) -> Running {
     start(vars, log, &["--bounded"])
 }
 
 /// `engine run jobs/ohlc_1m.sql --scale-out` with 200 ms checkpoints and `extra` arguments.
-fn start(vars: &BTreeMap<&str, String>, log: &Path, extra: &[&str]) -> Child {
+fn start(vars: &BTreeMap<&str, String>, log: &Path, extra: &[&str]) -> Running {
     let mut args = vec![
         "run",
         "jobs/ohlc_1m.sql",

@@ -619,8 +619,8 @@ pub fn spawn_engine(
     args: &[&str],
     vars: &BTreeMap<&str, String>,
     log: &std::path::Path,
-) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+) -> Running {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(args)
         .current_dir(repo_root())
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
@@ -629,7 +629,33 @@ pub fn spawn_engine(
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Running(child)
+}
+
+/// A child process that is killed when dropped: a failing test leaves no
+/// engine running (and reading the shared broker) behind.
+pub struct Running(pub std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Already exited in a passing test: both calls are then harmless.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A million simulated trades of 50 symbols (from 23:50 UTC, so the day

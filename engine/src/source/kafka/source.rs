@@ -28,11 +28,26 @@ use crate::message::{Message, Signal};
 use crate::metrics::Metrics;
 use crate::watermark::{WatermarkExpr, WatermarkTracker};
 
-/// Consumer defaults that `properties.*` may override. librdkafka postpones a
-/// partition's next fetch by `fetch.queue.backoff.ms` (1 s) whenever its local
-/// queue passed a threshold; a consumer that drains the queue as fast as we
-/// do then mostly waits: 1M trades took 7.3 s with the default, 1.6 s with 10 ms.
-const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "10")];
+/// Consumer defaults that `properties.*` may override.
+/// - librdkafka postpones a partition's next fetch by `fetch.queue.backoff.ms`
+///   (1 s) whenever its local queue passed a threshold; a consumer that drains
+///   the queue as fast as we do then mostly waits: 1M trades took 7.3 s with
+///   the default, 1.6 s with 10 ms.
+/// - librdkafka's prefetch queue holds each fetched record as a ~250-byte op
+///   beside its payload, and by default fills up to 100k records per partition
+///   from fetches of up to 50 MB: heaptrack found all 1M trades of a
+///   4-partition topic held there at the peak of a `--scale-out` run (one
+///   consumer per lane). Smaller fetches and queues keep it to a few MB per
+///   partition, no slower (1M trades, `ohlc_1m --bounded --no-checkpoints`:
+///   2.2-2.5 s, 211-228 MB peak RSS before; 2.1-2.2 s, 129 MB after; with
+///   `--scale-out` 467 -> 258 MB). 10k records per partition saved a few MB
+///   more but starved the reader.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.queue.backoff.ms", "10"),
+    ("fetch.max.bytes", "1048576"),
+    ("queued.min.messages", "30000"),
+    ("queued.max.messages.kbytes", "16384"),
+];
 
 /// Bad records logged one by one before the log switches to every 1000th.
 const BAD_RECORDS_LOGGED: u64 = 20;
