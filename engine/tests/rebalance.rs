@@ -201,35 +201,15 @@ async fn survivor_takes_over_a_killed_members_partitions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_member_takes_partitions_over_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    // Ten minutes of market time for 50 symbols, replayed a minute per second.
-    let feed = feed_file(
-        dir.path(),
-        &[
-            "--symbols",
-            "50",
-            "--rate",
-            "1000",
-            "--count",
-            "600000",
-            "--start",
-            "2025-11-20T23:55:00Z",
-            "--seed",
-            "12",
-        ],
-    );
-    let topic = unique("handover_trades");
-    let ohlc_topic = unique("handover_ohlc");
-    let dlq = format!("{topic}.dlq");
-    create_topics(&[(&topic, 4), (&dlq, 1), (&ohlc_topic, 1)]).await;
-    let group = unique("handover_group");
-    let lake = format!("s3://lake/{}", unique("handover"));
-    let vars = BTreeMap::from([
-        ("KAFKA_BROKERS", brokers()),
-        ("TRADES_TOPIC", topic.clone()),
-        ("OHLC_TOPIC", ohlc_topic.clone()),
-        ("OHLC_GROUP", group.clone()),
-        ("LAKE_URL", lake.clone()),
-    ]);
+    // Ten minutes of market time, replayed a minute per second.
+    let LiveFeed {
+        feed,
+        topic,
+        ohlc_topic,
+        group,
+        lake,
+        vars,
+    } = live_feed(dir.path(), "handover", "12").await;
     let logs = ["a.log", "b.log", "c.log"].map(|n| dir.path().join(n));
 
     // A alone, live: all four partitions are A's.

@@ -20,7 +20,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -87,37 +86,18 @@ fn log_text(log: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_cut_short_by_a_crash_is_sent_again_and_every_candle_is_in_the_topic_once() {
     let dir = tempfile::tempdir().unwrap();
-    // Ten minutes of market time for 50 symbols, replayed 30 times faster (20 s).
-    let feed = feed_file(
-        dir.path(),
-        &[
-            "--symbols",
-            "50",
-            "--rate",
-            "1000",
-            "--count",
-            "600000",
-            "--start",
-            "2025-11-20T23:55:00Z",
-            "--seed",
-            "13",
-        ],
-    );
-    let topic = unique("txn_trades");
-    let ohlc_topic = unique("txn_ohlc");
-    create_topics(&[(&topic, 4), (&format!("{topic}.dlq"), 1), (&ohlc_topic, 1)]).await;
-    let group = unique("txn_group");
-    let lake = format!("s3://lake/{}", unique("txn"));
+    // Ten minutes of market time, replayed 30 times faster (20 s).
+    let LiveFeed {
+        feed,
+        topic,
+        ohlc_topic,
+        group,
+        lake,
+        mut vars,
+    } = live_feed(dir.path(), "txn", "13").await;
+    vars.insert("OHLC_COMMIT_MODE", "exactly_once".to_string());
     let state_dir: PathBuf = dir.path().join("state");
     let state_arg = state_dir.display().to_string();
-    let vars = BTreeMap::from([
-        ("KAFKA_BROKERS", brokers()),
-        ("TRADES_TOPIC", topic.clone()),
-        ("OHLC_TOPIC", ohlc_topic.clone()),
-        ("OHLC_GROUP", group.clone()),
-        ("OHLC_COMMIT_MODE", "exactly_once".to_string()),
-        ("LAKE_URL", lake.clone()),
-    ]);
     let run_args = |extra: &[&'static str]| {
         let mut args = vec![
             "run",

@@ -709,3 +709,61 @@ pub async fn million_trades(dir: &std::path::Path, prefix: &str, seed: &str) -> 
         vars,
     }
 }
+
+/// Ten minutes of market time for 50 symbols (600k trades from 23:55 UTC, so
+/// the day changes) in a file, to be replayed live into `topic`: a new topic of
+/// 4 partitions with its dead-letter topic, a new derived topic, group and
+/// lake on S3, and the environment `jobs/ohlc_1m.sql` finds them by.
+pub struct LiveFeed {
+    /// The trades, one JSON object per line.
+    pub feed: std::path::PathBuf,
+    /// The trades topic (`TRADES_TOPIC`), empty until the feed is replayed.
+    pub topic: String,
+    /// The derived topic (`OHLC_TOPIC`).
+    pub ohlc_topic: String,
+    /// The consumer group (`OHLC_GROUP`).
+    pub group: String,
+    /// The lake (`LAKE_URL`).
+    pub lake: String,
+    /// `KAFKA_BROKERS`, `TRADES_TOPIC`, `OHLC_TOPIC`, `OHLC_GROUP`, `LAKE_URL`.
+    pub vars: BTreeMap<&'static str, String>,
+}
+
+/// [`LiveFeed`] with names from `prefix` and the feed from `seed`.
+pub async fn live_feed(dir: &std::path::Path, prefix: &str, seed: &str) -> LiveFeed {
+    let feed = feed_file(
+        dir,
+        &[
+            "--symbols",
+            "50",
+            "--rate",
+            "1000",
+            "--count",
+            "600000",
+            "--start",
+            "2025-11-20T23:55:00Z",
+            "--seed",
+            seed,
+        ],
+    );
+    let topic = unique(&format!("{prefix}_trades"));
+    let ohlc_topic = unique(&format!("{prefix}_ohlc"));
+    create_topics(&[(&topic, 4), (&format!("{topic}.dlq"), 1), (&ohlc_topic, 1)]).await;
+    let group = unique(&format!("{prefix}_group"));
+    let lake = format!("s3://lake/{}", unique(prefix));
+    let vars = BTreeMap::from([
+        ("KAFKA_BROKERS", brokers()),
+        ("TRADES_TOPIC", topic.clone()),
+        ("OHLC_TOPIC", ohlc_topic.clone()),
+        ("OHLC_GROUP", group.clone()),
+        ("LAKE_URL", lake.clone()),
+    ]);
+    LiveFeed {
+        feed,
+        topic,
+        ohlc_topic,
+        group,
+        lake,
+        vars,
+    }
+}
