@@ -34,4 +34,4 @@ pub mod watermark;
 
 pub use error::{EngineError, Result};
 pub use metrics::Metrics;
-pub use pipeline::{Job, RunOptions, RunReport};
+pub use pipeline::{CheckpointOptions, Job, RunOptions, RunReport};

@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{
-    batches_from_ipc, run_periodic, CheckpointStore, Coordinator, Report, StatementSnapshot,
+    batches_from_ipc, run_periodic, CheckpointStore, Coordinator, Report, SourcePositions,
+    StatementSnapshot,
 };
 use crate::error::{EngineError, Result};
 use crate::message::{Message, Signal};
@@ -381,6 +382,9 @@ impl Job {
             if let Some(offsets) = manifest.and_then(|m| m.offsets.get(&config.topic)) {
                 source = source.with_start_offsets(offsets.clone());
             }
+            if let Some(clocks) = manifest.and_then(|m| m.watermarks.get(&config.topic)) {
+                source = source.with_start_clocks(clocks.clone());
+            }
             if let Some(l) = &options.lane {
                 source = source.with_lane(l.partition, l.commits.clone());
             }
@@ -445,12 +449,18 @@ impl Job {
                 if finished.iter().all(|(_, p, _)| p.reached_end()) {
                     coordinator.finish_input();
                 }
-                let offsets = finished
-                    .iter()
-                    .map(|(t, p, _)| (t.clone(), p.next_offsets().clone()))
-                    .collect();
+                let positions = SourcePositions {
+                    offsets: finished
+                        .iter()
+                        .map(|(t, p, _)| (t.clone(), p.next_offsets().clone()))
+                        .collect(),
+                    watermarks: finished
+                        .iter()
+                        .map(|(t, p, _)| (t.clone(), p.clocks().clone()))
+                        .collect(),
+                };
                 coordinator
-                    .complete(epoch, offsets, merge_leftover(leftover, snapshots))
+                    .complete(epoch, positions, merge_leftover(leftover, snapshots))
                     .await?;
                 tracing::info!(epoch, "final checkpoint written");
             }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::manifest::{Manifest, SinkState, StatementState};
 use super::store::{CheckpointStore, KEPT};
-use super::{batches_to_ipc, SourceOffsets};
+use super::{batches_to_ipc, SourcePositions};
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
 use crate::sink::kafka::{CheckpointMark, Recovery, Transactions};
@@ -38,8 +38,9 @@ pub struct StatementSnapshot {
 /// A report at a barrier.
 #[derive(Debug)]
 pub enum Report {
-    /// A source's offsets at barrier `epoch`: topic, next offset per partition.
-    Source(u64, String, BTreeMap<i32, i64>),
+    /// A source's position at barrier `epoch`: topic, next offset and
+    /// event-time clock per partition.
+    Source(u64, String, BTreeMap<i32, i64>, BTreeMap<i32, i64>),
     /// A statement's state at barrier `epoch`.
     Statement(u64, StatementSnapshot),
 }
@@ -117,14 +118,15 @@ impl Coordinator {
     pub async fn complete(
         &mut self,
         epoch: u64,
-        offsets: SourceOffsets,
+        sources: SourcePositions,
         snapshots: Vec<StatementSnapshot>,
     ) -> Result<()> {
         let mut manifest = Manifest {
             epoch,
             job_fingerprint: self.fingerprint.clone(),
             created_at: chrono::Utc::now().to_rfc3339(),
-            offsets,
+            offsets: sources.offsets,
+            watermarks: sources.watermarks,
             finished: self.finished,
             ..Default::default()
         };
@@ -287,30 +289,31 @@ pub async fn run_periodic(
     // A checkpoint slower than the interval is followed by one a full interval later, not a burst.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the first checkpoint waits an interval
-    let mut in_flight: Option<(u64, SourceOffsets, Vec<StatementSnapshot>, usize)> = None;
+    let mut in_flight: Option<(u64, SourcePositions, Vec<StatementSnapshot>, usize)> = None;
     loop {
         tokio::select! {
             _ = ticker.tick(), if in_flight.is_none() => {
                 let epoch = coordinator.next_epoch();
                 requested.store(epoch, Ordering::Release);
-                in_flight = Some((epoch, BTreeMap::new(), Vec::new(), 0));
+                in_flight = Some((epoch, SourcePositions::default(), Vec::new(), 0));
             }
             report = reports.recv() => {
                 let Some(report) = report else { break };
-                let Some((epoch, offsets, snapshots, sources_in)) = in_flight.as_mut() else {
+                let Some((epoch, positions, snapshots, sources_in)) = in_flight.as_mut() else {
                     continue;
                 };
                 match report {
-                    Report::Source(e, topic, o) if e == *epoch => {
-                        offsets.insert(topic, o);
+                    Report::Source(e, topic, offsets, clocks) if e == *epoch => {
+                        positions.watermarks.insert(topic.clone(), clocks);
+                        positions.offsets.insert(topic, offsets);
                         *sources_in += 1;
                     }
                     Report::Statement(e, s) if e == *epoch => snapshots.push(s),
                     _ => continue,
                 }
                 if *sources_in == sources && snapshots.len() == statements {
-                    let (epoch, offsets, snapshots, _) = in_flight.take().expect("in flight");
-                    coordinator.complete(epoch, offsets, snapshots).await?;
+                    let (epoch, positions, snapshots, _) = in_flight.take().expect("in flight");
+                    coordinator.complete(epoch, positions, snapshots).await?;
                     completed.store(epoch, Ordering::Release);
                 }
             }

@@ -15,6 +15,11 @@ pub struct Manifest {
     pub created_at: String,
     /// Next offset to read, per source topic and partition.
     pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Per source topic and partition, the event-time clock (the partition's
+    /// own watermark, ms) the source had reached: a restore sets it again, so
+    /// rows after the checkpoint are judged late as without a restart.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub watermarks: BTreeMap<String, BTreeMap<i32, i64>>,
     /// Each statement's state, by statement index.
     pub statements: BTreeMap<usize, StatementState>,
     /// Each lake sink's state, by sink table name.

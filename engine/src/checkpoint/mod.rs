@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  coordinator --every interval--> sources: Barrier(epoch) in-band, after the data before it
-//!     source: offsets at the barrier ------------------------------\
+//!     source: offsets and partition clocks at the barrier ---------\
 //!     statement: window state at the barrier (Arrow IPC) ----------+--> chk-<epoch>/_manifest.json
 //!     lake sink: files closed since (staged), open files' rows ----/     (written last: the commit point)
 //!  then: staged files published under the table, group offsets committed, old checkpoints removed
@@ -27,3 +27,12 @@ pub use store::CheckpointStore;
 
 /// Next offset to read per topic and partition.
 pub type SourceOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
+
+/// Where the sources stood at a barrier, by topic and partition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourcePositions {
+    /// The next offset to read.
+    pub offsets: SourceOffsets,
+    /// The partition's event-time clock: its own watermark (ms).
+    pub watermarks: SourceOffsets,
+}

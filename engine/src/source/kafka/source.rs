@@ -61,6 +61,8 @@ pub struct KafkaSource {
     bounded: bool,
     /// Where to start, per partition (from a checkpoint), instead of the group's offsets.
     start_offsets: Option<BTreeMap<i32, i64>>,
+    /// Each partition's event-time clock at that checkpoint.
+    start_clocks: BTreeMap<i32, i64>,
     barriers: Option<SourceBarriers>,
     /// As a lane (`--scale-out`): the one partition read, and where its
     /// durable offsets go for the group member to commit.
@@ -98,6 +100,8 @@ pub struct SourceProgress {
     dead_letters: DeadLetters,
     topic: String,
     next_offsets: BTreeMap<i32, i64>,
+    /// Each partition's event-time clock when the source stopped.
+    clocks: BTreeMap<i32, i64>,
     /// A lane's offsets are committed by the group member, not by this consumer.
     commits: Option<GroupCommits>,
     /// The offsets are committed in the checkpoints' transactions.
@@ -136,6 +140,11 @@ impl SourceProgress {
         &self.next_offsets
     }
 
+    /// Each partition's event-time clock (its own watermark) when the source stopped.
+    pub fn clocks(&self) -> &BTreeMap<i32, i64> {
+        &self.clocks
+    }
+
     /// Whether a bounded source read every partition to its end.
     pub fn reached_end(&self) -> bool {
         self.reached_end
@@ -171,6 +180,7 @@ impl KafkaSource {
             metrics,
             bounded,
             start_offsets: None,
+            start_clocks: BTreeMap::new(),
             barriers: None,
             lane: None,
             offsets_in_transactions: false,
@@ -182,6 +192,12 @@ impl KafkaSource {
     /// member commits (only a member of the group may).
     pub fn with_lane(mut self, partition: i32, commits: GroupCommits) -> Self {
         self.lane = Some((partition, commits));
+        self
+    }
+
+    /// Sets each partition's event-time clock (its watermark) as a checkpoint recorded it.
+    pub fn with_start_clocks(mut self, clocks: BTreeMap<i32, i64>) -> Self {
+        self.start_clocks = clocks;
         self
     }
 
@@ -252,6 +268,7 @@ impl KafkaSource {
                 tracker.finish(p);
             }
         }
+        tracker.restore(&self.start_clocks, now);
         tracing::info!(
             table = %self.config.table, topic = %topic, group = %self.config.group_id, bounded = self.bounded,
             partitions = cursors.len(), "source started"
@@ -275,6 +292,7 @@ impl KafkaSource {
             dead_letters,
             topic,
             next_offsets: cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
+            clocks: tracker.clocks(),
             commits: self.lane.map(|(_, commits)| commits),
             offsets_in_transactions: self.offsets_in_transactions,
             reached_end: ended,
@@ -388,6 +406,7 @@ impl KafkaSource {
                     consumer,
                     dead_letters,
                     cursors,
+                    tracker,
                     outputs,
                     barriers,
                     &mut barrier_state,
@@ -457,11 +476,13 @@ impl KafkaSource {
 
     /// Sends a barrier if one was asked for (the buffers are flushed), and
     /// commits the offsets of checkpoints completed since.
+    #[allow(clippy::too_many_arguments)]
     fn barrier(
         &self,
         consumer: &BaseConsumer<ConsumerLogs>,
         dead_letters: &DeadLetters,
         cursors: &BTreeMap<i32, PartitionCursor>,
+        tracker: &WatermarkTracker,
         outputs: &[mpsc::Sender<Message>],
         barriers: &SourceBarriers,
         state: &mut BarrierState,
@@ -478,6 +499,7 @@ impl KafkaSource {
                 wanted,
                 self.config.topic.clone(),
                 offsets,
+                tracker.clocks(),
             ));
             state.last_sent = wanted;
         }
