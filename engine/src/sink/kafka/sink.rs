@@ -1,4 +1,5 @@
-//! Writes rows as JSON records with an idempotent producer.
+//! Writes rows as JSON records with an idempotent producer, or (in
+//! `exactly_once` mode) keeps them for the checkpoint's transaction.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
