@@ -217,12 +217,7 @@ async fn a_joining_member_takes_partitions_over_without_duplicates() {
     wait_for("A to hold the partitions", Duration::from_secs(60), || {
         assignments(&logs[0]).last().is_some_and(|p| p.len() == 4)
     });
-    let mut feed_run = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(replay_args(&feed, &topic, 4, "60"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut feed_run = replay_live(&feed, &topic, "60");
     std::thread::sleep(Duration::from_secs(2));
     // B joins while trades flow: A must hand two partitions over.
     let mut b = start(&vars, &logs[1], &[]);

@@ -21,7 +21,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -118,12 +117,7 @@ async fn a_transaction_cut_short_by_a_crash_is_sent_again_and_every_candle_is_in
     wait_for("the live run to start", Duration::from_secs(60), || {
         log_text(&live_log).contains("source started")
     });
-    let mut feed_run = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(replay_args(&feed, &topic, 4, "30"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut feed_run = replay_live(&feed, &topic, "30");
     // Some transactions have committed offsets (and candles, once windows close).
     wait_for("a committed transaction", Duration::from_secs(60), || {
         committed(&topic, &group) > 0

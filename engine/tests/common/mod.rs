@@ -729,6 +729,18 @@ pub struct LiveFeed {
     pub vars: BTreeMap<&'static str, String>,
 }
 
+/// Starts replaying `feed` into `topic` (4 partitions) at `speed` (a factor
+/// of market time); the process ends when the feed is sent.
+pub fn replay_live(feed: &std::path::Path, topic: &str, speed: &str) -> Running {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(replay_args(feed, topic, 4, speed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
 /// [`LiveFeed`] with names from `prefix` and the feed from `seed`.
 pub async fn live_feed(dir: &std::path::Path, prefix: &str, seed: &str) -> LiveFeed {
     let feed = feed_file(
