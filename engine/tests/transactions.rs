@@ -42,18 +42,19 @@ fn newest_checkpoint(state_dir: &Path) -> u64 {
 
 /// Whether checkpoint `epoch` in `state_dir` holds candles for its transaction.
 fn has_candles(state_dir: &Path, epoch: u64) -> bool {
-    let manifest = state_dir.join(format!("chk-{epoch:010}/_manifest.json"));
-    std::fs::read(&manifest)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    manifest(state_dir, epoch)
         .is_some_and(|m| m["transaction"].as_object().is_some_and(|t| !t.is_empty()))
+}
+
+/// The manifest of checkpoint `epoch` in `state_dir`, if it is there.
+fn manifest(state_dir: &Path, epoch: u64) -> Option<serde_json::Value> {
+    let path = state_dir.join(format!("chk-{epoch:010}/_manifest.json"));
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// The next offsets checkpoint `epoch` in `state_dir` records for `topic`, summed.
 fn checkpoint_offsets(state_dir: &Path, epoch: u64, topic: &str) -> i64 {
-    let manifest = state_dir.join(format!("chk-{epoch:010}/_manifest.json"));
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let manifest = manifest(state_dir, epoch).expect("the checkpoint's manifest");
     manifest["offsets"][topic]
         .as_object()
         .unwrap()

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, ArrayRef, StringArray, TimestampMillisecondArray};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, TimestampMillisecondArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, TimestampMillisecondType};
 use arrow::json::LineDelimitedWriter;
 use arrow::record_batch::RecordBatch;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -138,8 +138,8 @@ impl KafkaSink {
 /// from the configured columns.
 pub struct EncodedRows {
     values: Vec<Vec<u8>>,
-    keys: Option<ArrayRef>,
-    timestamps: Option<ArrayRef>,
+    keys: Option<StringArray>,
+    timestamps: Option<TimestampMillisecondArray>,
 }
 
 impl EncodedRows {
@@ -147,12 +147,21 @@ impl EncodedRows {
     pub fn new(batch: &RecordBatch, config: &KafkaSinkConfig) -> Result<Self> {
         Ok(Self {
             values: encode_json(batch, config.timestamp_format)?,
+            // Cast and typed once per batch, not per record.
             keys: match config.key_field {
-                Some(i) => Some(cast(batch.column(i), &DataType::Utf8)?),
+                Some(i) => Some(
+                    cast(batch.column(i), &DataType::Utf8)?
+                        .as_string::<i32>()
+                        .clone(),
+                ),
                 None => None,
             },
             timestamps: match config.timestamp_field {
-                Some(i) => Some(cast(batch.column(i), &engine_sql::timestamp_type())?),
+                Some(i) => Some(
+                    cast(batch.column(i), &engine_sql::timestamp_type())?
+                        .as_primitive::<TimestampMillisecondType>()
+                        .clone(),
+                ),
                 None => None,
             },
         })
@@ -171,18 +180,10 @@ impl EncodedRows {
     /// Record `row`, to `topic`.
     pub fn record<'a>(&'a self, topic: &'a str, row: usize) -> FutureRecord<'a, str, [u8]> {
         let mut record = FutureRecord::to(topic).payload(self.values[row].as_slice());
-        let keys = self
-            .keys
-            .as_ref()
-            .and_then(|k| k.as_any().downcast_ref::<StringArray>());
-        if let Some(k) = keys.filter(|k| k.is_valid(row)) {
+        if let Some(k) = self.keys.as_ref().filter(|k| k.is_valid(row)) {
             record = record.key(k.value(row));
         }
-        let timestamps = self
-            .timestamps
-            .as_ref()
-            .and_then(|t| t.as_any().downcast_ref::<TimestampMillisecondArray>());
-        if let Some(t) = timestamps.filter(|t| t.is_valid(row)) {
+        if let Some(t) = self.timestamps.as_ref().filter(|t| t.is_valid(row)) {
             record = record.timestamp(t.value(row));
         }
         record
