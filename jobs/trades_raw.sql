@@ -4,8 +4,8 @@
 
 CREATE TABLE trades (
     symbol TEXT NOT NULL,
-    price  DOUBLE NOT NULL,
-    size   DOUBLE NOT NULL,
+    price  DOUBLE NOT NULL CHECK (price > 0),   -- a record failing a CHECK is dead-lettered
+    size   DOUBLE NOT NULL CHECK (size > 0),
     ts     TIMESTAMP NOT NULL,
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (

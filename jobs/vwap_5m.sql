@@ -4,8 +4,8 @@
 
 CREATE TABLE trades (
     symbol TEXT NOT NULL,
-    price  DOUBLE NOT NULL,
-    size   DOUBLE NOT NULL,
+    price  DOUBLE NOT NULL CHECK (price > 0),   -- a record failing a CHECK is dead-lettered
+    size   DOUBLE NOT NULL CHECK (size > 0),
     ts     TIMESTAMP NOT NULL,
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (
@@ -13,6 +13,7 @@ CREATE TABLE trades (
     bootstrap_servers = '${KAFKA_BROKERS:-127.0.0.1:9092}',
     topic = '${TRADES_TOPIC:-trades}',
     group_id = '${VWAP_GROUP:-engine.vwap_5m}',
+    key_field = 'symbol',                  -- records are keyed by symbol (checked per record)
     format = 'json'
 );
 

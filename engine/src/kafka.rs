@@ -15,7 +15,8 @@ use crate::error::{EngineError, Result};
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Broker address and pass-through librdkafka settings of one Kafka table.
-#[derive(Debug, Clone, PartialEq)]
+/// Its `Debug` shows property names only: values can be passwords.
+#[derive(Clone, PartialEq)]
 pub struct KafkaClientOptions {
     /// `bootstrap_servers`: comma-separated `host:port` list.
     pub bootstrap_servers: String,
@@ -30,6 +31,22 @@ impl KafkaClientOptions {
             bootstrap_servers: options.required("bootstrap_servers", table_line)?,
             properties: options.with_prefix("properties."),
         })
+    }
+
+    /// Checks every `properties.*` name and value with librdkafka, connecting
+    /// to nothing. The error names the property (without `properties.`) and
+    /// never its value: a mistyped `sasl.pasword` holds a password too.
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        match self.client_config().create_native_config() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let key = match &e {
+                    KafkaError::ClientConfig(_, _, key, _) => key.clone(),
+                    _ => String::new(),
+                };
+                Err((key, redacted(&e)))
+            }
+        }
     }
 
     /// A librdkafka configuration with the broker address and the pass-through settings.
@@ -48,6 +65,31 @@ impl KafkaClientOptions {
             config.set(k, v);
         }
         config
+    }
+}
+
+impl std::fmt::Debug for KafkaClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaClientOptions")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A Kafka error as text that never holds a configuration value: rdkafka's
+/// own `Display` of a configuration error repeats the value it refused.
+pub fn redacted(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, description, key, value) => {
+            let description = if value.is_empty() {
+                description.clone()
+            } else {
+                description.replace(value.as_str(), "***")
+            };
+            format!("invalid Kafka property `{key}`: {description}")
+        }
+        other => other.to_string(),
     }
 }
 

@@ -3,16 +3,27 @@
 mod cli;
 
 use clap::Parser;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    let levels = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // sqlparser logs the statements it parses at debug level: a job file's
+    // text after `${VAR}` substitution, passwords included. Never shown, at
+    // any RUST_LOG.
+    let no_job_text =
+        tracing_subscriber::filter::filter_fn(|meta| !meta.target().starts_with("sqlparser"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(levels)
+                .with_filter(no_job_text),
         )
-        .with_writer(std::io::stderr)
         .init();
     match cli.command.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,

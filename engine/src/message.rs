@@ -26,3 +26,12 @@ pub enum Signal {
     /// The source is exhausted (bounded mode): flush everything.
     EndOfData,
 }
+
+/// The earliest event time the engine represents: 0001-01-01T00:00:00Z.
+/// Times outside [`MIN_EVENT_TIME`, `MAX_EVENT_TIME`] have no RFC 3339 or
+/// Athena form and would overflow window and partition arithmetic, so the
+/// source turns them into bad records.
+pub const MIN_EVENT_TIME: EventTime = -62_135_596_800_000;
+
+/// The latest event time the engine represents: 9999-12-31T23:59:59.999Z.
+pub const MAX_EVENT_TIME: EventTime = 253_402_300_799_999;

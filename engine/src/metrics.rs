@@ -30,6 +30,8 @@ pub struct Metrics {
     pub watermark: AtomicI64,
     /// The newest complete checkpoint's epoch (0: none yet).
     pub last_checkpoint: AtomicU64,
+    /// Failed attempts at writing or publishing a checkpoint (each is retried).
+    pub checkpoint_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -54,7 +56,7 @@ impl Metrics {
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         format!(
-            "records_in={} bad_records={} late_rows={} windows_emitted={} rows_out={} files_written={} partitions_committed={} late_lake_rows={} last_checkpoint={}",
+            "records_in={} bad_records={} late_rows={} windows_emitted={} rows_out={} files_written={} partitions_committed={} late_lake_rows={} last_checkpoint={} checkpoint_failures={}",
             Self::get(&self.records_in),
             Self::get(&self.bad_records),
             Self::get(&self.late_rows),
@@ -64,6 +66,7 @@ impl Metrics {
             Self::get(&self.partitions_committed),
             Self::get(&self.late_lake_rows),
             Self::get(&self.last_checkpoint),
+            Self::get(&self.checkpoint_failures),
         )
     }
 }

@@ -28,9 +28,12 @@ use crate::operator::Operator;
 use crate::sink::kafka::{CommitMode, KafkaSinkConfig, Transactions};
 use crate::sink::lake::{staging, LakeSinkConfig};
 use crate::sink::{Sink, SinkCheckpoint, SinkConfig};
-use crate::source::kafka::{GroupCommits, KafkaSource, KafkaSourceConfig, SourceBarriers};
+use crate::source::kafka::{
+    committed_offsets, GroupCommits, KafkaSource, KafkaSourceConfig, SourceBarriers, StartupMode,
+};
 
 mod lanes;
+mod rejects;
 
 /// Batches in flight between a source and one statement: the backpressure bound.
 const CHANNEL_CAPACITY: usize = 16;
@@ -44,6 +47,9 @@ pub struct RunOptions {
     pub checkpoint: Option<CheckpointOptions>,
     /// Set by [`Job::run_scaled_out`] for each of its lanes: run over one source partition.
     pub lane: Option<Lane>,
+    /// Start over (`--reset`): discard the state dir's checkpoints and read
+    /// every source from here instead of a checkpoint or the group's offsets.
+    pub reset: Option<StartupMode>,
 }
 
 /// One lane of a job scaled out over the consumer group: the whole job over
@@ -70,7 +76,26 @@ pub struct CheckpointOptions {
     pub state_dir: String,
     /// Time between checkpoints.
     pub interval: std::time::Duration,
+    /// How long a checkpoint whose store fails is retried before the job
+    /// stops with the error (`--checkpoint-retry-for`).
+    pub retry_for: std::time::Duration,
 }
+
+impl CheckpointOptions {
+    /// Checkpoints into `state_dir` every `interval`, retried for [`DEFAULT_RETRY_FOR`].
+    pub fn new(state_dir: impl Into<String>, interval: std::time::Duration) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            interval,
+            retry_for: DEFAULT_RETRY_FOR,
+        }
+    }
+}
+
+/// Default `--checkpoint-retry-for`: a store that fails for a few minutes
+/// (a restart, a network blip) is ridden out; one down for longer stops the
+/// job with its error instead of running on without checkpoints.
+pub const DEFAULT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What a finished run did.
 #[derive(Debug)]
@@ -149,14 +174,32 @@ impl Job {
                     ),
                 ));
             }
-            sources.insert(
-                table.name.clone(),
-                KafkaSourceConfig::from_table(table).map_err(|e| at(table, e))?,
-            );
+            let config = KafkaSourceConfig::from_table(table).map_err(|e| at(table, e))?;
+            check_properties(table, &config.client).map_err(|e| at(table, e))?;
+            // What the source compiles when it starts: `check` must fail where `run` would.
+            crate::source::kafka::row_rules(name, table, &config)?;
+            crate::watermark::WatermarkExpr::for_table(name, table, &table.schema())?;
+            sources.insert(table.name.clone(), config);
         }
         let mut sinks = BTreeMap::new();
         for table in file.sinks() {
-            sinks.insert(table.name.clone(), SinkConfig::from_table(name, table)?);
+            if let Some(check) = table.checks.first() {
+                return Err(at(
+                    table,
+                    (
+                        check.line,
+                        format!(
+                            "{} on a sink table: CHECK constraints are checked on source tables",
+                            check.label()
+                        ),
+                    ),
+                ));
+            }
+            let sink = SinkConfig::from_table(name, table)?;
+            if let SinkConfig::Kafka(k) = &sink {
+                check_properties(table, &k.client).map_err(|e| at(table, e))?;
+            }
+            sinks.insert(table.name.clone(), sink);
         }
         Ok(Self {
             name: name.to_string(),
@@ -303,9 +346,16 @@ impl Job {
         let transactional = !self.exactly_once_sinks().is_empty();
         let lane = options.lane.as_ref().map(Lane::tag).unwrap_or_default();
         let restored = match &options.checkpoint {
-            Some(c) => Some(self.restore(c, &metrics, &lane).await?),
+            Some(c) => Some(
+                self.restore(c, options.reset.is_some(), &metrics, &lane)
+                    .await?,
+            ),
             None => None,
         };
+        let scope = restored
+            .as_ref()
+            .map(|r| r.scope.clone())
+            .unwrap_or_default();
         let first_epoch = restored.as_ref().map_or(1, |r| r.coordinator.next_epoch());
         let requested = Arc::new(AtomicU64::new(first_epoch - 1));
         let completed = Arc::new(AtomicU64::new(first_epoch - 1));
@@ -348,7 +398,7 @@ impl Job {
                         if let Some(state) = manifest.and_then(|m| m.sinks.get(name)) {
                             sink.restore(state).await?;
                         }
-                        sink.enable_checkpoints(first_epoch, &lane);
+                        sink.enable_checkpoints(first_epoch, &lane, &scope);
                     }
                     sinks.push(sink);
                 }
@@ -360,9 +410,31 @@ impl Job {
                         Some(file) => batches_from_ipc(r.coordinator.store().read(file).await?)?,
                         None => Vec::new(),
                     };
-                    operator.restore(state.watermark, rows).await?;
+                    // Checkpoints of bounded runs before this version kept the end of
+                    // time as the watermark; the source's clocks say where it really was.
+                    let watermark = state
+                        .watermark
+                        .filter(|w| *w <= crate::message::MAX_EVENT_TIME)
+                        .or_else(|| {
+                            let clocks = manifest.and_then(|m| m.watermarks.get(&config.topic));
+                            clocks.and_then(|c| c.values().min().copied())
+                        });
+                    operator.restore(watermark, rows).await?;
                 }
                 let reports = restored.is_some().then(|| report_tx.clone());
+                let dead_letters = {
+                    let (client, topic) = (config.client.clone(), config.dlq_topic.clone());
+                    join(tokio::task::spawn_blocking(move || {
+                        crate::source::kafka::DeadLetters::new(&client, &topic)
+                    }))
+                    .await?
+                };
+                let rejects = rejects::Rejects::new(
+                    dead_letters,
+                    &config.topic,
+                    format!("{}:{}", self.name, st.insert.line),
+                    Arc::clone(&metrics),
+                );
                 tasks.push((
                     st.window().is_some(),
                     tokio::spawn(run_statement(
@@ -370,6 +442,7 @@ impl Job {
                             index,
                             operator,
                             sinks,
+                            rejects,
                             metrics: Arc::clone(&metrics),
                             reports,
                         },
@@ -377,8 +450,17 @@ impl Job {
                     )),
                 ));
             }
-            let mut source =
-                KafkaSource::new(table, config.clone(), Arc::clone(&metrics), options.bounded)?;
+            let mut config = config.clone();
+            if let Some(start) = options.reset {
+                config.startup = start;
+            }
+            let mut source = KafkaSource::new(
+                &self.name,
+                table,
+                config.clone(),
+                Arc::clone(&metrics),
+                options.bounded,
+            )?;
             if let Some(offsets) = manifest.and_then(|m| m.offsets.get(&config.topic)) {
                 source = source.with_start_offsets(offsets.clone());
             }
@@ -407,11 +489,13 @@ impl Job {
             (Some(c), Some(r)) => Some(tokio::spawn(run_periodic(
                 r.coordinator,
                 c.interval,
+                c.retry_for,
                 Arc::clone(&requested),
                 Arc::clone(&completed),
                 report_rx,
                 self.sources.len(),
                 statement_count,
+                Arc::clone(&stop),
             ))),
             _ => None,
         };
@@ -459,8 +543,17 @@ impl Job {
                         .map(|(t, p, _)| (t.clone(), p.clocks().clone()))
                         .collect(),
                 };
+                let retry_for = options
+                    .checkpoint
+                    .as_ref()
+                    .map_or(DEFAULT_RETRY_FOR, |c| c.retry_for);
                 coordinator
-                    .complete(epoch, positions, merge_leftover(leftover, snapshots))
+                    .complete(
+                        epoch,
+                        positions,
+                        merge_leftover(leftover, snapshots),
+                        retry_for,
+                    )
                     .await?;
                 tracing::info!(epoch, "final checkpoint written");
             }
@@ -492,27 +585,48 @@ impl Job {
     }
 
     /// Opens the state directory and the newest complete checkpoint: files
-    /// published by later (lost or damaged) checkpoints are removed, the
-    /// checkpoint's own files published again (in case a crash cut that short),
-    /// and staged leftovers of interrupted checkpoints deleted.
+    /// published by later (lost or damaged) checkpoints of its generation are
+    /// removed, the checkpoint's own files published again (in case a crash
+    /// cut that short), and staged leftovers of interrupted checkpoints
+    /// deleted. `reset`: every checkpoint is discarded and a new generation
+    /// begins. Without a usable checkpoint, a consumer group that has
+    /// committed offsets is an error: starting from them would publish
+    /// windows and lake files without the trades read before them.
     async fn restore(
         &self,
         options: &CheckpointOptions,
+        reset: bool,
         metrics: &Arc<Metrics>,
         lane: &str,
     ) -> Result<Restored> {
         let store = CheckpointStore::open(&options.state_dir)?;
-        let manifest = store.latest().await?;
+        let (manifest, damaged) = if reset {
+            store.discard_all().await?;
+            tracing::warn!(state_dir = %options.state_dir, "--reset: checkpoints discarded; the job starts over");
+            (None, Vec::new())
+        } else {
+            store.newest().await?
+        };
         let fingerprint = self.fingerprint();
         if let Some(m) = &manifest {
             if m.job_fingerprint != fingerprint {
                 return Err(EngineError::Execution(format!(
-                    "state dir {} holds checkpoints of a different job (or an older version of it); \
-                     choose another --state-dir, or remove it to start over",
+                    "state dir {} holds checkpoints of a different job (or an older version of it), \
+                     whose windows and open files cannot be restored into this one. Run this job with the \
+                     state dir of its own version, or start it over with --reset --start \
+                     earliest|latest|group-offsets|<RFC 3339 time> (the lake keeps what was published; \
+                     see README, \"Starting over\")",
                     options.state_dir
                 )));
             }
+        } else if !reset {
+            self.refuse_partial_start(&options.state_dir, &damaged, lane)
+                .await?;
         }
+        let generation = manifest
+            .as_ref()
+            .map_or_else(staging::new_generation, |m| m.generation.clone());
+        let scope = staging::scope(lane, &generation);
         let mut lake = BTreeMap::new();
         for (name, config) in &self.sinks {
             if let SinkConfig::Lake(c) = config {
@@ -525,9 +639,11 @@ impl Job {
             .await?;
         if let Some(m) = &manifest {
             for (name, location) in &lake {
-                staging::roll_back_after(location, name, m.epoch, lane).await?;
+                staging::roll_back_after(location, name, m.epoch, &scope).await?;
             }
-            tracing::info!(state_dir = %options.state_dir, epoch = m.epoch, "restoring from checkpoint");
+            tracing::info!(state_dir = %options.state_dir, epoch = m.epoch, generation = %generation, "restoring from checkpoint");
+        } else {
+            tracing::info!(state_dir = %options.state_dir, generation = %generation, "no checkpoint: starting a new generation");
         }
         let mut coordinator = Coordinator::new(
             store,
@@ -536,6 +652,7 @@ impl Job {
             manifest.clone(),
             Arc::clone(metrics),
             lane,
+            &generation,
         );
         let exactly_once = self.exactly_once_sinks();
         if let Some(source) = self
@@ -558,12 +675,66 @@ impl Job {
         for (name, location) in &lake {
             let kept: Vec<&crate::checkpoint::SinkState> =
                 manifest.iter().filter_map(|m| m.sinks.get(name)).collect();
-            staging::remove_garbage(location, &kept, u64::MAX, lane).await?;
+            staging::remove_garbage(location, &kept, u64::MAX, &scope).await?;
         }
         Ok(Restored {
             coordinator,
             manifest,
+            scope,
         })
+    }
+
+    /// Fails when the job would start without a checkpoint although it has
+    /// run before: some checkpoints are damaged, or the consumer group has
+    /// committed offsets (a lane: on its partition), which lie past the
+    /// trades of the windows and lake files that were open then.
+    async fn refuse_partial_start(
+        &self,
+        state_dir: &str,
+        damaged: &[(u64, String)],
+        lane: &str,
+    ) -> Result<()> {
+        let partition = lane.strip_prefix('p').and_then(|p| p.parse().ok());
+        let mut committed = Vec::new();
+        for config in self.sources.values() {
+            let c = config.clone();
+            let offsets = join(tokio::task::spawn_blocking(move || {
+                committed_offsets(&c, partition)
+            }))
+            .await?;
+            if !offsets.is_empty() {
+                committed.push(format!(
+                    "consumer group `{}` has committed offsets on topic `{}` ({})",
+                    config.group_id,
+                    config.topic,
+                    offsets
+                        .iter()
+                        .map(|(p, o)| format!("partition {p} at {o}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        if damaged.is_empty() && committed.is_empty() {
+            return Ok(()); // a first run
+        }
+        let mut why: Vec<String> = damaged
+            .iter()
+            .map(|(epoch, reason)| format!("checkpoint {epoch} is damaged ({reason})"))
+            .collect();
+        if damaged.is_empty() {
+            why.push("it holds no complete checkpoint".into());
+        }
+        why.extend(committed);
+        Err(EngineError::Execution(format!(
+            "state dir {state_dir} has no usable checkpoint of {}, but the job has run before: {}. \
+             Starting from the group's offsets would publish candles and lake files without the \
+             trades read before them. Either restore: run with --state-dir pointing at the state \
+             dir this job ran with (or put its checkpoints back); or start over: --reset --start \
+             earliest|latest|group-offsets|<RFC 3339 time> (see README, \"Starting over\")",
+            self.name,
+            why.join("; ")
+        )))
     }
 
     /// Identifies the job's computation (its statements' plans): state is only
@@ -583,10 +754,26 @@ impl Job {
     }
 }
 
+/// librdkafka's verdict on a table's `properties.*`, at the line of the
+/// property at fault, without its value.
+fn check_properties(
+    table: &TableDef,
+    client: &crate::kafka::KafkaClientOptions,
+) -> std::result::Result<(), (usize, String)> {
+    client.validate().map_err(|(key, message)| {
+        let line = table
+            .options
+            .line_of(&format!("properties.{key}"), table.line);
+        (line, message)
+    })
+}
+
 /// What restoring found: the coordinator (with the state directory) and the checkpoint.
 struct Restored {
     coordinator: Coordinator,
     manifest: Option<crate::checkpoint::Manifest>,
+    /// The names this run's lake files carry: lane and generation.
+    scope: String,
 }
 
 /// The final snapshots, each with the staged files and transaction rows of
@@ -619,14 +806,18 @@ struct StatementTask {
     index: usize,
     operator: Operator,
     sinks: Vec<Sink>,
+    /// Rows it cannot compute or write go to the source's dead-letter topic.
+    rejects: rejects::Rejects,
     metrics: Arc<Metrics>,
     /// With checkpoints: the coordinator.
     reports: Option<mpsc::UnboundedSender<Report>>,
 }
 
 impl StatementTask {
-    /// The statement's state at barrier `epoch`.
+    /// The statement's state at barrier `epoch` (the rows it rejected before
+    /// the barrier are stored first: the checkpoint covers them).
     async fn snapshot(&mut self, epoch: u64) -> Result<StatementSnapshot> {
+        self.rejects.flush().await?;
         let (watermark, windows) = self.operator.snapshot().unwrap_or_default();
         let mut sinks = BTreeMap::new();
         let mut records = BTreeMap::new();
@@ -660,7 +851,13 @@ async fn run_statement(
     while let Some(message) = input.recv().await {
         let end_of_data = matches!(message, Message::Signal(Signal::EndOfData));
         let (rows, watermark) = match message {
-            Message::Data(batch) => (task.operator.process_batch(batch).await?, None),
+            Message::Data(batch) => {
+                let processed = task.operator.process_batch(batch).await?;
+                for r in &processed.rejected {
+                    task.rejects.send(&r.row, &r.error)?;
+                }
+                (processed.rows, None)
+            }
             Message::Signal(Signal::Watermark(w)) => {
                 task.metrics.watermark.fetch_max(w, Ordering::Relaxed);
                 (task.operator.handle_watermark(w).await?, Some(w))
@@ -682,7 +879,9 @@ async fn run_statement(
         );
         for batch in &rows {
             for sink in &mut task.sinks {
-                sink.write(batch).await?;
+                for (row, why) in sink.write(batch).await? {
+                    task.rejects.send(&batch.slice(row, 1), &why)?;
+                }
             }
         }
         if let Some(w) = watermark {
@@ -711,6 +910,7 @@ async fn run_statement(
 impl StatementTask {
     /// The state for the final checkpoint (empty without checkpoints).
     async fn final_state(mut self) -> Result<StatementSnapshot> {
+        self.rejects.flush().await?;
         if self.reports.is_none() {
             return Ok(StatementSnapshot::default());
         }

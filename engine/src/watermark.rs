@@ -25,31 +25,34 @@ pub struct WatermarkExpr {
 }
 
 impl WatermarkExpr {
-    /// Compiles the watermark of `table` against the decoded batch `schema`;
-    /// `None` when the table declares no watermark.
-    pub fn for_table(table: &TableDef, schema: &SchemaRef) -> Result<Option<Self>> {
+    /// Compiles the watermark of `table` (declared in job file `file`) against
+    /// the decoded batch `schema`; `None` when the table declares no watermark.
+    pub fn for_table(file: &str, table: &TableDef, schema: &SchemaRef) -> Result<Option<Self>> {
         let Some(w) = &table.watermark else {
             return Ok(None);
         };
         let config_err = |m: String| {
             EngineError::Config(engine_sql::SqlError {
-                file: String::new(),
+                file: file.to_string(),
                 line: table.line,
-                message: m,
+                message: format!("table `{}`: {m}", table.name),
             })
         };
         let ctx = SessionContext::new();
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-        let expr = ctx.parse_sql_expr(&w.expr, &df_schema).map_err(|e| {
+        let invalid = |e: datafusion::error::DataFusionError| {
             config_err(format!(
                 "WATERMARK expression `{}`: {}",
                 w.expr,
                 e.strip_backtrace()
             ))
-        })?;
-        let expr = ctx.create_physical_expr(expr, &df_schema)?;
+        };
+        let expr = ctx.parse_sql_expr(&w.expr, &df_schema).map_err(invalid)?;
+        let expr = ctx
+            .create_physical_expr(expr, &df_schema)
+            .map_err(invalid)?;
         if !matches!(
-            expr.data_type(schema)?,
+            expr.data_type(schema).map_err(invalid)?,
             arrow::datatypes::DataType::Timestamp(..)
         ) {
             return Err(config_err(format!(

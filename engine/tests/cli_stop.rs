@@ -155,7 +155,8 @@ async fn state_is_restored_only_into_the_job_that_wrote_it() {
     let stderr = String::from_utf8_lossy(&other.stderr);
     assert!(!other.status.success());
     assert!(
-        stderr.contains("holds checkpoints of a different job (or an older version of it); choose another --state-dir"),
+        stderr.contains("holds checkpoints of a different job (or an older version of it)")
+            && stderr.contains("--reset --start"),
         "{stderr}"
     );
     for (args, says) in [

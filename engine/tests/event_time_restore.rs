@@ -62,10 +62,10 @@ async fn start(topic: &str, out: &str, group: &str, state_dir: &str) -> Run {
     let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
     let job = Job::from_text("clocks.sql", &text, &env).await.unwrap();
     let options = RunOptions {
-        checkpoint: Some(CheckpointOptions {
-            state_dir: state_dir.to_string(),
-            interval: Duration::from_millis(200),
-        }),
+        checkpoint: Some(CheckpointOptions::new(
+            state_dir,
+            Duration::from_millis(200),
+        )),
         ..Default::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

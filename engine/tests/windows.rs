@@ -110,7 +110,7 @@ async fn run(op: &mut Operator, arrivals: &[Trade], batch: usize) -> Vec<RecordB
     let mut out = Vec::new();
     let mut max_ts = i64::MIN;
     for chunk in arrivals.chunks(batch) {
-        out.extend(op.process_batch(batch_of(chunk)).await.unwrap());
+        out.extend(op.process_batch(batch_of(chunk)).await.unwrap().rows);
         max_ts = max_ts.max(chunk.iter().map(|t| t.ts).max().unwrap());
         out.extend(op.handle_watermark(max_ts - 2000).await.unwrap());
     }

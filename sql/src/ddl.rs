@@ -87,6 +87,31 @@ pub struct WatermarkDef {
     pub expr: String,
 }
 
+/// `CHECK (expression)`, on a column or the table, optionally named with
+/// `CONSTRAINT name`: a source record whose row makes it false is a bad record
+/// (dead-lettered with the constraint as the reason). As in SQL, a row for
+/// which it is NULL passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckDef {
+    /// The constraint's name, if it has one.
+    pub name: Option<String>,
+    /// The boolean expression as SQL text, e.g. `price > 0`.
+    pub expr: String,
+    /// The line it is written on.
+    pub line: usize,
+}
+
+impl CheckDef {
+    /// How the constraint is named in errors and dead letters: `positive_price`
+    /// or `CHECK (price > 0)`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("CHECK `{name}` ({})", self.expr),
+            None => format!("CHECK ({})", self.expr),
+        }
+    }
+}
+
 /// One `CREATE TABLE` statement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableDef {
@@ -98,6 +123,8 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     /// The event-time declaration, for sources.
     pub watermark: Option<WatermarkDef>,
+    /// `CHECK` constraints of the table and its columns, in file order.
+    pub checks: Vec<CheckDef>,
     /// `connector` option (`kafka`, `lake`, `filesystem`).
     pub connector: String,
     /// The other `WITH` options, read by the connector's typed config.
@@ -150,8 +177,11 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<TableDef, LineError
         p.expect_token(&Token::LParen)?;
         let mut columns = Vec::new();
         let mut watermark = None;
+        let mut checks = Vec::new();
         loop {
-            if word_is(&p.peek_token().token, "WATERMARK") {
+            if let Some(check) = parse_check(&mut p)? {
+                checks.push(check);
+            } else if word_is(&p.peek_token().token, "WATERMARK") {
                 p.next_token();
                 p.expect_keyword(Keyword::FOR)?;
                 let column = normalize(&p.parse_identifier()?);
@@ -159,7 +189,7 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<TableDef, LineError
                 let expr = p.parse_expr()?.to_string();
                 watermark = Some(WatermarkDef { column, expr });
             } else {
-                columns.push(parse_column(&mut p)?);
+                columns.push(parse_column(&mut p, &mut checks)?);
             }
             if p.consume_token(&Token::RParen) {
                 break;
@@ -208,6 +238,7 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<TableDef, LineError
             line,
             columns,
             watermark,
+            checks,
             connector,
             options,
         })
@@ -221,7 +252,27 @@ fn word_is(token: &Token, word: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
 
-fn parse_column(p: &mut Parser) -> Result<ColumnDef, ParserError> {
+/// `[CONSTRAINT name] CHECK (expr)` if it comes next.
+fn parse_check(p: &mut Parser) -> Result<Option<CheckDef>, ParserError> {
+    let line = p.peek_token().span.start.line as usize;
+    let name = if p.parse_keyword(Keyword::CONSTRAINT) {
+        Some(normalize(&p.parse_identifier()?))
+    } else {
+        None
+    };
+    if !p.parse_keyword(Keyword::CHECK) {
+        if name.is_some() {
+            return p.expected("CHECK after CONSTRAINT name", p.peek_token());
+        }
+        return Ok(None);
+    }
+    p.expect_token(&Token::LParen)?;
+    let expr = p.parse_expr()?.to_string();
+    p.expect_token(&Token::RParen)?;
+    Ok(Some(CheckDef { name, expr, line }))
+}
+
+fn parse_column(p: &mut Parser, checks: &mut Vec<CheckDef>) -> Result<ColumnDef, ParserError> {
     let name = normalize(&p.parse_identifier()?);
     let type_token = p.peek_token();
     let sql_type = p.parse_data_type()?;
@@ -242,6 +293,8 @@ fn parse_column(p: &mut Parser) -> Result<ColumnDef, ParserError> {
             column.not_null = true;
         } else if p.parse_keyword(Keyword::NULL) {
             column.not_null = false;
+        } else if let Some(check) = parse_check(p)? {
+            checks.push(check);
         } else if p.parse_keyword(Keyword::METADATA) {
             p.expect_keyword(Keyword::FROM)?;
             let at = p.peek_token();

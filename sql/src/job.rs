@@ -74,6 +74,7 @@ impl JobFile {
             inserts: Vec::new(),
         };
         for stmt in split_statements(&text) {
+            check_size(&stmt.text, stmt.line).map_err(at)?;
             let first_words: Vec<String> = stmt
                 .text
                 .split_whitespace()
@@ -197,6 +198,32 @@ impl JobFile {
         }
         Ok(())
     }
+}
+
+/// The most tokens one statement may have. Expressions are trees as deep as
+/// their chains of operators are long, and parsing, planning and evaluating
+/// them recurse over that depth: a 10,000-term sum overflows the stack. Real
+/// statements are a few hundred tokens.
+pub const MAX_STATEMENT_TOKENS: usize = 4096;
+
+/// Refuses a statement too large to parse and plan safely.
+fn check_size(text: &str, line: usize) -> Result<(), LineError> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize()
+        .map_err(|e| parser_error(line, e))?;
+    let n = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .count();
+    if n > MAX_STATEMENT_TOKENS {
+        line_err!(
+            line,
+            "the statement has {n} tokens; at most {MAX_STATEMENT_TOKENS} are allowed \
+             (an expression that long nests too deep to plan safely)"
+        );
+    }
+    Ok(())
 }
 
 fn parse_view(text: &str, line: usize) -> Result<ViewDef, LineError> {
@@ -367,6 +394,15 @@ GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
         let bad = text.replace("SELECT * FROM per_minute", "SELECT symbol FROM per_minute");
         let err = JobFile::parse("job.sql", &bad, &env).unwrap_err();
         assert!(err.message.contains("a view is shared as a whole"), "{err}");
+    }
+
+    #[test]
+    fn huge_expressions_are_refused_with_their_line() {
+        let terms = vec!["price"; 10_000].join(" + ");
+        let text = JOB.replace("count(*) FROM trades", &format!("{terms} FROM trades"));
+        let err = JobFile::parse("job.sql", &text, &env).unwrap_err();
+        assert_eq!(err.line, 9, "{err}");
+        assert!(err.message.contains("at most 4096 are allowed"), "{err}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub mod split;
 pub mod substitute;
 pub mod window;
 
-pub use ddl::{timestamp_type, ColumnDef, MetadataField, TableDef, WatermarkDef};
+pub use ddl::{timestamp_type, CheckDef, ColumnDef, MetadataField, TableDef, WatermarkDef};
 pub use error::{LineError, Result, SqlError};
 pub use job::{InsertDef, JobFile, ViewDef};
 pub use options::Options;

@@ -9,11 +9,38 @@ use std::time::Duration;
 
 use crate::error::{line_err, LineError};
 
-/// The raw `WITH (...)` options of one table, with the line of each.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The raw `WITH (...)` options of one table, with the line of each. Its
+/// `Debug` hides the values of options that may hold secrets.
+#[derive(Clone, Default, PartialEq)]
 pub struct Options {
     entries: BTreeMap<String, (String, usize)>,
     read: std::collections::BTreeSet<String>,
+}
+
+/// Whether option `key` may hold a secret: every pass-through
+/// `properties.*` (a mistyped `sasl.pasword` is a password too) and any key
+/// naming a password, secret, token or key.
+pub fn may_be_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.starts_with("properties.")
+        || ["pass", "secret", "token", "key", "credential", "auth"]
+            .iter()
+            .any(|w| key.contains(w))
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (key, (value, line)) in &self.entries {
+            let shown = if may_be_secret(key) {
+                "***"
+            } else {
+                value.as_str()
+            };
+            map.entry(key, &format_args!("{shown:?} (line {line})"));
+        }
+        map.finish()
+    }
 }
 
 impl Options {
@@ -61,19 +88,20 @@ impl Options {
         if !allowed.contains(&v.as_str()) {
             line_err!(
                 self.line_of(key, 0),
-                "option `{key}` = '{v}' is not one of {}",
+                "option `{key}` = {} is not one of {}",
+                shown(key, &v),
                 quote_list(allowed)
             );
         }
         Ok(v)
     }
 
-    /// A duration such as `500ms`, `30s`, `5min`, `1h`.
+    /// A duration such as `500ms`, `30s`, `5min`, `1h`, at most [`MAX_DURATION`].
     pub fn duration(&mut self, key: &str, default: Duration) -> Result<Duration, LineError> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => parse_duration(&v).ok_or_else(|| {
-                (self.line_of(key, 0), format!("option `{key}` = '{v}' is not a duration (e.g. '500ms', '30s', '5min', '1h')"))
+                (self.line_of(key, 0), format!("option `{key}` = {} is not a duration of at most 365 days (e.g. '500ms', '30s', '5min', '1h')", shown(key, &v)))
             }),
         }
     }
@@ -85,7 +113,10 @@ impl Options {
             Some(v) => parse_bytes(&v).ok_or_else(|| {
                 (
                     self.line_of(key, 0),
-                    format!("option `{key}` = '{v}' is not a size (e.g. '128MB', '1MiB', '65536')"),
+                    format!(
+                        "option `{key}` = {} is not a size (e.g. '128MB', '1MiB', '65536')",
+                        shown(key, &v)
+                    ),
                 )
             }),
         }
@@ -99,7 +130,8 @@ impl Options {
                 Ok(n) if n > 0 => Ok(n),
                 _ => line_err!(
                     self.line_of(key, 0),
-                    "option `{key}` = '{v}' must be a positive integer"
+                    "option `{key}` = {} must be a positive integer",
+                    shown(key, &v)
                 ),
             },
         }
@@ -136,6 +168,15 @@ impl Options {
     }
 }
 
+/// A value quoted for an error message, or `'***'` when its key may hold a secret.
+fn shown(key: &str, value: &str) -> String {
+    if may_be_secret(key) {
+        "'***'".into()
+    } else {
+        format!("'{value}'")
+    }
+}
+
 fn quote_list(items: &[&str]) -> String {
     items
         .iter()
@@ -144,7 +185,12 @@ fn quote_list(items: &[&str]) -> String {
         .join(", ")
 }
 
+/// The longest duration an option or flag takes: longer ones are typos, and
+/// near `u64::MAX` seconds they overflow every clock they are added to.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// Parses `250ms`, `30s`, `5min`, `2m`, `1h`, `1d`; a bare number is seconds.
+/// `None` for anything else, and for durations over [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s
@@ -160,7 +206,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "d" | "day" | "days" => n * 86400.0,
         _ => return None,
     };
-    (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
 
 /// Parses `128MB`, `128MiB`, `64k`, `1048576` into bytes (`MB` = `MiB`, as
@@ -190,6 +238,11 @@ mod tests {
         assert_eq!(parse_duration("5min"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("5 parsecs"), None);
+        // Overflowing or absurd durations are refused, never a panic.
+        assert_eq!(parse_duration("99999999999999999999"), None);
+        assert_eq!(parse_duration("1e400s"), None);
+        assert_eq!(parse_duration("366d"), None);
+        assert_eq!(parse_duration("365d"), Some(MAX_DURATION));
         assert_eq!(parse_bytes("128MB"), Some(128 << 20));
         assert_eq!(parse_bytes("0"), None);
     }

@@ -112,6 +112,24 @@ impl StreamPlan {
         self.aggregate.is_some()
     }
 
+    /// The input columns the aggregate groups by as they are (a `GROUP BY
+    /// symbol`, not `GROUP BY upper(symbol)`); empty without an aggregate.
+    pub fn group_columns(&self) -> Vec<String> {
+        use datafusion::physical_expr::expressions::Column;
+        let Some(agg) = self.aggregate.as_ref() else {
+            return Vec::new();
+        };
+        let Some(partial) = agg.partial.downcast_ref::<AggregateExec>() else {
+            return Vec::new();
+        };
+        partial
+            .group_expr()
+            .expr()
+            .iter()
+            .filter_map(|(e, _)| e.downcast_ref::<Column>().map(|c| c.name().to_string()))
+            .collect()
+    }
+
     /// Schema of the aggregate state rows, for a statement that aggregates.
     pub fn state_schema(&self) -> Option<SchemaRef> {
         self.aggregate.as_ref().map(|a| a.partial.schema())

@@ -16,6 +16,15 @@ pub const WINDOW_START: &str = "window_start";
 /// Name of the added column holding a window's exclusive end.
 pub const WINDOW_END: &str = "window_end";
 
+/// The longest window size or slide: 366 days. Longer intervals are typos
+/// (`'1e30' DAY`), and window arithmetic must not overflow.
+pub const MAX_WINDOW_MS: i64 = 366 * 86_400_000;
+
+/// The most windows a HOP may put one row into (size / slide): each row is
+/// copied into every window it falls in, so a 1 ms slide over a day would
+/// make 86.4 million copies of every trade.
+pub const MAX_WINDOWS_PER_ROW: i64 = 1000;
+
 /// `schema` followed by the two window columns (never null), as the window
 /// operator produces and a windowed statement's plan reads.
 pub fn with_window_columns(schema: &Schema) -> Schema {
@@ -133,8 +142,9 @@ fn window_call(expr: &Expr) -> Result<Option<FoundWindow>, String> {
         }
     };
     let interval = |e: &Expr| {
-        interval_ms(&e.to_string())
-            .ok_or_else(|| format!("`{e}` is not a positive interval (e.g. INTERVAL '1' MINUTE)"))
+        interval_ms(&e.to_string()).ok_or_else(|| {
+            format!("`{e}` is not a positive interval of whole milliseconds, at most 366 days (e.g. INTERVAL '1' MINUTE)")
+        })
     };
     let spec = if name == "tumble" {
         let size = interval(args[1])?;
@@ -147,6 +157,13 @@ fn window_call(expr: &Expr) -> Result<Option<FoundWindow>, String> {
         if size % slide != 0 {
             return Err(format!(
                 "HOP size ({size} ms) must be a multiple of its slide ({slide} ms)"
+            ));
+        }
+        if size / slide > MAX_WINDOWS_PER_ROW {
+            return Err(format!(
+                "HOP size ({size} ms) over its slide ({slide} ms) puts every row into {} windows; \
+                 at most {MAX_WINDOWS_PER_ROW} are allowed (use a longer slide)",
+                size / slide
             ));
         }
         WindowSpec {
@@ -190,7 +207,7 @@ pub fn interval_ms(sql: &str) -> Option<i64> {
         "d" | "day" | "days" => n * 86400e3,
         _ => return None,
     };
-    (ms >= 1.0 && ms.fract() == 0.0).then_some(ms as i64)
+    (ms >= 1.0 && ms.fract() == 0.0 && ms <= MAX_WINDOW_MS as f64).then_some(ms as i64)
 }
 
 #[cfg(test)]
@@ -244,6 +261,14 @@ mod tests {
         assert!(rewrite_window(&mut q)
             .unwrap_err()
             .contains("multiple of its slide"));
+        let mut q =
+            query("SELECT 1 FROM t GROUP BY HOP(ts, INTERVAL '1' MILLISECOND, INTERVAL '1' DAY)");
+        let err = rewrite_window(&mut q).unwrap_err();
+        assert!(err.contains("into 86400000 windows"), "{err}");
+        let mut q = query("SELECT 1 FROM t GROUP BY TUMBLE(ts, INTERVAL '1e30' DAY)");
+        assert!(rewrite_window(&mut q)
+            .unwrap_err()
+            .contains("at most 366 days"));
         let mut q = query("SELECT 1 FROM t GROUP BY TUMBLE(ts)");
         assert!(rewrite_window(&mut q)
             .unwrap_err()
@@ -257,6 +282,9 @@ mod tests {
         assert_eq!(interval_ms("INTERVAL '250' MILLISECOND"), Some(250));
         assert_eq!(interval_ms("INTERVAL '0' SECOND"), None);
         assert_eq!(interval_ms("5"), None);
+        assert_eq!(interval_ms("INTERVAL '1e30' DAY"), None);
+        assert_eq!(interval_ms("INTERVAL '366' DAY"), Some(MAX_WINDOW_MS));
+        assert_eq!(interval_ms("INTERVAL '367' DAY"), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::sink::lake::staging;
 use crate::sink::lake::store::Location;
 
 /// What one statement contributes to a checkpoint.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct StatementSnapshot {
     /// The statement's index in the job.
     pub statement: usize,
@@ -57,8 +57,11 @@ pub struct Coordinator {
     next_epoch: u64,
     /// Where the newest complete epoch is shown (`last_checkpoint`).
     metrics: Arc<Metrics>,
-    /// The job's lane (e.g. `p3`; empty for a job run whole): its lake files only.
-    lane: String,
+    /// The state dir's generation, written into every manifest.
+    generation: String,
+    /// The names this job's lake files carry (lane and generation, see
+    /// `staging::scope`): garbage collection touches these only.
+    scope: String,
     /// The next checkpoint is taken at the end of a bounded input.
     finished: bool,
     /// With `exactly_once` Kafka sinks: the job's transactional producer.
@@ -67,7 +70,8 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// A coordinator writing to `store`, continuing after `restored` if any,
-    /// for lane `lane` of the job (empty: the whole job).
+    /// for lane `lane` of the job (empty: the whole job) in state-dir
+    /// generation `generation`.
     pub fn new(
         store: CheckpointStore,
         fingerprint: String,
@@ -75,6 +79,7 @@ impl Coordinator {
         restored: Option<Manifest>,
         metrics: Arc<Metrics>,
         lane: &str,
+        generation: &str,
     ) -> Self {
         let next_epoch = restored.as_ref().map_or(1, |m| m.epoch + 1);
         Self {
@@ -84,7 +89,8 @@ impl Coordinator {
             kept: restored.into_iter().collect(),
             next_epoch,
             metrics,
-            lane: lane.to_string(),
+            generation: generation.to_string(),
+            scope: staging::scope(lane, generation),
             finished: false,
             transactions: None,
         }
@@ -115,15 +121,24 @@ impl Coordinator {
     /// Writes checkpoint `epoch` from the sources' offsets and the statements'
     /// snapshots, then publishes the lake files it covers, commits its
     /// transaction, and removes what no kept checkpoint needs.
+    ///
+    /// A state dir or lake that fails is retried with backoff (each failure
+    /// logged and counted in `checkpoint_failures`) for up to `retry_for`;
+    /// the data flow goes on meanwhile, and once the store is back the same
+    /// checkpoint completes and publishes everything staged since. Past the
+    /// bound the error is returned and the job stops. A fenced manifest
+    /// (another writer) or a failed transaction is returned at once.
     pub async fn complete(
         &mut self,
         epoch: u64,
         sources: SourcePositions,
         snapshots: Vec<StatementSnapshot>,
+        retry_for: Duration,
     ) -> Result<()> {
-        let mut manifest = Manifest {
+        let manifest = Manifest {
             epoch,
             job_fingerprint: self.fingerprint.clone(),
+            generation: self.generation.clone(),
             created_at: chrono::Utc::now().to_rfc3339(),
             offsets: sources.offsets,
             watermarks: sources.watermarks,
@@ -131,6 +146,50 @@ impl Coordinator {
             ..Default::default()
         };
         let mut records: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        for s in &snapshots {
+            for (name, rows) in &s.records {
+                records
+                    .entry(name.clone())
+                    .or_default()
+                    .extend(rows.iter().cloned());
+            }
+        }
+        let mut retry = Retry::new(epoch, retry_for, &self.metrics);
+        let manifest = loop {
+            match self.write(manifest.clone(), &snapshots, &records).await {
+                Ok(written) => break written,
+                Err(e) => retry.after(e, "writing the checkpoint").await?,
+            }
+        };
+        tracing::debug!(state_dir = %self.store.url(), epoch, "checkpoint complete");
+        while let Err(e) = self.publish(&manifest).await {
+            retry.after(e, "publishing its lake files").await?;
+        }
+        self.commit_transaction(&manifest, records).await?;
+        self.metrics.last_checkpoint.store(epoch, Ordering::Relaxed);
+        self.next_epoch = self.next_epoch.max(epoch + 1);
+        self.kept.push(manifest);
+        if self.kept.len() > KEPT {
+            self.kept.remove(0);
+        }
+        // Clean-up only: what is left now goes with a later checkpoint's.
+        if let Err(e) = self.clean_up(epoch).await {
+            tracing::warn!(state_dir = %self.store.url(), epoch, error = %e, "removing old checkpoints and staged files; retried after the next checkpoint");
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint's state files and then its manifest (the commit
+    /// point); returns the manifest written. Safe to repeat after a failure:
+    /// a manifest this coordinator wrote in an attempt whose reply was lost
+    /// counts as written.
+    async fn write(
+        &self,
+        mut manifest: Manifest,
+        snapshots: &[StatementSnapshot],
+        records: &BTreeMap<String, Vec<RecordBatch>>,
+    ) -> Result<Manifest> {
+        let epoch = manifest.epoch;
         for s in snapshots {
             let windows = match batches_to_ipc(&s.windows)? {
                 Some(bytes) => Some(
@@ -147,33 +206,32 @@ impl Coordinator {
                     windows,
                 },
             );
-            manifest.sinks.extend(s.sinks);
-            for (name, rows) in s.records {
-                records.entry(name).or_default().extend(rows);
-            }
+            manifest.sinks.extend(s.sinks.clone());
         }
-        for (name, rows) in &records {
+        for (name, rows) in records {
             if let Some(bytes) = batches_to_ipc(rows)? {
                 let file = format!("transaction-{name}.arrow");
                 let file = self.store.write(epoch, &file, bytes).await?;
                 manifest.transaction.insert(name.clone(), file);
             }
         }
-        self.store.commit(&manifest).await?;
-        tracing::debug!(state_dir = %self.store.url(), epoch, "checkpoint complete");
-        self.publish(&manifest).await?;
-        self.commit_transaction(&manifest, records).await?;
-        self.metrics.last_checkpoint.store(epoch, Ordering::Relaxed);
-        self.next_epoch = self.next_epoch.max(epoch + 1);
-        self.kept.push(manifest);
-        if self.kept.len() > KEPT {
-            self.kept.remove(0);
+        match self.store.commit(&manifest).await {
+            Ok(()) => Ok(manifest),
+            Err(e) => match self.store.manifest(epoch).await {
+                // Our own manifest from an attempt whose reply was lost.
+                Ok(Some(there)) if there == manifest => Ok(manifest),
+                _ => Err(e),
+            },
         }
+    }
+
+    /// Removes checkpoints no longer kept and staged objects none needs.
+    async fn clean_up(&self, epoch: u64) -> Result<()> {
         self.store.remove_old(epoch).await?;
         for (name, location) in &self.lake {
             let states: Vec<&SinkState> =
                 self.kept.iter().filter_map(|m| m.sinks.get(name)).collect();
-            staging::remove_garbage(location, &states, epoch, &self.lane).await?;
+            staging::remove_garbage(location, &states, epoch, &self.scope).await?;
         }
         Ok(())
     }
@@ -255,6 +313,56 @@ impl Coordinator {
     }
 }
 
+/// Retrying a checkpoint whose store fails: backoff from 1 s doubling to
+/// 30 s, every failure logged, until `retry_for` has passed.
+struct Retry<'m> {
+    epoch: u64,
+    started: tokio::time::Instant,
+    retry_for: Duration,
+    attempts: u32,
+    metrics: &'m Metrics,
+}
+
+impl<'m> Retry<'m> {
+    fn new(epoch: u64, retry_for: Duration, metrics: &'m Metrics) -> Self {
+        Self {
+            epoch,
+            started: tokio::time::Instant::now(),
+            retry_for,
+            attempts: 0,
+            metrics,
+        }
+    }
+
+    /// Waits before the next attempt after `error` in step `what`, or gives
+    /// the error back when it is not a store failure or time is up.
+    async fn after(&mut self, error: EngineError, what: &str) -> Result<()> {
+        Metrics::add(&self.metrics.checkpoint_failures, 1);
+        let retryable = matches!(error, EngineError::Store(_));
+        let elapsed = self.started.elapsed();
+        if !retryable || elapsed >= self.retry_for {
+            tracing::error!(
+                epoch = self.epoch, attempts = self.attempts + 1, error = %error,
+                "checkpoint failed {what}; stopping the job (retried for {:?}, --checkpoint-retry-for {:?})",
+                elapsed, self.retry_for
+            );
+            return Err(error);
+        }
+        let backoff =
+            Duration::from_secs(1u64 << self.attempts.min(5)).min(Duration::from_secs(30));
+        let backoff = backoff
+            .min(self.retry_for.saturating_sub(elapsed))
+            .max(Duration::from_millis(100));
+        self.attempts += 1;
+        tracing::warn!(
+            epoch = self.epoch, attempt = self.attempts, error = %error, retry_in = ?backoff,
+            "checkpoint failed {what}; retrying (the job goes on reading; output waits for this checkpoint)"
+        );
+        tokio::time::sleep(backoff).await;
+        Ok(())
+    }
+}
+
 /// The mark a checkpoint's transaction leaves in the group's offsets.
 fn mark_of(manifest: &Manifest) -> CheckpointMark {
     CheckpointMark {
@@ -275,15 +383,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// checkpoint once all `sources` and `statements` reported for it. Returns
 /// the coordinator, and the epoch and snapshots of a checkpoint left
 /// incomplete (the final checkpoint must come after it and carry their staged files).
+///
+/// A checkpoint that still fails after `retry_for` sets `stop`, so the job
+/// stops with that error instead of running on without checkpoints.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_periodic(
     mut coordinator: Coordinator,
     interval: Duration,
+    retry_for: Duration,
     requested: Arc<AtomicU64>,
     completed: Arc<AtomicU64>,
     mut reports: mpsc::UnboundedReceiver<Report>,
     sources: usize,
     statements: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(Coordinator, Option<u64>, Vec<StatementSnapshot>)> {
     let mut ticker = tokio::time::interval(interval);
     // A checkpoint slower than the interval is followed by one a full interval later, not a burst.
@@ -313,7 +426,10 @@ pub async fn run_periodic(
                 }
                 if *sources_in == sources && snapshots.len() == statements {
                     let (epoch, positions, snapshots, _) = in_flight.take().expect("in flight");
-                    coordinator.complete(epoch, positions, snapshots).await?;
+                    if let Err(e) = coordinator.complete(epoch, positions, snapshots, retry_for).await {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
                     completed.store(epoch, Ordering::Release);
                 }
             }

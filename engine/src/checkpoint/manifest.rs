@@ -11,6 +11,13 @@ pub struct Manifest {
     pub epoch: u64,
     /// Fingerprint of the job text: state is only restored into the same job.
     pub job_fingerprint: String,
+    /// The state dir's generation (`g` and 8 hex digits), made when a job
+    /// starts without a checkpoint and carried by every checkpoint after:
+    /// the lake files it publishes carry it in their names, so a job started
+    /// over (epochs from 1 again) never overwrites or rolls back the files of
+    /// an earlier start. Empty in checkpoints written before generations.
+    #[serde(default)]
+    pub generation: String,
     /// When it was taken (RFC 3339), for people reading the state directory.
     pub created_at: String,
     /// Next offset to read, per source topic and partition.

@@ -122,20 +122,49 @@ impl CheckpointStore {
 
     /// The newest complete checkpoint before epoch `epoch`.
     pub async fn latest_before(&self, epoch: u64) -> Result<Option<Manifest>> {
+        Ok(self.newest_before(epoch).await?.0)
+    }
+
+    /// The newest complete checkpoint, and the damaged ones newer than it
+    /// (epoch and what is wrong). Interrupted checkpoints (no manifest) are
+    /// not damaged: a crash before the commit point leaves them.
+    pub async fn newest(&self) -> Result<(Option<Manifest>, Vec<(u64, String)>)> {
+        self.newest_before(u64::MAX).await
+    }
+
+    async fn newest_before(&self, epoch: u64) -> Result<(Option<Manifest>, Vec<(u64, String)>)> {
         let mut epochs = self.epochs().await?;
         epochs.retain(|&e| e < epoch);
         epochs.reverse();
+        let mut damaged = Vec::new();
         for epoch in epochs {
             match self.load(epoch).await {
-                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(Some(m)) => return Ok((Some(m), damaged)),
                 Ok(None) => {} // never completed: an interrupted checkpoint
-                Err(reason) => tracing::warn!(
-                    state_dir = %self.url, epoch, %reason,
-                    "checkpoint is damaged; using the one before it"
-                ),
+                Err(reason) => {
+                    tracing::warn!(
+                        state_dir = %self.url, epoch, %reason,
+                        "checkpoint is damaged; using the one before it"
+                    );
+                    damaged.push((epoch, reason));
+                }
             }
         }
-        Ok(None)
+        Ok((None, damaged))
+    }
+
+    /// Checkpoint `epoch`'s manifest if it is complete (`Err`: damaged).
+    pub async fn manifest(&self, epoch: u64) -> std::result::Result<Option<Manifest>, String> {
+        self.load(epoch).await
+    }
+
+    /// Removes every checkpoint: a job started over (`--reset`) must never
+    /// fall back to its earlier start's state.
+    pub async fn discard_all(&self) -> Result<()> {
+        for epoch in self.epochs().await? {
+            self.remove_folder(epoch).await?;
+        }
+        Ok(())
     }
 
     /// Removes checkpoint folders older than the newest `KEPT` up to `newest`

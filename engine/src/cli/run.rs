@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
 use engine::pipeline::CheckpointOptions;
+use engine::source::kafka::StartupMode;
 use engine::{Job, Metrics, RunOptions};
 use rdkafka::mocking::MockCluster;
 
@@ -34,9 +35,17 @@ pub struct RunArgs {
     /// Embedded default only: seed of the simulated feed.
     #[arg(long, default_value_t = feed::DEFAULT_SEED)]
     pub seed: u64,
-    /// Embedded default only: event time of the first simulated trade (RFC 3339), or `now`.
-    #[arg(long, default_value = "now")]
-    pub start: String,
+    /// With --reset: where every source starts: `earliest`, `latest`,
+    /// `group-offsets` or an RFC 3339 time (the first record at or after it).
+    /// Embedded default: event time of the first simulated trade (RFC 3339,
+    /// or `now`, the default).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Start the job over: discard the state dir's checkpoints and read from
+    /// --start instead. The lake keeps what earlier runs published; this run's
+    /// files get new names (see README, "Starting over").
+    #[arg(long, requires = "start", conflicts_with = "scale_out")]
+    pub reset: bool,
     /// Where checkpoints go (s3://..., file://... or a directory)
     /// [default: `_checkpoints/<job>` beside the job's first lake table, else under ./lake].
     #[arg(long, value_name = "URL")]
@@ -44,6 +53,10 @@ pub struct RunArgs {
     /// Time between checkpoints (e.g. 10s, 1min); a final one is taken on a clean stop.
     #[arg(long, default_value = "10s", value_parser = parse_interval)]
     pub checkpoint_interval: Duration,
+    /// How long a checkpoint whose state dir or lake fails is retried (with
+    /// backoff, each failure logged) before the job stops with the error.
+    #[arg(long, default_value = "5min", value_parser = parse_interval)]
+    pub checkpoint_retry_for: Duration,
     /// Run without checkpoints (a restart then reads from the group's offsets).
     #[arg(long, conflicts_with_all = ["state_dir"])]
     pub no_checkpoints: bool,
@@ -59,7 +72,9 @@ pub struct RunArgs {
 fn parse_interval(s: &str) -> Result<Duration, String> {
     engine_sql::options::parse_duration(s)
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("`{s}` is not a positive duration (e.g. 10s, 1min)"))
+        .ok_or_else(|| {
+            format!("`{s}` is not a positive duration of at most 365 days (e.g. 10s, 1min)")
+        })
 }
 
 /// Partitions of the source topics the embedded broker creates.
@@ -74,12 +89,23 @@ impl RunArgs {
 
         let result = if std::env::var_os("KAFKA_BROKERS").is_some() {
             let job = Job::load(&self.job).await?;
+            let reset = match (&self.start, self.reset) {
+                (Some(start), true) => Some(StartupMode::parse(start).with_context(|| {
+                    format!("--start `{start}`: expected earliest, latest, group-offsets or an RFC 3339 time (e.g. 2025-11-20T14:30:00Z)")
+                })?),
+                (Some(_), false) => bail!(
+                    "--start without --reset: a job resumes from its checkpoint (or its group's offsets); \
+                     add --reset to discard its checkpoints and start over from --start"
+                ),
+                (None, _) => None,
+            };
             let checkpoint = (!self.no_checkpoints).then(|| CheckpointOptions {
                 state_dir: self
                     .state_dir
                     .clone()
                     .unwrap_or_else(|| self.default_state_dir(&job)),
                 interval: self.checkpoint_interval,
+                retry_for: self.checkpoint_retry_for,
             });
             if let Some(c) = &checkpoint {
                 tracing::info!(state_dir = %c.state_dir, interval = ?c.interval, "checkpoints");
@@ -88,6 +114,7 @@ impl RunArgs {
                 bounded: self.bounded,
                 checkpoint,
                 lane: None,
+                reset,
             };
             if self.scale_out {
                 job.run_scaled_out(options, Arc::clone(&stop), Arc::clone(&metrics))
@@ -139,6 +166,9 @@ impl RunArgs {
         if self.scale_out {
             bail!("--scale-out needs a shared broker (set KAFKA_BROKERS): the embedded one lives in this process");
         }
+        if self.reset {
+            bail!("--reset needs a broker with a job's data (set KAFKA_BROKERS): the embedded default keeps no checkpoints");
+        }
         let cluster = MockCluster::new(1).context("starting the embedded Kafka-protocol broker")?;
         let brokers = cluster.bootstrap_servers();
         let env = |var: &str| {
@@ -164,7 +194,7 @@ impl RunArgs {
             bail!("the job reads no Kafka topic to feed")
         };
 
-        let start_ms = parse_start(&self.start)?;
+        let start_ms = parse_start(self.start.as_deref().unwrap_or("now"))?;
         let config = FeedConfig {
             symbols: feed::symbol_names(feed::DEFAULT_SYMBOLS),
             rate: feed::DEFAULT_RATE,
@@ -227,6 +257,7 @@ async fn report_status(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
         Duration::from_secs(10)
     };
     let mut last = Metrics::get(&metrics.records_in);
+    let mut failures_seen = 0;
     let mut printed = tokio::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // Short naps, so a finished job exits at once instead of after the next status line.
@@ -245,6 +276,13 @@ async fn report_status(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
         let checkpoint = match Metrics::get(&metrics.last_checkpoint) {
             0 => String::new(),
             n => format!(" | checkpoint {n}"),
+        };
+        let failures = Metrics::get(&metrics.checkpoint_failures);
+        let checkpoint = if failures > failures_seen {
+            failures_seen = failures;
+            format!("{checkpoint} | CHECKPOINT FAILING ({failures} failures, retrying)")
+        } else {
+            checkpoint
         };
         let line = format!(
             "{:.0} events/s | watermark {watermark} | open windows {} | rows emitted {} | bad {} | late {}{checkpoint}",

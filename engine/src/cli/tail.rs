@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use engine::kafka::ConsumerLogs;
+use engine::query::escape_control;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -174,11 +175,15 @@ struct TablePrinter {
 impl TablePrinter {
     fn print(&mut self, out: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
         let Ok(OrderedFields(fields)) = serde_json::from_slice::<OrderedFields>(payload) else {
-            return writeln!(out, "{}", String::from_utf8_lossy(payload));
+            return writeln!(out, "{}", escape_control(&String::from_utf8_lossy(payload)));
         };
+        let fields: Vec<(String, serde_json::Value)> = fields
+            .into_iter()
+            .map(|(k, v)| (escape_control(&k).into_owned(), v))
+            .collect();
         let cells: Vec<(String, String)> = fields
             .iter()
-            .map(|(k, v)| (k.clone(), cell(k, v)))
+            .map(|(k, v)| (k.clone(), escape_control(&cell(k, v)).into_owned()))
             .collect();
         if self.columns.is_empty() {
             // Room for a few more digits than the first row shows, so later rows stay aligned.

@@ -4,6 +4,13 @@
 //! The fast path decodes all payloads at once. Only when that fails does it
 //! bisect the batch to find the bad records, so a rare malformed message
 //! costs `O(log n)` extra decodes rather than turning the batch per-record.
+//!
+//! Every record must give exactly one row: the decoder counts the rows each
+//! payload adds, so an empty payload next to one holding two objects (or a
+//! value split across two records) cannot pass as "two records, two rows".
+//! Nesting deeper than [`MAX_NESTING`] is refused before arrow-json sees it
+//! (its error messages recurse over the value), and decoded rows then pass
+//! the table's [`RowRules`] (finite numbers, representable times, CHECKs).
 
 use std::sync::Arc;
 
@@ -16,7 +23,17 @@ use arrow::json::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
 use engine_sql::{MetadataField, TableDef};
 
+use super::rules::RowRules;
 use crate::error::{EngineError, Result};
+
+/// Deepest nesting of arrays and objects a record may have. The trade
+/// contract is one flat object; a value nested 40,000 deep overflows the
+/// stack of arrow-json's error formatting.
+pub const MAX_NESTING: usize = 64;
+
+/// Longest error text kept for a bad record: decoder errors quote the value
+/// at fault, which can be most of a megabyte-sized record.
+pub const MAX_ERROR_CHARS: usize = 1024;
 
 /// One Kafka record as read, borrowed from the consumer.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +72,8 @@ pub struct JsonDecoder {
     required: Vec<(usize, String)>,
     topic: String,
     max_message_bytes: usize,
+    /// What a decoded row must satisfy.
+    rules: RowRules,
 }
 
 #[derive(Debug)]
@@ -89,7 +108,14 @@ impl JsonDecoder {
             required,
             topic: topic.to_string(),
             max_message_bytes,
+            rules: RowRules::default(),
         }
+    }
+
+    /// Checks decoded rows against `rules`; rows that break one are bad records.
+    pub fn with_rules(mut self, rules: RowRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Schema of the decoded batches (the table's columns).
@@ -115,6 +141,10 @@ impl JsonDecoder {
                         self.max_message_bytes
                     ),
                 }),
+                Some(p) if too_deep(p) => bad.push(BadRecord {
+                    index: i,
+                    error: format!("JSON nested deeper than {MAX_NESTING} levels"),
+                }),
                 Some(_) => good.push(i),
             }
         }
@@ -130,8 +160,39 @@ impl JsonDecoder {
             .flat_map(|(idx, _)| idx.iter().copied())
             .collect();
         let (json, rows) = self.drop_missing_required(json, rows, &mut bad)?;
+        let batch = self.with_metadata(json, &rows, records)?;
+        let batch = self.apply_rules(batch, &rows, records, &mut bad)?;
         bad.sort_by_key(|b| b.index);
-        Ok((self.with_metadata(json, &rows, records)?, bad))
+        Ok((batch, bad))
+    }
+
+    /// Drops the rows that break a rule, as bad records.
+    fn apply_rules(
+        &self,
+        batch: RecordBatch,
+        rows: &[usize],
+        records: &[RawRecord],
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<RecordBatch> {
+        if self.rules.is_empty() || batch.num_rows() == 0 {
+            return Ok(batch);
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let rejected = self
+            .rules
+            .reject(&batch, |row| records[rows[row]].key, now)?;
+        if rejected.is_empty() {
+            return Ok(batch);
+        }
+        let mut keep = vec![true; batch.num_rows()];
+        for r in rejected {
+            keep[r.row] = false;
+            bad.push(BadRecord {
+                index: rows[r.row],
+                error: r.reason,
+            });
+        }
+        Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
     }
 
     /// Decodes `idx` (indices into `records`) at once; on failure, bisects.
@@ -161,7 +222,7 @@ impl JsonDecoder {
             Err(e) if idx.len() == 1 => {
                 bad.push(BadRecord {
                     index: idx[0],
-                    error: e,
+                    error: excerpt(&e, MAX_ERROR_CHARS),
                 });
                 Ok(())
             }
@@ -180,7 +241,9 @@ impl JsonDecoder {
             .map_err(|e| e.to_string())?;
         for &i in idx {
             let payload = records[i].payload.unwrap_or_default();
-            // Each payload must be exactly one value: decode it whole, then a separator.
+            // Each payload must be exactly one complete value: decode it whole and
+            // a separator, then it must have added one row and left nothing open.
+            let before = decoder.len();
             let mut consumed = 0;
             while consumed < payload.len() {
                 let n = decoder
@@ -192,6 +255,18 @@ impl JsonDecoder {
                 consumed += n;
             }
             decoder.decode(b"\n").map_err(|e| e.to_string())?;
+            if decoder.has_partial_record() {
+                return Err("message ends inside a JSON value (truncated)".into());
+            }
+            match decoder.len() - before {
+                1 => {}
+                0 => return Err("message holds no JSON value (only whitespace)".into()),
+                n => {
+                    return Err(format!(
+                        "message holds {n} JSON values, expected one object"
+                    ))
+                }
+            }
         }
         match decoder.flush().map_err(|e| e.to_string())? {
             Some(batch) => Ok(batch),
@@ -258,6 +333,51 @@ impl JsonDecoder {
             // Nullability of required columns was checked above; anything else is a bug.
             EngineError::Internal(format!("decoded batch does not match table schema: {e}"))
         })
+    }
+}
+
+/// Whether `payload` nests arrays and objects deeper than [`MAX_NESTING`].
+/// A record with few brackets cannot, so most are cleared by a fast count.
+fn too_deep(payload: &[u8]) -> bool {
+    if memchr::memchr2_iter(b'{', b'[', payload)
+        .nth(MAX_NESTING)
+        .is_none()
+    {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in payload {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// At most `max` characters of `text`, cut at a character boundary, with
+/// the full length noted when cut: reasons and logs stay small whatever the
+/// record held.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}... ({} bytes in all)", &text[..cut], text.len()),
     }
 }
 

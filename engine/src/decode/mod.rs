@@ -1,5 +1,10 @@
 //! Turning Kafka record payloads into Arrow batches.
+//!
+//! - [`json`]: payloads -> one batch per poll, bad records isolated.
+//! - [`rules`]: what a decoded row must satisfy (finite, in range, CHECKs).
 
 pub mod json;
+pub mod rules;
 
-pub use json::{BadRecord, JsonDecoder, RawRecord};
+pub use json::{excerpt, BadRecord, JsonDecoder, RawRecord};
+pub use rules::RowRules;

@@ -19,6 +19,7 @@ use datafusion::physical_plan::collect;
 use engine_sql::{ddl::UTC, streaming_session, FoundWindow, StreamPlan, WindowSpec, WINDOW_END};
 
 use super::assign::assign_windows;
+use super::{check_not_all, split_failed, RejectedRow};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
@@ -40,6 +41,33 @@ pub struct WindowAggregate {
     metrics: Arc<Metrics>,
     /// Batches that had late rows, to thin out the warnings.
     late_batches: u64,
+}
+
+/// Rejected rows without their window columns, a HOP row once rather than
+/// once per window: its copies are adjacent and fail alike, so a run of `n`
+/// equal rejections stands for `ceil(n / copies)` records.
+fn without_window_copies(rejected: Vec<RejectedRow>, copies: usize) -> Vec<RejectedRow> {
+    let mut runs: Vec<(RejectedRow, usize)> = Vec::with_capacity(rejected.len());
+    for r in rejected {
+        let width = r.row.num_columns().saturating_sub(2);
+        let row = match r.row.project(&(0..width).collect::<Vec<_>>()) {
+            Ok(row) => row,
+            Err(_) => r.row,
+        };
+        match runs.last_mut() {
+            Some((last, n)) if last.row == row && last.error == r.error => *n += 1,
+            _ => runs.push((
+                RejectedRow {
+                    row,
+                    error: r.error,
+                },
+                1,
+            )),
+        }
+    }
+    runs.into_iter()
+        .flat_map(|(r, n)| std::iter::repeat_n(r, n.div_ceil(copies.max(1))))
+        .collect()
 }
 
 /// A stopped operator's windows are no longer open here (a lane that moves
@@ -84,9 +112,11 @@ impl WindowAggregate {
         self.windows.len()
     }
 
-    /// Folds a batch into the state of the windows it touches.
-    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<()> {
+    /// Folds a batch into the state of the windows it touches; returns the
+    /// rows the query could not compute (each input row once).
+    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Vec<RejectedRow>> {
         let (windowed, late) = assign_windows(&batch, self.time_column, self.spec, self.watermark)?;
+        let copies = self.spec.windows_per_record() as usize;
         if late > 0 {
             let total = self
                 .metrics
@@ -106,17 +136,26 @@ impl WindowAggregate {
             }
         }
         if windowed.num_rows() == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let states = collect(
-            self.plan.partial_over(windowed)?,
-            Arc::clone(&self.task_ctx),
-        )
-        .await?;
-        for state in states {
-            self.add_state(state).await?;
+        // Rows whose values the query cannot compute are set apart by
+        // bisection (only when the batch fails); the others are folded in.
+        let total = windowed.num_rows();
+        let mut rejected = Vec::new();
+        let mut work = vec![windowed];
+        while let Some(piece) = work.pop() {
+            let plan = self.plan.partial_over(piece.clone())?;
+            match collect(plan, Arc::clone(&self.task_ctx)).await {
+                Ok(states) => {
+                    for state in states {
+                        self.add_state(state).await?;
+                    }
+                }
+                Err(e) => split_failed(piece, e, &mut work, &mut rejected)?,
+            }
         }
-        Ok(())
+        check_not_all(total, &rejected)?;
+        Ok(without_window_copies(rejected, copies))
     }
 
     /// Emits, in window order, every window the watermark has passed.
@@ -136,6 +175,22 @@ impl WindowAggregate {
             out.extend(rows.into_iter().filter(|b| b.num_rows() > 0));
             Metrics::add(&self.metrics.windows_emitted, 1);
         }
+        Ok(out)
+    }
+
+    /// Emits every open window at the end of a bounded input. End of data is
+    /// not a point in time, so the watermark left behind (and checkpointed)
+    /// is the end of the last window emitted: a later run goes on from there,
+    /// treating the windows emitted now as closed and every later one as open.
+    /// (Left at the end of time, it made every row of the next run late.)
+    pub async fn handle_end_of_data(&mut self) -> Result<Vec<RecordBatch>> {
+        let last_end = self.windows.keys().next_back().copied();
+        let before = self.watermark;
+        let out = self.handle_watermark(EventTime::MAX).await?;
+        self.watermark = match (before, last_end) {
+            (Some(w), Some(end)) => Some(w.max(end)),
+            (w, end) => w.or(end),
+        };
         Ok(out)
     }
 

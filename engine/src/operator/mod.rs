@@ -20,6 +20,83 @@ use crate::error::Result;
 use crate::message::EventTime;
 use crate::metrics::Metrics;
 
+/// A row a statement could not compute (a value no cast or arithmetic of the
+/// query can take, such as a size of `1e31` cast to `DECIMAL(38, 8)`): it is
+/// dead-lettered with the error, and the statement goes on with the others.
+#[derive(Debug, Clone)]
+pub struct RejectedRow {
+    /// The row, in the statement's input schema (one row).
+    pub row: RecordBatch,
+    /// Why, as DataFusion said it.
+    pub error: String,
+}
+
+/// What a batch gave: rows for the sinks, and rows rejected.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// Rows ready for the sinks.
+    pub rows: Vec<RecordBatch>,
+    /// Input rows the statement could not compute.
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// Whether `e` is caused by the values of some rows (a cast, overflow or
+/// division that fails), so that the rows at fault can be set apart,
+/// rather than by the plan or the engine.
+pub(crate) fn is_row_error(e: &datafusion::error::DataFusionError) -> bool {
+    use arrow::error::ArrowError;
+    use datafusion::error::DataFusionError;
+    match e.find_root() {
+        DataFusionError::ArrowError(a, _) => matches!(
+            a.as_ref(),
+            ArrowError::CastError(_)
+                | ArrowError::ComputeError(_)
+                | ArrowError::ArithmeticOverflow(_)
+                | ArrowError::DivideByZero
+                | ArrowError::ParseError(_)
+                | ArrowError::InvalidArgumentError(_)
+        ),
+        DataFusionError::Execution(_) => true,
+        _ => false,
+    }
+}
+
+/// Bisection over a batch that failed: the next pieces to try, in row
+/// order, are pushed onto `work` (a stack, so the left half comes first); a
+/// single row that fails is rejected. Errors not caused by rows are returned.
+pub(crate) fn split_failed(
+    batch: RecordBatch,
+    error: datafusion::error::DataFusionError,
+    work: &mut Vec<RecordBatch>,
+    rejected: &mut Vec<RejectedRow>,
+) -> Result<()> {
+    if !is_row_error(&error) {
+        return Err(error.into());
+    }
+    if batch.num_rows() <= 1 {
+        rejected.push(RejectedRow {
+            row: batch,
+            error: crate::decode::excerpt(&error.strip_backtrace().to_string(), 1024),
+        });
+        return Ok(());
+    }
+    let half = batch.num_rows() / 2;
+    work.push(batch.slice(half, batch.num_rows() - half));
+    work.push(batch.slice(0, half));
+    Ok(())
+}
+
+/// A failure of every row of a batch of several is the statement's, not the
+/// rows': the job stops with it rather than dead-letter everything.
+pub(crate) fn check_not_all(total: usize, rejected: &[RejectedRow]) -> Result<()> {
+    match rejected.first() {
+        Some(first) if total > 1 && rejected.len() == total => Err(crate::EngineError::Execution(
+            format!("every row of a batch of {total} failed: {}", first.error),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The operator of one statement.
 pub enum Operator {
     /// Filters and projections, row by row.
@@ -39,11 +116,15 @@ impl Operator {
         })
     }
 
-    /// Handles a batch; returns the rows ready for the sink.
-    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+    /// Handles a batch; returns the rows ready for the sink, and the input
+    /// rows the statement could not compute.
+    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Processed> {
         match self {
             Operator::Stateless(op) => op.process_batch(batch).await,
-            Operator::Window(op) => op.process_batch(batch).await.map(|()| Vec::new()),
+            Operator::Window(op) => op.process_batch(batch).await.map(|rejected| Processed {
+                rows: Vec::new(),
+                rejected,
+            }),
         }
     }
 
@@ -77,6 +158,9 @@ impl Operator {
 
     /// Handles the end of a bounded input: everything still open is complete now.
     pub async fn handle_end_of_data(&mut self) -> Result<Vec<RecordBatch>> {
-        self.handle_watermark(EventTime::MAX).await
+        match self {
+            Operator::Stateless(_) => Ok(Vec::new()),
+            Operator::Window(op) => op.handle_end_of_data().await,
+        }
     }
 }

@@ -7,6 +7,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::collect;
 use engine_sql::{streaming_session, StreamPlan};
 
+use super::{check_not_all, split_failed, Processed};
 use crate::error::Result;
 
 /// A filter/projection statement.
@@ -24,9 +25,22 @@ impl StatelessQuery {
         }
     }
 
-    /// The statement's rows for one input batch.
-    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        let out = collect(self.plan.stateless_over(batch)?, Arc::clone(&self.task_ctx)).await?;
-        Ok(out.into_iter().filter(|b| b.num_rows() > 0).collect())
+    /// The statement's rows for one input batch; rows whose values the query
+    /// cannot compute are set apart (by bisection, only when the batch fails).
+    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Processed> {
+        let total = batch.num_rows();
+        let mut out = Processed::default();
+        let mut work = vec![batch];
+        while let Some(piece) = work.pop() {
+            let plan = self.plan.stateless_over(piece.clone())?;
+            match collect(plan, Arc::clone(&self.task_ctx)).await {
+                Ok(rows) => out
+                    .rows
+                    .extend(rows.into_iter().filter(|b| b.num_rows() > 0)),
+                Err(e) => split_failed(piece, e, &mut work, &mut out.rejected)?,
+            }
+        }
+        check_not_all(total, &out.rejected)?;
+        Ok(out)
     }
 }

@@ -78,6 +78,14 @@ impl Job {
                 )))
             }
         };
+        if options.reset.is_some() {
+            return Err(EngineError::Execution(format!(
+                "--reset cannot run with --scale-out: every lane that moves would start over again. \
+                 Start {} over in one process (e.g. engine run --reset --start ... --bounded), then scale out",
+                self.name
+            )));
+        }
+        self.check_partitioned_by_key(&source)?;
         let ends = match options.bounded {
             true => {
                 let config = source.clone();
@@ -117,8 +125,10 @@ impl Job {
                                 checkpoint: Some(CheckpointOptions {
                                     state_dir: lane_state_dir(&checkpoint.state_dir, &source.topic, p),
                                     interval: checkpoint.interval,
+                                    retry_for: checkpoint.retry_for,
                                 }),
                                 lane: Some(lane),
+                                reset: None,
                             };
                             match self.start_lane(options, &metrics).await {
                                 Ok(running) => {
@@ -188,6 +198,46 @@ impl Job {
                 committed: BTreeMap::new(),
             }),
         }
+    }
+
+    /// A lane sees one partition, so a windowed `GROUP BY` is complete in
+    /// each lane only if all of a group's records are in one partition: its
+    /// keys must include the record key, as a `METADATA FROM 'key'` column
+    /// or the column the source declares as `key_field` (which the source
+    /// enforces). Otherwise every lane would emit its own partial row for
+    /// the same window.
+    fn check_partitioned_by_key(
+        &self,
+        source: &crate::source::kafka::KafkaSourceConfig,
+    ) -> Result<()> {
+        let table = self
+            .file
+            .table(&source.table)
+            .expect("sources come from the job's tables");
+        let mut key_columns: Vec<&str> = table
+            .columns
+            .iter()
+            .filter(|c| c.metadata == Some(engine_sql::MetadataField::Key))
+            .map(|c| c.name.as_str())
+            .collect();
+        key_columns.extend(source.key_field.as_deref());
+        for st in self.statements.iter().filter(|st| st.window().is_some()) {
+            let groups = st.plan.group_columns();
+            if !groups.iter().any(|g| key_columns.contains(&g.as_str())) {
+                return Err(EngineError::Execution(format!(
+                    "{}:{}: --scale-out runs each source partition on its own, but this statement's \
+                     GROUP BY ({}) does not include the record key of `{}`, so each lane would emit \
+                     its own partial row for every window. Group by the key: declare it on the source \
+                     table (`key_field = 'symbol'` when records are keyed by symbol, or a column \
+                     `METADATA FROM 'key'`) and include that column in the GROUP BY, or run without --scale-out",
+                    self.name,
+                    st.insert.line,
+                    groups.join(", "),
+                    source.table
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Plans the job afresh and runs it as the lane in `options`.

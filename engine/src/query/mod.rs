@@ -28,7 +28,7 @@ use crate::error::{EngineError, Result};
 use crate::sink::lake::{store, LakeSinkConfig, PartitionScheme};
 use crate::Job;
 
-pub use output::{write_results, OutputFormat};
+pub use output::{escape_control, write_results, OutputFormat};
 
 /// The Glue database Athena queries name (`market.ohlc_1m`); also the default schema.
 pub const DATABASE: &str = "market";
@@ -128,9 +128,25 @@ impl LakeQuery {
         &self.tables
     }
 
-    /// Runs one statement (a query, or `EXPLAIN`/`SHOW`) and collects its rows.
+    /// Runs one query (`SELECT`, `WITH`, `EXPLAIN`, `SHOW`) and collects its
+    /// rows. It is a read tool: DDL (`CREATE ...`), DML (`INSERT`, `COPY ... TO`)
+    /// and statements (`SET`) are refused, so nothing it runs can add a file
+    /// to a live lake table outside its checkpoints, or write anywhere else.
     pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let df = self.ctx.sql(sql).await?;
+        let read_only = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .ctx
+            .sql_with_options(sql, read_only)
+            .await
+            .map_err(|e| {
+                EngineError::Execution(format!(
+                    "{} (engine query only reads: SELECT, WITH, EXPLAIN, SHOW)",
+                    e.strip_backtrace()
+                ))
+            })?;
         Ok(df.collect().await?)
     }
 }

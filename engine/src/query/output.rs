@@ -18,6 +18,58 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `text` with control characters (the ESC of terminal escape sequences,
+/// newlines, C1 controls) and bidirectional overrides written as `\u{..}`:
+/// a symbol named to hurt cannot move the cursor, recolour or rewrite a
+/// terminal that prints it.
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `batch` with its text columns (and column names) escaped for a terminal.
+fn escaped_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = escape_control(f.name()).into_owned();
+        match c.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let text = arrow::compute::cast(c, &DataType::Utf8)?;
+                let text = text.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
+                    EngineError::Internal("a text column did not cast to Utf8".into())
+                })?;
+                let escaped: StringArray = text.iter().map(|v| v.map(escape_control)).collect();
+                fields.push(Field::new(name, DataType::Utf8, true));
+                columns.push(Arc::new(escaped));
+            }
+            _ => {
+                fields.push(f.as_ref().clone().with_name(name));
+                columns.push(Arc::clone(c));
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
 /// Writes `batches` to `out` in `format`.
 pub fn write_results(
     batches: &[RecordBatch],
@@ -26,12 +78,18 @@ pub fn write_results(
 ) -> Result<()> {
     let io = |e: std::io::Error| EngineError::Execution(format!("writing results: {e}"));
     match format {
-        OutputFormat::Table => writeln!(
-            out,
-            "{}",
-            arrow::util::pretty::pretty_format_batches(batches)?
-        )
-        .map_err(io),
+        OutputFormat::Table => {
+            let shown = batches
+                .iter()
+                .map(escaped_text)
+                .collect::<Result<Vec<_>>>()?;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(&shown)?
+            )
+            .map_err(io)
+        }
         OutputFormat::Json => {
             let mut writer = arrow::json::LineDelimitedWriter::new(out);
             for b in batches {
@@ -41,6 +99,7 @@ pub fn write_results(
             Ok(())
         }
         OutputFormat::Csv => {
+            // CSV fields are quoted by the writer; controls inside stay data.
             let mut writer = csv::Writer::from_writer(out);
             let csv_err = |e: csv::Error| EngineError::Execution(format!("writing CSV: {e}"));
             if let Some(first) = batches.first() {

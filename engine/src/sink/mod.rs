@@ -5,7 +5,7 @@ pub mod lake;
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{Array, ArrayRef};
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -110,14 +110,31 @@ impl Sink {
     }
 
     /// Writes rows (buffered; durable after [`Sink::flush`]), cast to the
-    /// table's columns by position, as SQL's `INSERT` does.
-    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let batch = conform(batch, &self.schema)
-            .map_err(|e| EngineError::Execution(format!("writing to `{}`: {e}", self.name)))?;
-        match &mut self.target {
-            Target::Kafka(s) => s.write(batch).await,
-            Target::Lake(s) => s.write(batch).await,
+    /// table's columns by position, as SQL's `INSERT` does. Rows that cannot
+    /// be written (a value that does not cast to its column, a NULL in a
+    /// `NOT NULL` column, a lake row without a partition time) are not
+    /// written: their indices in `batch` come back with the reason.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<Vec<(usize, String)>> {
+        let (batch, mut rejected) = conform_rows(batch, &self.schema, &self.name)?;
+        let (batch, more) = match &self.target {
+            Target::Lake(s) => s.reject_unplaceable(batch)?,
+            Target::Kafka(_) => (batch, Vec::new()),
+        };
+        if !more.is_empty() {
+            // Indices of the conformed batch back to the rows given.
+            let kept: Vec<usize> = (0..batch.num_rows() + more.len() + rejected.len())
+                .filter(|i| !rejected.iter().any(|(r, _)| r == i))
+                .collect();
+            rejected.extend(more.into_iter().map(|(row, why)| (kept[row], why)));
         }
+        rejected.sort_unstable();
+        if batch.num_rows() > 0 {
+            match &mut self.target {
+                Target::Kafka(s) => s.write(batch).await?,
+                Target::Lake(s) => s.write(batch).await?,
+            }
+        }
+        Ok(rejected)
     }
 
     /// Tells the sink how far event time has come (lake files roll by time).
@@ -158,10 +175,11 @@ impl Sink {
     }
 
     /// Takes part in checkpoints from epoch `epoch` on (lake files are staged),
-    /// as lane `lane` of the job (empty: the job runs as one lane).
-    pub fn enable_checkpoints(&mut self, epoch: u64, lane: &str) {
+    /// as lane `lane` of the job (empty: the job runs as one lane), naming
+    /// files in `scope` (lane and the state dir's generation).
+    pub fn enable_checkpoints(&mut self, epoch: u64, lane: &str, scope: &str) {
         if let Target::Lake(s) = &mut self.target {
-            s.enable_checkpoints(epoch, lane);
+            s.enable_checkpoints(epoch, lane, scope);
         }
     }
 
@@ -202,6 +220,65 @@ impl Sink {
             Target::Lake(s) => s.flush().await,
         }
     }
+}
+
+/// `batch` cast to `schema` as [`conform`] does, less the rows that cannot
+/// be: a value whose cast fails, or a NULL in a column that may not hold
+/// one. Those come back as (row index in `batch`, reason); `sink` names the
+/// table in the reasons. Rows are found with safe casts (NULL where a cast
+/// fails), so the common case costs one cast.
+pub fn conform_rows(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    sink: &str,
+) -> Result<(RecordBatch, Vec<(usize, String)>)> {
+    if let Ok(b) = conform(batch, schema) {
+        return Ok((b, Vec::new()));
+    }
+    let safe = arrow::compute::CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let mut reasons: Vec<Option<String>> = vec![None; batch.num_rows()];
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (c, f) in batch.columns().iter().zip(schema.fields()) {
+        let cast = arrow::compute::cast_with_options(c, f.data_type(), &safe).map_err(|e| {
+            EngineError::Execution(format!("writing to `{sink}`.`{}`: {e}", f.name()))
+        })?;
+        for (row, reason) in reasons.iter_mut().enumerate() {
+            if reason.is_some() || !cast.is_null(row) {
+                continue;
+            }
+            if c.is_valid(row) {
+                let value = arrow::util::display::array_value_to_string(c, row).unwrap_or_default();
+                *reason = Some(format!(
+                    "value {} cannot be written to `{sink}`.`{}` ({})",
+                    crate::decode::excerpt(&value, 64),
+                    f.name(),
+                    f.data_type()
+                ));
+            } else if !f.is_nullable() {
+                *reason = Some(format!(
+                    "`{sink}`.`{}` is NOT NULL but the row has no value",
+                    f.name()
+                ));
+            }
+        }
+        columns.push(cast);
+    }
+    let keep: arrow::array::BooleanArray = reasons.iter().map(|r| Some(r.is_none())).collect();
+    let columns = columns
+        .iter()
+        .map(|c| arrow::compute::filter(c, &keep))
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    let good = RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(|e| EngineError::Execution(format!("writing to `{sink}`: {e}")))?;
+    let rejected = reasons
+        .into_iter()
+        .enumerate()
+        .filter_map(|(row, r)| r.map(|r| (row, r)))
+        .collect();
+    Ok((good, rejected))
 }
 
 /// `batch` with its columns cast, in order, to `schema`'s types and names.

@@ -35,8 +35,8 @@ impl PartitionKey {
     pub fn end(self, scheme: PartitionScheme) -> i64 {
         match scheme {
             PartitionScheme::None => i64::MAX,
-            PartitionScheme::Day => self.0 + MS_PER_DAY,
-            PartitionScheme::DayHour => self.0 + MS_PER_HOUR,
+            PartitionScheme::Day => self.0.saturating_add(MS_PER_DAY),
+            PartitionScheme::DayHour => self.0.saturating_add(MS_PER_HOUR),
         }
     }
 

@@ -118,9 +118,10 @@ impl LakeSink {
 
     /// Takes part in checkpoints: from now on files are staged and published
     /// by checkpoint `epoch` or later. `lane` (e.g. `p3`, or empty) names the
-    /// share of the source this sink writes, when the job runs as lanes.
-    pub fn enable_checkpoints(&mut self, epoch: u64, lane: &str) {
-        self.staging = Some(Staging::new(&self.location, epoch, &self.run_id, lane));
+    /// share of the source this sink writes, when the job runs as lanes, and
+    /// `scope` the lane and generation its file names carry.
+    pub fn enable_checkpoints(&mut self, epoch: u64, lane: &str, scope: &str) {
+        self.staging = Some(Staging::new(&self.location, epoch, &self.run_id, scope));
         if !lane.is_empty() {
             self.marker = format!("{SUCCESS_MARKER}.{lane}");
         }
@@ -408,6 +409,52 @@ impl LakeSink {
             self.close(key).await?;
         }
         Ok(())
+    }
+
+    /// `batch` less the rows that have no partition: no value in the
+    /// partition time column, or one outside the times partitions can name
+    /// (years 0001-9999). Those come back as (row, reason).
+    pub fn reject_unplaceable(
+        &self,
+        batch: RecordBatch,
+    ) -> Result<(RecordBatch, Vec<(usize, String)>)> {
+        let Some(column) = self.config.partition_time_field else {
+            return Ok((batch, Vec::new()));
+        };
+        if self.config.partitioning == super::config::PartitionScheme::None {
+            return Ok((batch, Vec::new()));
+        }
+        let times = cast(batch.column(column), &engine_sql::timestamp_type())?;
+        let times = times
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .ok_or_else(|| EngineError::Internal("partition time is not TIMESTAMP(ms)".into()))?;
+        let name = self.schema.field(column).name();
+        let range = crate::message::MIN_EVENT_TIME..=crate::message::MAX_EVENT_TIME;
+        let mut rejected = Vec::new();
+        for (row, t) in times.iter().enumerate() {
+            match t {
+                None => rejected.push((
+                    row,
+                    format!("lake table `{}`: no value in partition time column `{name}`", self.config.table),
+                )),
+                Some(t) if !range.contains(&t) => rejected.push((
+                    row,
+                    format!(
+                        "lake table `{}`: partition time `{name}` = {t} ms is outside 0001-01-01 .. 9999-12-31",
+                        self.config.table
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        if rejected.is_empty() {
+            return Ok((batch, Vec::new()));
+        }
+        let keep: arrow::array::BooleanArray = (0..batch.num_rows())
+            .map(|r| Some(!rejected.iter().any(|(b, _)| *b == r)))
+            .collect();
+        Ok((filter_record_batch(&batch, &keep)?, rejected))
     }
 
     fn split_by_partition(&self, batch: RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>> {

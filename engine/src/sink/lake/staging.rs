@@ -3,11 +3,14 @@
 //! `.parquet` so no reader lists them), and become visible under their
 //! partition only once the checkpoint that covers them is complete.
 //!
-//! Final names come from the checkpoint epoch that publishes them
-//! (`part-e<epoch>-<n>.parquet`, `part-p<N>-e<epoch>-<n>.parquet` for the lane
-//! of source partition N under `--scale-out`), so publishing again after a crash rewrites
-//! the same objects, and falling back to an older checkpoint can remove what
-//! newer, lost ones published.
+//! Final names come from the state dir's generation and the checkpoint epoch
+//! that publishes them (`part-g<gen>-e<epoch>-<n>.parquet`,
+//! `part-p<N>-g<gen>-e<epoch>-<n>.parquet` for the lane of source partition N
+//! under `--scale-out`), so publishing again after a crash rewrites the same
+//! objects, falling back to an older checkpoint can remove what newer, lost
+//! ones published, and a job started over on a fresh state dir (a new
+//! generation, epochs from 1 again) never touches an earlier start's files.
+//! The part of a name before `e<epoch>` is the *scope*: lane and generation.
 
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
@@ -34,22 +37,41 @@ pub struct Staging {
     /// table (one a zombie, fenced at its next checkpoint) never overwrite
     /// each other's staged objects.
     pub run_id: String,
-    /// The lane's name prefix (`p3-` for source partition 3 under
-    /// `--scale-out`, else empty): lanes share the table, so their names, and
-    /// what roll-back and garbage collection touch, must not overlap.
+    /// The scope's name prefix (`p3-g1a2b3c4d-` for source partition 3
+    /// under `--scale-out`, `g1a2b3c4d-` for a job run whole): lanes and
+    /// generations share the table, so their names, and what roll-back and
+    /// garbage collection touch, must not overlap.
     pub lane: String,
 }
 
+/// The scope of a lane's names in generation `generation`: `p3-g1a2b3c4d`,
+/// `g1a2b3c4d` without lanes, `p3` or empty for checkpoints older than generations.
+pub fn scope(lane: &str, generation: &str) -> String {
+    [lane, generation]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A new generation: `g` and 8 random hex digits.
+pub fn new_generation() -> String {
+    use rand::Rng;
+    format!("g{:08x}", rand::rng().random::<u32>())
+}
+
 impl Staging {
-    /// Staging under `location` for files published from checkpoint `epoch` on.
-    pub fn new(location: &Location, epoch: u64, run_id: &str, lane: &str) -> Self {
+    /// Staging under `location` for files published from checkpoint `epoch`
+    /// on, named in `scope` (see [`scope`]).
+    pub fn new(location: &Location, epoch: u64, run_id: &str, scope: &str) -> Self {
         Self {
             prefix: location.prefix.clone().join(STAGING_DIR),
             epoch,
             pending: Vec::new(),
             seq: 0,
             run_id: run_id.to_string(),
-            lane: lane_prefix(lane),
+            lane: lane_prefix(scope),
         }
     }
 
@@ -108,8 +130,9 @@ pub async fn publish(location: &Location, table: &str, items: &[Publish]) -> Res
     Ok(())
 }
 
-/// Removes the lane's files published by checkpoints after `epoch` (lost or
-/// damaged ones): their data is written again from `epoch`'s offsets.
+/// Removes the files of `scope` (lane and generation) published by
+/// checkpoints after `epoch` (lost or damaged ones): their data is written
+/// again from `epoch`'s offsets. Other generations' files are never touched.
 pub async fn roll_back_after(
     location: &Location,
     table: &str,
@@ -144,7 +167,7 @@ pub async fn roll_back_after(
     Ok(())
 }
 
-/// Removes the lane's staged objects of epochs up to `epoch` that none of `kept` needs.
+/// Removes the staged objects of `lane` (a scope) of epochs up to `epoch` that none of `kept` needs.
 pub async fn remove_garbage(
     location: &Location,
     kept: &[&SinkState],
@@ -208,6 +231,28 @@ fn epoch_in_name(name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generations_own_disjoint_names() {
+        let (a, b) = (scope("", "g0000000a"), scope("", "g0000000b"));
+        assert_eq!(a, "g0000000a");
+        assert_eq!(scope("p3", "g0000000a"), "p3-g0000000a");
+        assert_eq!(scope("p3", ""), "p3");
+        let name = "part-g0000000a-e0000000001-00000.parquet";
+        assert!(in_lane(name, &a) && !in_lane(name, &b) && !in_lane(name, ""));
+        assert!(!in_lane("part-e0000000001-00000.parquet", &a));
+        assert!(!in_lane("part-p3-g0000000a-e0000000001-00000.parquet", &a));
+        assert!(in_lane(
+            "part-p3-g0000000a-e0000000001-00000.parquet",
+            "p3-g0000000a"
+        ));
+        assert_eq!(epoch_in_name(name), Some(1));
+        assert_eq!(
+            epoch_in_name("part-p3-g0000000a-e0000000012-00000.parquet"),
+            Some(12)
+        );
+        assert!(new_generation().starts_with('g') && new_generation().len() == 9);
+    }
 
     #[test]
     fn lanes_own_disjoint_names() {

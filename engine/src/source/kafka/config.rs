@@ -15,6 +15,27 @@ pub enum StartupMode {
     Earliest,
     /// The end of every partition (only new records).
     Latest,
+    /// The first record of every partition at or after this time (epoch ms,
+    /// by record timestamp; `engine run --reset --start <time>`).
+    Timestamp(i64),
+}
+
+impl StartupMode {
+    /// `--start` with `--reset`: `earliest`, `latest`, `group-offsets`, or an
+    /// RFC 3339 time (`now` too).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "earliest" | "earliest-offset" => Self::Earliest,
+            "latest" | "latest-offset" => Self::Latest,
+            "group-offsets" | "group" => Self::GroupOffsets,
+            "now" => Self::Timestamp(chrono::Utc::now().timestamp_millis()),
+            time => Self::Timestamp(
+                chrono::DateTime::parse_from_rfc3339(time)
+                    .ok()?
+                    .timestamp_millis(),
+            ),
+        })
+    }
 }
 
 /// A Kafka source table's configuration.
@@ -42,7 +63,19 @@ pub struct KafkaSourceConfig {
     pub batch_linger: Duration,
     /// `watermark.idle_timeout`: a partition silent this long stops holding the watermark (default 30s).
     pub idle_timeout: Duration,
+    /// `event_time.max_ahead`: a record whose event time is further ahead of
+    /// the wall clock is a bad record (default 1d; `none`: no bound). One
+    /// trade dated next year would otherwise close every open window.
+    pub max_ahead: Option<Duration>,
+    /// `key_field`: the column the record key equals (records whose key
+    /// differs are bad records). It tells `--scale-out` that a `GROUP BY` of
+    /// that column sees all of a group's records in one partition.
+    pub key_field: Option<String>,
 }
+
+/// Default `event_time.max_ahead`: a day covers clock skew and time zones
+/// got wrong by a feed, and still stops a record dated next year.
+pub const DEFAULT_MAX_AHEAD: Duration = Duration::from_secs(86_400);
 
 /// Default `max_message_bytes`: librdkafka's own `message.max.bytes` default.
 const fn default_max_message_bytes() -> u64 {
@@ -80,6 +113,11 @@ impl KafkaSourceConfig {
             batch_size: o.count("batch.size", 8192)?,
             batch_linger: o.duration("batch.linger", Duration::from_millis(100))?,
             idle_timeout: o.duration("watermark.idle_timeout", Duration::from_secs(30))?,
+            max_ahead: match o.get("event_time.max_ahead") {
+                Some(v) if v.eq_ignore_ascii_case("none") => None,
+                _ => Some(o.duration("event_time.max_ahead", DEFAULT_MAX_AHEAD)?),
+            },
+            key_field: o.get("key_field"),
             topic,
             client,
         };

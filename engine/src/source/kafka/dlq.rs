@@ -18,6 +18,21 @@ use crate::kafka::KafkaClientOptions;
 /// as a prefix, with its full size in the `dlq.original_bytes` header.
 pub const MAX_DEAD_LETTER_PAYLOAD: usize = 512 * 1024;
 
+/// Key bytes a dead letter keeps (a longer key is cut, its size in
+/// `dlq.original_key_bytes`): keys are symbols, not documents.
+pub const MAX_DEAD_LETTER_KEY: usize = 16 * 1024;
+
+/// Characters of the `dlq.error` header: errors quote values, and a value
+/// can be most of the record.
+pub const MAX_DEAD_LETTER_ERROR: usize = 1024;
+
+/// librdkafka's default `message.max.bytes`, the most a record may take.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Bytes kept free of a record's limit for its framing (librdkafka counts
+/// the record's overhead, and each header's name and length, against it).
+const RECORD_OVERHEAD: usize = 4096;
+
 /// Counts failed deliveries, so that offsets are never committed past a
 /// bad record whose dead-letter copy was lost.
 #[derive(Default)]
@@ -42,10 +57,10 @@ impl ProducerContext for DeliveryCounter {
 pub struct Origin<'a> {
     /// Source topic.
     pub topic: &'a str,
-    /// Source partition.
-    pub partition: i32,
-    /// Source offset.
-    pub offset: i64,
+    /// Source partition and offset (unknown for a row a statement rejected).
+    pub position: Option<(i32, i64)>,
+    /// The statement that rejected the row (`job.sql:42`), when it was not the source.
+    pub statement: Option<&'a str>,
 }
 
 /// A producer to one dead-letter topic.
@@ -53,6 +68,8 @@ pub struct DeadLetters {
     topic: String,
     producer: ThreadedProducer<DeliveryCounter>,
     failed: Arc<AtomicU64>,
+    /// The most bytes a record may take (the producer's `message.max.bytes`).
+    message_max_bytes: usize,
 }
 
 impl DeadLetters {
@@ -76,14 +93,23 @@ impl DeadLetters {
             &client.bootstrap_servers,
             "dead-letter topic (option dlq.topic)",
         )?;
+        let message_max_bytes = client
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         Ok(Self {
             topic: topic.to_string(),
             producer,
             failed,
+            message_max_bytes,
         })
     }
 
-    /// Queues one bad record. Blocks while the producer queue is full.
+    /// Queues one bad record. Blocks while the producer queue is full. The
+    /// error, key and payload are cut so that the record always fits the
+    /// producer's `message.max.bytes`: a dead letter too large to send would
+    /// stop the job on every restart.
     pub fn send(
         &self,
         payload: &[u8],
@@ -91,35 +117,48 @@ impl DeadLetters {
         error: &str,
         origin: Origin,
     ) -> Result<()> {
-        let (partition, offset) = (origin.partition.to_string(), origin.offset.to_string());
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "dlq.error",
-                value: Some(error),
-            })
-            .insert(Header {
-                key: "dlq.topic",
-                value: Some(origin.topic),
-            })
-            .insert(Header {
-                key: "dlq.partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "dlq.offset",
-                value: Some(offset.as_str()),
-            });
-        if payload.len() > MAX_DEAD_LETTER_PAYLOAD {
-            let size = payload.len().to_string();
-            headers = headers.insert(Header {
-                key: "dlq.original_bytes",
-                value: Some(size.as_str()),
+        let error = crate::decode::excerpt(error, MAX_DEAD_LETTER_ERROR);
+        let mut headers: Vec<(&str, String)> = vec![
+            ("dlq.error", error),
+            ("dlq.topic", origin.topic.to_string()),
+        ];
+        if let Some((partition, offset)) = origin.position {
+            headers.push(("dlq.partition", partition.to_string()));
+            headers.push(("dlq.offset", offset.to_string()));
+        }
+        if let Some(statement) = origin.statement {
+            headers.push(("dlq.statement", statement.to_string()));
+        }
+        let key = key.map(|k| {
+            if k.len() > MAX_DEAD_LETTER_KEY {
+                headers.push(("dlq.original_key_bytes", k.len().to_string()));
+            }
+            &k[..k.len().min(MAX_DEAD_LETTER_KEY)]
+        });
+        // Whatever the limit leaves after key and headers, and at most
+        // MAX_DEAD_LETTER_PAYLOAD (the `dlq.original_bytes` header is counted too).
+        let taken = RECORD_OVERHEAD
+            + key.map_or(0, <[u8]>::len)
+            + headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 64)
+                .sum::<usize>();
+        let room = self
+            .message_max_bytes
+            .saturating_sub(taken)
+            .min(MAX_DEAD_LETTER_PAYLOAD);
+        if payload.len() > room {
+            headers.push(("dlq.original_bytes", payload.len().to_string()));
+        }
+        let payload = &payload[..payload.len().min(room)];
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in &headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
             });
         }
-        let payload = &payload[..payload.len().min(MAX_DEAD_LETTER_PAYLOAD)];
-        let mut record = BaseRecord::to(&self.topic)
-            .payload(payload)
-            .headers(headers);
+        let mut record = BaseRecord::to(&self.topic).payload(payload).headers(owned);
         if let Some(key) = key {
             record = record.key(key);
         }

@@ -230,6 +230,54 @@ pub fn end_offsets(config: &KafkaSourceConfig) -> Result<BTreeMap<i32, i64>> {
         .collect()
 }
 
+/// The consumer group's committed offsets on the source's topic (next offset
+/// per partition; only `partition` for a lane), reading nothing.
+pub fn committed_offsets(
+    config: &KafkaSourceConfig,
+    partition: Option<i32>,
+) -> Result<BTreeMap<i32, i64>> {
+    let topic = &config.topic;
+    let err = |e: KafkaError| {
+        EngineError::Kafka(format!(
+            "reading the committed offsets of group `{}` on topic `{topic}` ({}): {}",
+            config.group_id,
+            config.client.bootstrap_servers,
+            crate::kafka::redacted(&e)
+        ))
+    };
+    let consumer: BaseConsumer<ConsumerLogs> = config
+        .client
+        .client_config()
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .create_with_context(ConsumerLogs)
+        .map_err(err)?;
+    let partitions = partitions_of(
+        consumer.client(),
+        topic,
+        &config.client.bootstrap_servers,
+        "topic",
+    )?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions
+        .into_iter()
+        .filter(|p| partition.is_none_or(|l| l == *p))
+    {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, METADATA_TIMEOUT)
+        .map_err(err)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(n) => Some((e.partition(), n)),
+            _ => None,
+        })
+        .collect())
+}
+
 /// The member's librdkafka context: rebalances become [`GroupEvent`]s.
 struct MemberContext {
     topic: String,

@@ -8,5 +8,6 @@ mod group;
 mod source;
 
 pub use config::{KafkaSourceConfig, StartupMode};
-pub use group::{end_offsets, GroupCommits, GroupEvent, GroupMember};
-pub use source::{KafkaSource, SourceBarriers, SourceProgress};
+pub use dlq::{DeadLetters, Origin};
+pub use group::{committed_offsets, end_offsets, GroupCommits, GroupEvent, GroupMember};
+pub use source::{row_rules, KafkaSource, SourceBarriers, SourceProgress};

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::config::{KafkaSourceConfig, StartupMode};
 use super::dlq::{DeadLetters, Origin};
 use super::group::GroupCommits;
-use crate::decode::{JsonDecoder, RawRecord};
+use crate::decode::{JsonDecoder, RawRecord, RowRules};
 use crate::error::{EngineError, Result};
 use crate::kafka::{partitions_of, ConsumerLogs, METADATA_TIMEOUT};
 use crate::message::{Message, Signal};
@@ -164,15 +164,19 @@ struct PartitionCursor {
 }
 
 impl KafkaSource {
-    /// Builds the source of `table` with its decoder and watermark.
+    /// Builds the source of `table` (declared in job file `file`) with its
+    /// decoder, row rules and watermark.
     pub fn new(
+        file: &str,
         table: &TableDef,
         config: KafkaSourceConfig,
         metrics: Arc<Metrics>,
         bounded: bool,
     ) -> Result<Self> {
-        let decoder = JsonDecoder::new(table, &config.topic, config.max_message_bytes);
-        let watermark = WatermarkExpr::for_table(table, decoder.schema())?;
+        let rules = row_rules(file, table, &config)?;
+        let decoder =
+            JsonDecoder::new(table, &config.topic, config.max_message_bytes).with_rules(rules);
+        let watermark = WatermarkExpr::for_table(file, table, decoder.schema())?;
         Ok(Self {
             config,
             decoder,
@@ -234,9 +238,6 @@ impl KafkaSource {
         stop: Arc<AtomicBool>,
     ) -> Result<SourceProgress> {
         let topic = self.config.topic.clone();
-        let kafka_err = |what: &str, e: KafkaError| {
-            EngineError::Kafka(format!("{what} for topic `{topic}`: {e}"))
-        };
         let consumer: BaseConsumer<ConsumerLogs> = self
             .config
             .client
@@ -257,7 +258,12 @@ impl KafkaSource {
                 },
             )
             .create_with_context(ConsumerLogs)
-            .map_err(|e| kafka_err("creating consumer", e))?;
+            .map_err(|e| {
+                EngineError::Kafka(format!(
+                    "creating consumer for topic `{topic}`: {}",
+                    crate::kafka::redacted(&e)
+                ))
+            })?;
         let dead_letters = DeadLetters::new(&self.config.client, &self.config.dlq_topic)?;
         let mut cursors = self.assign(&consumer)?;
         let mut tracker = WatermarkTracker::new(self.config.idle_timeout);
@@ -338,6 +344,21 @@ impl KafkaSource {
             ),
             _ => None,
         };
+        let by_time = match self.config.startup {
+            StartupMode::Timestamp(ms) => {
+                let mut at = TopicPartitionList::new();
+                for &p in &partitions {
+                    at.add_partition_offset(topic, p, Offset::Offset(ms))
+                        .map_err(|e| err("looking up offsets by time", e))?;
+                }
+                Some(
+                    consumer
+                        .offsets_for_times(at, METADATA_TIMEOUT)
+                        .map_err(|e| err("looking up offsets by time", e))?,
+                )
+            }
+            _ => None,
+        };
         let mut assignment = TopicPartitionList::new();
         let mut cursors = BTreeMap::new();
         for &p in &partitions {
@@ -357,8 +378,15 @@ impl KafkaSource {
                     "records after the checkpoint were deleted by retention; resuming at the earliest left"
                 );
             }
+            let at_time = by_time.as_ref().map(|tpl| {
+                match tpl.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => n,
+                    _ => high, // no record at or after that time
+                }
+            });
             let start = match (self.config.startup, committed) {
                 _ if checkpointed.is_some() => checkpointed.unwrap_or(low).max(low),
+                (StartupMode::Timestamp(_), _) => at_time.unwrap_or(high).clamp(low, high),
                 (StartupMode::GroupOffsets, Some(n)) => n.max(low),
                 (StartupMode::Latest, _) => high,
                 (StartupMode::GroupOffsets, None) if !self.config.offset_reset_earliest => high,
@@ -551,8 +579,8 @@ impl KafkaSource {
                 let r = &raw[b.index];
                 let origin = Origin {
                     topic: &self.config.topic,
-                    partition: p,
-                    offset: r.offset,
+                    position: Some((p, r.offset)),
+                    statement: None,
                 };
                 dead_letters.send(r.payload.unwrap_or_default(), r.key, &b.error, origin)?;
                 let n = self.metrics.bad_records.fetch_add(1, Ordering::Relaxed) + 1;
@@ -575,6 +603,19 @@ impl KafkaSource {
         }
         Ok(())
     }
+}
+
+/// The row rules of source `table` (declared in job file `file`): an error names file and line.
+pub fn row_rules(file: &str, table: &TableDef, config: &KafkaSourceConfig) -> Result<RowRules> {
+    RowRules::for_table(table, config.max_ahead, config.key_field.as_deref()).map_err(
+        |(line, message)| {
+            EngineError::Config(engine_sql::SqlError {
+                file: file.to_string(),
+                line,
+                message: format!("table `{}`: {message}", table.name),
+            })
+        },
+    )
 }
 
 fn send(outputs: &[mpsc::Sender<Message>], message: Message) -> Result<()> {

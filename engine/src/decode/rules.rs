@@ -1,0 +1,311 @@
+//! What a decoded row must satisfy before it enters the stream.
+//!
+//! JSON that parses can still be unusable: `1e400` and `"NaN"` decode to
+//! floats no sum can hold, an epoch of `1e30` to a time no window or
+//! partition can name, a trade dated next year would close every window at
+//! once. The source checks each decoded row against these rules and turns
+//! the rows that break one into bad records with the reason, so the job goes
+//! on and nothing is dropped silently:
+//! - floating-point columns must be finite;
+//! - TIMESTAMP columns must lie in 0001-01-01 .. 9999-12-31;
+//! - the event-time column may run at most `event_time.max_ahead` ahead of
+//!   the wall clock;
+//! - every `CHECK (...)` of the table must not be false;
+//! - with `key_field`, the record key must equal that column (so the topic's
+//!   partitioning by key is a partitioning by that column).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::TimestampMillisecondArray;
+use arrow::array::{Array, ArrayRef, BooleanArray, Float32Array, Float64Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use engine_sql::{LineError, TableDef};
+
+use super::json::excerpt;
+use crate::error::{EngineError, Result};
+use crate::message::{EventTime, MAX_EVENT_TIME, MIN_EVENT_TIME};
+
+/// The rules of one source table, compiled.
+#[derive(Debug, Default)]
+pub struct RowRules {
+    /// Floating-point columns: (index, name).
+    finite: Vec<(usize, String)>,
+    /// TIMESTAMP columns read from JSON: (index, name).
+    times: Vec<(usize, String)>,
+    /// The event-time column and how far ahead of the wall clock it may be.
+    ahead: Option<(usize, String, Duration)>,
+    /// `CHECK` constraints: label and compiled expression.
+    checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    /// `key_field`: the column the record key must equal.
+    key: Option<(usize, String)>,
+}
+
+/// A row of a decoded batch that broke a rule, and which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Row index in the batch.
+    pub row: usize,
+    /// The reason, for the dead-letter topic.
+    pub reason: String,
+}
+
+impl RowRules {
+    /// Compiles the rules of source `table` (its batches have `table.schema()`).
+    /// `max_ahead` bounds the event-time column (`None`: no bound), and
+    /// `key_field` names the column the record key must equal. Errors name
+    /// the line at fault.
+    pub fn for_table(
+        table: &TableDef,
+        max_ahead: Option<Duration>,
+        key_field: Option<&str>,
+    ) -> Result<Self, LineError> {
+        let schema = table.schema();
+        let mut rules = RowRules::default();
+        for (i, c) in table.columns.iter().enumerate() {
+            match c.data_type {
+                DataType::Float64 | DataType::Float32 => rules.finite.push((i, c.name.clone())),
+                DataType::Timestamp(..) if c.metadata.is_none() => {
+                    rules.times.push((i, c.name.clone()))
+                }
+                _ => {}
+            }
+        }
+        if let (Some(w), Some(ahead)) = (&table.watermark, max_ahead) {
+            let i = schema
+                .index_of(&w.column)
+                .map_err(|e| (table.line, e.to_string()))?;
+            rules.ahead = Some((i, w.column.clone(), ahead));
+        }
+        if let Some(name) = key_field {
+            match table.columns.iter().position(|c| c.name == name) {
+                Some(i) if table.columns[i].data_type == DataType::Utf8 => {
+                    rules.key = Some((i, name.to_string()))
+                }
+                Some(_) => {
+                    return Err((
+                        table.options.line_of("key_field", table.line),
+                        format!(
+                            "key_field `{name}` must be a TEXT column (the record key is text)"
+                        ),
+                    ))
+                }
+                None => {
+                    return Err((
+                        table.options.line_of("key_field", table.line),
+                        format!("key_field `{name}`: no such column"),
+                    ))
+                }
+            }
+        }
+        let ctx = SessionContext::new();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())
+            .map_err(|e| (table.line, e.strip_backtrace().to_string()))?;
+        for check in &table.checks {
+            let fail = |e: datafusion::error::DataFusionError| {
+                (
+                    check.line,
+                    format!("{}: {}", check.label(), e.strip_backtrace()),
+                )
+            };
+            let expr = ctx.parse_sql_expr(&check.expr, &df_schema).map_err(fail)?;
+            let expr = ctx.create_physical_expr(expr, &df_schema).map_err(fail)?;
+            match expr.data_type(&schema) {
+                Ok(DataType::Boolean) => {}
+                Ok(other) => {
+                    return Err((
+                        check.line,
+                        format!(
+                            "{} must be a condition (BOOLEAN), not {other}",
+                            check.label()
+                        ),
+                    ))
+                }
+                Err(e) => return Err(fail(e)),
+            }
+            rules.checks.push((check.label(), expr));
+        }
+        Ok(rules)
+    }
+
+    /// The rows of `batch` that break a rule (each once, with the first rule
+    /// it breaks), in row order. `key(row)` gives a row's record key; `now`
+    /// is the wall clock (ms).
+    pub fn reject<'k>(
+        &self,
+        batch: &RecordBatch,
+        key: impl Fn(usize) -> Option<&'k [u8]>,
+        now: EventTime,
+    ) -> Result<Vec<Rejected>> {
+        let mut reasons: Vec<Option<String>> = vec![None; batch.num_rows()];
+        let mut note = |row: usize, reason: &dyn Fn() -> String| {
+            if reasons[row].is_none() {
+                reasons[row] = Some(reason());
+            }
+        };
+        for (i, name) in &self.finite {
+            let column = batch.column(*i);
+            let values: Vec<Option<f64>> =
+                if let Some(a) = column.as_any().downcast_ref::<Float64Array>() {
+                    a.iter().collect()
+                } else if let Some(a) = column.as_any().downcast_ref::<Float32Array>() {
+                    a.iter().map(|v| v.map(f64::from)).collect()
+                } else {
+                    continue;
+                };
+            for (row, v) in values.into_iter().enumerate() {
+                if let Some(v) = v.filter(|v| !v.is_finite()) {
+                    note(row, &|| {
+                        format!("field `{name}` is not a finite number ({v})")
+                    });
+                }
+            }
+        }
+        for (i, name) in &self.times {
+            let Some(times) = timestamps(batch.column(*i)) else {
+                continue;
+            };
+            for (row, t) in times.iter().enumerate() {
+                if let Some(t) = t.filter(|t| !(MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(t)) {
+                    note(row, &|| {
+                        format!(
+                            "field `{name}` = {t} ms is outside the times the engine represents \
+                             (0001-01-01 to 9999-12-31 UTC)"
+                        )
+                    });
+                }
+            }
+        }
+        if let Some((i, name, ahead)) = &self.ahead {
+            let limit = now.saturating_add(ahead.as_millis().min(i64::MAX as u128) as i64);
+            if let Some(times) = timestamps(batch.column(*i)) {
+                for (row, t) in times.iter().enumerate() {
+                    if let Some(t) = t.filter(|t| *t > limit && *t <= MAX_EVENT_TIME) {
+                        note(row, &|| {
+                            let when = chrono::DateTime::from_timestamp_millis(t)
+                                .map(|d| d.to_rfc3339())
+                                .unwrap_or_else(|| format!("{t} ms"));
+                            format!(
+                                "event time `{name}` = {when} is {} ahead of the wall clock; \
+                                 the limit is event_time.max_ahead = {}",
+                                human(Duration::from_millis((t - now).max(0) as u64)),
+                                human(*ahead)
+                            )
+                        });
+                    }
+                }
+            }
+        }
+        for (label, expr) in &self.checks {
+            let passed = evaluate_check(expr, batch)?;
+            for (row, ok) in passed.iter().enumerate() {
+                if let Some(failure) = ok {
+                    note(row, &|| format!("{label} failed{failure}"));
+                }
+            }
+        }
+        if let Some((i, name)) = &self.key {
+            if let Some(values) = batch.column(*i).as_any().downcast_ref::<StringArray>() {
+                for row in 0..batch.num_rows() {
+                    let value = values.is_valid(row).then(|| values.value(row).as_bytes());
+                    let k = key(row);
+                    if value != k {
+                        note(row, &|| {
+                            let shown = |b: Option<&[u8]>| {
+                                b.map(|b| format!("'{}'", excerpt(&String::from_utf8_lossy(b), 64)))
+                                    .unwrap_or_else(|| "none".into())
+                            };
+                            format!(
+                                "record key {} is not the value of key_field `{name}` ({})",
+                                shown(k),
+                                shown(value)
+                            )
+                        });
+                    }
+                }
+            }
+        }
+        Ok(reasons
+            .into_iter()
+            .enumerate()
+            .filter_map(|(row, r)| r.map(|reason| Rejected { row, reason }))
+            .collect())
+    }
+
+    /// Whether any rule could reject a row (the decoder skips the pass otherwise).
+    pub fn is_empty(&self) -> bool {
+        self.finite.is_empty()
+            && self.times.is_empty()
+            && self.ahead.is_none()
+            && self.checks.is_empty()
+            && self.key.is_none()
+    }
+}
+
+fn timestamps(column: &ArrayRef) -> Option<&TimestampMillisecondArray> {
+    column.as_any().downcast_ref::<TimestampMillisecondArray>()
+}
+
+/// Per row: `None` when the check holds (true or NULL), else `Some("")`, or
+/// `Some(": <error>")` when evaluating it on the row failed.
+fn evaluate_check(
+    expr: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<Vec<Option<String>>> {
+    let as_bools = |b: &RecordBatch| -> Result<Vec<Option<String>>> {
+        let values = expr.evaluate(b)?.into_array(b.num_rows())?;
+        let values = cast(&values, &DataType::Boolean)?;
+        let values = values
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| EngineError::Internal("a CHECK did not give booleans".into()))?;
+        Ok(values
+            .iter()
+            .map(|v| (v == Some(false)).then(String::new))
+            .collect())
+    };
+    match as_bools(batch) {
+        Ok(v) => Ok(v),
+        // A row the expression cannot be evaluated on (e.g. an overflow) fails
+        // the check on its own: find it row by row, only on this rare path.
+        Err(_) => (0..batch.num_rows())
+            .map(|row| match as_bools(&batch.slice(row, 1)) {
+                Ok(mut v) => Ok(v.pop().flatten()),
+                Err(e) => Ok(Some(format!(": {}", excerpt(&e.to_string(), 256)))),
+            })
+            .collect(),
+    }
+}
+
+/// `1d`, `3h 20min`, `45s`, `120ms`: durations in messages.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    let (hours, rest) = (rest / 3_600_000, rest % 3_600_000);
+    let (mins, rest) = (rest / 60_000, rest % 60_000);
+    let (secs, ms) = (rest / 1000, rest % 1000);
+    // The two largest units are enough to read: `364d 23h`, `1h 5min`, `2s 500ms`.
+    let parts: Vec<String> = [
+        (days, "d"),
+        (hours, "h"),
+        (mins, "min"),
+        (secs, "s"),
+        (ms, "ms"),
+    ]
+    .iter()
+    .skip_while(|(n, _)| *n == 0)
+    .take(2)
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, unit)| format!("{n}{unit}"))
+    .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
+    }
+}
