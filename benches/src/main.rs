@@ -4,13 +4,16 @@
 //! ```text
 //! cargo run -p engine-benches -- [TRADES] [SYMBOLS] [BATCH]
 //! ```
-//! Prints events/s for decode alone, aggregation alone, and both.
+//! Prints events/s for decode alone (without and with the job's row rules),
+//! aggregation alone, and both.
 
 use std::time::Instant;
 
 use anyhow::Result;
+use arrow::record_batch::RecordBatch;
 use engine::decode::{JsonDecoder, RawRecord};
 use engine::operator::Operator;
+use engine::source::kafka::{row_rules, KafkaSourceConfig};
 use engine::Metrics;
 use engine_sql::{plan_job, JobFile};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -38,42 +41,55 @@ async fn main() -> Result<()> {
         .table("trades")
         .expect("jobs/ohlc_1m.sql reads `trades`");
 
-    // Payloads as the simulator writes them: ~70 bytes, a trade every 3 ms.
+    // Payloads as the simulator writes them: ~70 bytes, a trade every 3 ms, keyed by symbol.
     let mut rng = StdRng::seed_from_u64(1);
-    let payloads: Vec<Vec<u8>> = (0..trades)
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..trades)
         .map(|i| {
             let price = 100.0 + rng.random_range(0..10_000) as f64 / 100.0;
-            format!(
-                r#"{{"symbol":"S{:03}","price":{price},"size":{},"ts":{}}}"#,
-                rng.random_range(0..symbols),
+            let symbol = format!("S{:03}", rng.random_range(0..symbols));
+            let payload = format!(
+                r#"{{"symbol":"{symbol}","price":{price},"size":{},"ts":{}}}"#,
                 rng.random_range(1..1000),
                 1_763_640_000_000i64 + 3 * i as i64
-            )
-            .into_bytes()
+            );
+            (symbol.into_bytes(), payload.into_bytes())
         })
         .collect();
-    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    let bytes: usize = records.iter().map(|(_, p)| p.len()).sum();
 
-    let decoder = JsonDecoder::new(source, "trades", 1 << 20);
-    let started = Instant::now();
-    let mut batches = Vec::new();
-    for (n, chunk) in payloads.chunks(batch).enumerate() {
-        let raw: Vec<RawRecord> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, p)| RawRecord {
-                payload: Some(p),
-                key: None,
-                partition: 0,
-                offset: (n * batch + i) as i64,
-                timestamp: None,
-            })
-            .collect();
-        let (b, bad) = decoder.decode(&raw)?;
-        assert!(bad.is_empty());
-        batches.push(b);
-    }
-    let decode = started.elapsed();
+    // Side by side: the decoder alone (one row per record, nesting bound),
+    // and with the job's row rules (finite numbers, time range, event time
+    // ahead, CHECK (price > 0), CHECK (size > 0), key_field = symbol).
+    let config = KafkaSourceConfig::from_table(source).map_err(|(_, m)| anyhow::anyhow!(m))?;
+    let plain = JsonDecoder::new(source, "trades", 1 << 20);
+    let ruled = JsonDecoder::new(source, "trades", 1 << 20).with_rules(row_rules(
+        "jobs/ohlc_1m.sql",
+        source,
+        &config,
+    )?);
+    let decode_all = |decoder: &JsonDecoder| -> Result<(std::time::Duration, Vec<RecordBatch>)> {
+        let started = Instant::now();
+        let mut batches = Vec::new();
+        for (n, chunk) in records.chunks(batch).enumerate() {
+            let raw: Vec<RawRecord> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (key, payload))| RawRecord {
+                    payload: Some(payload),
+                    key: Some(key),
+                    partition: 0,
+                    offset: (n * batch + i) as i64,
+                    timestamp: None,
+                })
+                .collect();
+            let (b, bad) = decoder.decode(&raw)?;
+            assert!(bad.is_empty(), "{bad:?}");
+            batches.push(b);
+        }
+        Ok((started.elapsed(), batches))
+    };
+    let (decode_plain, _) = decode_all(&plain)?;
+    let (decode, batches) = decode_all(&ruled)?;
 
     let mut op = Operator::for_statement(&planned[0], std::sync::Arc::new(Metrics::new()))?;
     let started = Instant::now();
@@ -107,7 +123,12 @@ async fn main() -> Result<()> {
         "trades={trades} symbols={symbols} batch={batch} payload_bytes={bytes} candles={candles}"
     );
     println!(
-        "decode:    {:>12.0} events/s ({:.0} MB/s)",
+        "decode:    {:>12.0} events/s ({:.0} MB/s) without row rules",
+        rate(decode_plain),
+        bytes as f64 / decode_plain.as_secs_f64() / 1e6
+    );
+    println!(
+        "decode:    {:>12.0} events/s ({:.0} MB/s) with the job's row rules",
         rate(decode),
         bytes as f64 / decode.as_secs_f64() / 1e6
     );

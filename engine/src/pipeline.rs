@@ -60,6 +60,9 @@ pub struct Lane {
     pub partition: i32,
     /// Where the lane's durable offsets go for the group member to commit.
     pub commits: GroupCommits,
+    /// The state dir of the job run whole (the lanes' dirs are inside it): a
+    /// lane without checkpoints may take over from its finished run.
+    pub job_state_dir: String,
 }
 
 impl Lane {
@@ -347,7 +350,7 @@ impl Job {
         let lane = options.lane.as_ref().map(Lane::tag).unwrap_or_default();
         let restored = match &options.checkpoint {
             Some(c) => Some(
-                self.restore(c, options.reset.is_some(), &metrics, &lane)
+                self.restore(c, options.reset.is_some(), &metrics, options.lane.as_ref())
                     .await?,
             ),
             None => None,
@@ -411,14 +414,14 @@ impl Job {
                         None => Vec::new(),
                     };
                     // Checkpoints of bounded runs before this version kept the end of
-                    // time as the watermark; the source's clocks say where it really was.
-                    let watermark = state
-                        .watermark
-                        .filter(|w| *w <= crate::message::MAX_EVENT_TIME)
-                        .or_else(|| {
-                            let clocks = manifest.and_then(|m| m.watermarks.get(&config.topic));
-                            clocks.and_then(|c| c.values().min().copied())
-                        });
+                    // time as the watermark: the latest source clock says how far
+                    // event time had come (every window before it was emitted).
+                    let watermark = match state.watermark {
+                        Some(w) if w > crate::message::MAX_EVENT_TIME => manifest
+                            .and_then(|m| m.watermarks.get(&config.topic))
+                            .and_then(|c| c.values().max().copied()),
+                        w => w,
+                    };
                     operator.restore(watermark, rows).await?;
                 }
                 let reports = restored.is_some().then(|| report_tx.clone());
@@ -597,8 +600,10 @@ impl Job {
         options: &CheckpointOptions,
         reset: bool,
         metrics: &Arc<Metrics>,
-        lane: &str,
+        lane_of: Option<&Lane>,
     ) -> Result<Restored> {
+        let lane = lane_of.map(Lane::tag).unwrap_or_default();
+        let lane = lane.as_str();
         let store = CheckpointStore::open(&options.state_dir)?;
         let (manifest, damaged) = if reset {
             store.discard_all().await?;
@@ -620,8 +625,13 @@ impl Job {
                 )));
             }
         } else if !reset {
-            self.refuse_partial_start(&options.state_dir, &damaged, lane)
+            self.refuse_partial_start(&options.state_dir, &damaged, lane_of)
                 .await?;
+        } else if lane_of.is_none() {
+            // Lanes of an earlier --scale-out run must not restore into the new start.
+            for config in self.sources.values() {
+                store.discard_lanes(&config.topic).await?;
+            }
         }
         let generation = manifest
             .as_ref()
@@ -692,9 +702,9 @@ impl Job {
         &self,
         state_dir: &str,
         damaged: &[(u64, String)],
-        lane: &str,
+        lane: Option<&Lane>,
     ) -> Result<()> {
-        let partition = lane.strip_prefix('p').and_then(|p| p.parse().ok());
+        let partition = lane.map(|l| l.partition);
         let mut committed = Vec::new();
         for config in self.sources.values() {
             let c = config.clone();
@@ -702,6 +712,9 @@ impl Job {
                 committed_offsets(&c, partition)
             }))
             .await?;
+            if damaged.is_empty() && handed_over(state_dir, lane, &config.topic, &offsets).await {
+                continue;
+            }
             if !offsets.is_empty() {
                 committed.push(format!(
                     "consumer group `{}` has committed offsets on topic `{}` ({})",
@@ -751,6 +764,47 @@ impl Job {
             }
         }
         format!("{hash:016x}")
+    }
+}
+
+/// Whether the group's `committed` offsets on `topic` were left by a run
+/// that finished its input cleanly in the other mode, so that starting from
+/// them loses nothing: for a lane, the job run whole (its newest checkpoint
+/// finished at exactly that offset); for the job run whole, every partition's
+/// lane. A finished checkpoint has no open window or file.
+async fn handed_over(
+    state_dir: &str,
+    lane: Option<&Lane>,
+    topic: &str,
+    committed: &BTreeMap<i32, i64>,
+) -> bool {
+    if committed.is_empty() {
+        return false;
+    }
+    let finished_at = |dir: String, partition: i32, offset: i64| async move {
+        let Ok(store) = CheckpointStore::open(&dir) else {
+            return false;
+        };
+        match store.newest().await {
+            Ok((Some(m), _)) => {
+                m.finished && m.offsets.get(topic).and_then(|o| o.get(&partition)) == Some(&offset)
+            }
+            _ => false,
+        }
+    };
+    match lane {
+        Some(l) => {
+            let offset = committed.get(&l.partition).copied().unwrap_or(-1);
+            finished_at(l.job_state_dir.clone(), l.partition, offset).await
+        }
+        None => {
+            for (&p, &offset) in committed {
+                if !finished_at(lanes::lane_state_dir(state_dir, topic, p), p, offset).await {
+                    return false;
+                }
+            }
+            true
+        }
     }
 }
 

@@ -311,4 +311,49 @@ async fn hostile_records_are_dead_lettered_once_and_candles_stay_exact() {
     let rows = duckdb_lake(&["query", &lake, &sql.display().to_string()]);
     let n: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
     assert_eq!(n["n"].as_i64(), Some(trades.len() as i64 + 4), "{rows}");
+
+    // A lake job without a WATERMARK: out-of-range times still never reach a
+    // partition (they panicked there, or were filed under 1970-01-01).
+    let plain = dir.path().join("no_watermark.sql");
+    std::fs::write(
+        &plain,
+        format!(
+            "CREATE TABLE t (symbol TEXT, price DOUBLE, size DOUBLE, ts TIMESTAMP NOT NULL)
+             WITH (connector = 'kafka', bootstrap_servers = '{brokers}', topic = '{topic}', group_id = '{}');
+             CREATE TABLE l (symbol TEXT, ts TIMESTAMP)
+             WITH (connector = 'lake', path = '{}', partition_by = 'dt', partition_time_field = 'ts');
+             INSERT INTO l SELECT symbol, ts FROM t;",
+            unique("plain"),
+            dir.path().join("plain").display()
+        ),
+    )
+    .unwrap();
+    let out = engine_output([
+        "run",
+        plain.to_str().unwrap(),
+        "--bounded",
+        "--no-checkpoints",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let days: Vec<String> = std::fs::read_dir(dir.path().join("plain"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // Without a WATERMARK there is no event time to bound ahead: the trades
+    // of next year and of 9999-12-31 are filed under their days.
+    assert!(
+        days.contains(&"dt=2025-11-20".to_string()) && days.contains(&"dt=9999-12-31".to_string()),
+        "{days:?}"
+    );
+    assert!(
+        !days
+            .iter()
+            .any(|d| d.starts_with("dt=1970") || d.starts_with("dt=+")),
+        "{days:?}"
+    );
+    assert_eq!(days.len(), 3, "{days:?}");
 }

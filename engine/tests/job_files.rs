@@ -341,3 +341,45 @@ fn secrets_never_appear_in_output() {
         }
     }
 }
+
+/// `engine query` is an analysts' read tool: it cannot write a file, or add
+/// one to a live lake table outside its checkpoints and partition commits.
+#[test]
+fn engine_query_only_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let copied = dir.path().join("copied.csv");
+    let query = |sql: &str| {
+        Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["query", sql])
+            .current_dir(common::repo_root())
+            .env("LAKE_URL", &lake)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    for sql in [
+        format!("COPY (SELECT 1 AS x) TO '{}'", copied.display()),
+        "INSERT INTO ohlc_1m SELECT * FROM ohlc_1m".to_string(),
+        format!(
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'",
+            copied.display()
+        ),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+    ] {
+        let out = query(&sql);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("engine query only reads"),
+            "{sql}: {stderr}"
+        );
+    }
+    assert!(!copied.exists(), "COPY wrote a file");
+    assert!(
+        common::files_under(&lake).is_empty(),
+        "a file appeared in the lake"
+    );
+    let out = query("SELECT 41 + 1 AS answer");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("42"));
+}

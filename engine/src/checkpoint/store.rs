@@ -158,6 +158,29 @@ impl CheckpointStore {
         self.load(epoch).await
     }
 
+    /// Removes every checkpoint of the lanes of `topic` (`<state dir>/<topic>-<N>`),
+    /// which a job scaled out keeps inside its state dir.
+    pub async fn discard_lanes(&self, topic: &str) -> Result<()> {
+        let listing = self
+            .location
+            .store
+            .list_with_delimiter(Some(&self.location.prefix))
+            .await
+            .map_err(|e| self.error("listing", &self.location.prefix, e))?;
+        for dir in listing.common_prefixes {
+            let Some(name) = dir.filename() else { continue };
+            let lane = name
+                .strip_prefix(topic)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|p| p.parse::<i32>().is_ok());
+            if lane {
+                let url = format!("{}/{name}", self.url.trim_end_matches('/'));
+                CheckpointStore::open(&url)?.discard_all().await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every checkpoint: a job started over (`--reset`) must never
     /// fall back to its earlier start's state.
     pub async fn discard_all(&self) -> Result<()> {

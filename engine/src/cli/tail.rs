@@ -240,3 +240,21 @@ fn cell(name: &str, value: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_escape_control_characters() {
+        let mut out = Vec::new();
+        let mut printer = TablePrinter::default();
+        let evil = br#"{"symbol":"EVIL\u001b[2J\u001b]0;pwned\u0007","close":1.5}"#;
+        printer.print(&mut out, evil).unwrap();
+        printer.print(&mut out, b"\x1b[31mnot json").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert!(text.contains(r"EVIL\u{1b}[2J\u{1b}]0;pwned\u{7}"), "{text}");
+        assert!(text.contains(r"\u{1b}[31mnot json"), "{text}");
+    }
+}

@@ -484,4 +484,58 @@ mod tests {
         assert_eq!(off.values(), &[0, 2, 8]);
         assert!(batch.column(2).is_null(1));
     }
+
+    #[test]
+    fn every_record_gives_exactly_one_row() {
+        // Decoded together, the whitespace-only record and the one holding two
+        // objects give two rows for two records: each must still be bad alone.
+        let records = raw(&[
+            r#"{"symbol":"A","price":1,"ts":1}"#,
+            "   ",
+            r#"{"symbol":"B","price":2,"ts":2}{"symbol":"C","price":3,"ts":3}"#,
+            r#"{"symbol":"D","price":"#,
+            r#"4,"ts":4}"#,
+            r#"{"symbol":"E","price":5,"ts":5}"#,
+        ]);
+        let (batch, bad) = decoder().decode(&records).unwrap();
+        let bad_idx: Vec<usize> = bad.iter().map(|b| b.index).collect();
+        assert_eq!(bad_idx, vec![1, 2, 3, 4], "{bad:?}");
+        let off = batch
+            .column(4)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(off.values(), &[0, 5], "rows keep their own offsets");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_decoding() {
+        let deep = Box::leak("[".repeat(40_000).into_boxed_str());
+        let nested_in_string = Box::leak(
+            format!(r#"{{"symbol":"{}","price":1,"ts":1}}"#, "[".repeat(90)).into_boxed_str(),
+        );
+        let d = JsonDecoder::new(
+            &parse_create_table(
+                "CREATE TABLE t (symbol TEXT, price DOUBLE, ts TIMESTAMP) WITH (connector = 'kafka')",
+                1,
+            )
+            .unwrap(),
+            "t",
+            1 << 20,
+        );
+        let (batch, bad) = d.decode(&raw(&[deep, nested_in_string])).unwrap();
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].error.contains("nested deeper than 64"), "{bad:?}");
+        assert_eq!(batch.num_rows(), 1, "brackets inside a string are text");
+    }
+
+    #[test]
+    fn excerpts_cut_at_character_boundaries() {
+        assert_eq!(excerpt("abc", 5), "abc");
+        let cut = excerpt(&"é".repeat(2000), 10);
+        assert!(
+            cut.starts_with(&"é".repeat(10)) && cut.ends_with("(4000 bytes in all)"),
+            "{cut}"
+        );
+    }
 }

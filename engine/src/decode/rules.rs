@@ -7,7 +7,8 @@
 //! the rows that break one into bad records with the reason, so the job goes
 //! on and nothing is dropped silently:
 //! - floating-point columns must be finite;
-//! - TIMESTAMP columns must lie in 0001-01-01 .. 9999-12-31;
+//! - TIMESTAMP columns (a record's Kafka timestamp too) must lie in
+//!   0001-01-01 .. 9999-12-31;
 //! - the event-time column may run at most `event_time.max_ahead` ahead of
 //!   the wall clock;
 //! - every `CHECK (...)` of the table must not be false;
@@ -36,7 +37,7 @@ use crate::message::{EventTime, MAX_EVENT_TIME, MIN_EVENT_TIME};
 pub struct RowRules {
     /// Floating-point columns: (index, name).
     finite: Vec<(usize, String)>,
-    /// TIMESTAMP columns read from JSON: (index, name).
+    /// TIMESTAMP columns: (index, name).
     times: Vec<(usize, String)>,
     /// The event-time column and how far ahead of the wall clock it may be.
     ahead: Option<(usize, String, Duration)>,
@@ -70,9 +71,8 @@ impl RowRules {
         for (i, c) in table.columns.iter().enumerate() {
             match c.data_type {
                 DataType::Float64 | DataType::Float32 => rules.finite.push((i, c.name.clone())),
-                DataType::Timestamp(..) if c.metadata.is_none() => {
-                    rules.times.push((i, c.name.clone()))
-                }
+                // Record timestamps too: a producer may set any CreateTime.
+                DataType::Timestamp(..) => rules.times.push((i, c.name.clone())),
                 _ => {}
             }
         }

@@ -19,7 +19,7 @@ use datafusion::physical_plan::collect;
 use engine_sql::{ddl::UTC, streaming_session, FoundWindow, StreamPlan, WindowSpec, WINDOW_END};
 
 use super::assign::assign_windows;
-use super::{check_not_all, split_failed, RejectedRow};
+use super::{split_failed, RejectedRow};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
@@ -140,7 +140,6 @@ impl WindowAggregate {
         }
         // Rows whose values the query cannot compute are set apart by
         // bisection (only when the batch fails); the others are folded in.
-        let total = windowed.num_rows();
         let mut rejected = Vec::new();
         let mut work = vec![windowed];
         while let Some(piece) = work.pop() {
@@ -154,7 +153,6 @@ impl WindowAggregate {
                 Err(e) => split_failed(piece, e, &mut work, &mut rejected)?,
             }
         }
-        check_not_all(total, &rejected)?;
         Ok(without_window_copies(rejected, copies))
     }
 

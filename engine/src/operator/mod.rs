@@ -40,9 +40,11 @@ pub struct Processed {
     pub rejected: Vec<RejectedRow>,
 }
 
-/// Whether `e` is caused by the values of some rows (a cast, overflow or
-/// division that fails), so that the rows at fault can be set apart,
-/// rather than by the plan or the engine.
+/// Whether `e` is caused by the values of some rows (an Arrow cast,
+/// overflow, division or parse that fails), so that the rows at fault can be
+/// set apart, rather than by the plan or the engine. There is deliberately no
+/// "every row failed" rule: a batch of one trade, or of two bad ones, is
+/// ordinary, and stopping the job on it would stop it on every restart.
 pub(crate) fn is_row_error(e: &datafusion::error::DataFusionError) -> bool {
     use arrow::error::ArrowError;
     use datafusion::error::DataFusionError;
@@ -56,7 +58,6 @@ pub(crate) fn is_row_error(e: &datafusion::error::DataFusionError) -> bool {
                 | ArrowError::ParseError(_)
                 | ArrowError::InvalidArgumentError(_)
         ),
-        DataFusionError::Execution(_) => true,
         _ => false,
     }
 }
@@ -84,17 +85,6 @@ pub(crate) fn split_failed(
     work.push(batch.slice(half, batch.num_rows() - half));
     work.push(batch.slice(0, half));
     Ok(())
-}
-
-/// A failure of every row of a batch of several is the statement's, not the
-/// rows': the job stops with it rather than dead-letter everything.
-pub(crate) fn check_not_all(total: usize, rejected: &[RejectedRow]) -> Result<()> {
-    match rejected.first() {
-        Some(first) if total > 1 && rejected.len() == total => Err(crate::EngineError::Execution(
-            format!("every row of a batch of {total} failed: {}", first.error),
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// The operator of one statement.

@@ -7,7 +7,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::collect;
 use engine_sql::{streaming_session, StreamPlan};
 
-use super::{check_not_all, split_failed, Processed};
+use super::{split_failed, Processed};
 use crate::error::Result;
 
 /// A filter/projection statement.
@@ -28,7 +28,6 @@ impl StatelessQuery {
     /// The statement's rows for one input batch; rows whose values the query
     /// cannot compute are set apart (by bisection, only when the batch fails).
     pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let total = batch.num_rows();
         let mut out = Processed::default();
         let mut work = vec![batch];
         while let Some(piece) = work.pop() {
@@ -40,7 +39,6 @@ impl StatelessQuery {
                 Err(e) => split_failed(piece, e, &mut work, &mut out.rejected)?,
             }
         }
-        check_not_all(total, &out.rejected)?;
         Ok(out)
     }
 }

@@ -119,7 +119,11 @@ impl Job {
                             if lanes.contains_key(&p) {
                                 continue;
                             }
-                            let lane = Lane { partition: p, commits: commits.clone() };
+                            let lane = Lane {
+                                partition: p,
+                                commits: commits.clone(),
+                                job_state_dir: checkpoint.state_dir.clone(),
+                            };
                             let options = RunOptions {
                                 bounded: options.bounded,
                                 checkpoint: Some(CheckpointOptions {
@@ -300,6 +304,6 @@ async fn group_finished(state_dir: &str, topic: &str, ends: &BTreeMap<i32, i64>)
 }
 
 /// `<state dir>/<topic>-<partition>`: each lane's own checkpoints.
-fn lane_state_dir(state_dir: &str, topic: &str, partition: i32) -> String {
+pub(super) fn lane_state_dir(state_dir: &str, topic: &str, partition: i32) -> String {
     format!("{}/{topic}-{partition}", state_dir.trim_end_matches('/'))
 }

@@ -48,7 +48,19 @@ impl Rejects {
     }
 
     /// Dead-letters each row of `rows` (a batch of one or more) with `error`.
+    /// The producer blocks while its queue is full: on a multi-threaded
+    /// runtime the worker is handed over meanwhile, so other tasks go on.
     pub fn send(&mut self, rows: &RecordBatch, error: &str) -> Result<()> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.send_blocking(rows, error))
+            }
+            _ => self.send_blocking(rows, error),
+        }
+    }
+
+    fn send_blocking(&mut self, rows: &RecordBatch, error: &str) -> Result<()> {
         for row in 0..rows.num_rows() {
             let payload = row_json(&rows.slice(row, 1))?;
             let origin = Origin {

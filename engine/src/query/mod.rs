@@ -142,10 +142,20 @@ impl LakeQuery {
             .sql_with_options(sql, read_only)
             .await
             .map_err(|e| {
-                EngineError::Execution(format!(
-                    "{} (engine query only reads: SELECT, WITH, EXPLAIN, SHOW)",
-                    e.strip_backtrace()
-                ))
+                let message = e.strip_backtrace();
+                let refused = [
+                    "DDL not supported",
+                    "DML not supported",
+                    "Statement not supported",
+                ]
+                .iter()
+                .any(|r| message.contains(r));
+                match refused {
+                    true => EngineError::Execution(format!(
+                        "{message} (engine query only reads: SELECT, WITH, EXPLAIN, SHOW)"
+                    )),
+                    false => EngineError::from(e),
+                }
             })?;
         Ok(df.collect().await?)
     }

@@ -131,3 +131,33 @@ pub fn write_results(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn tables_escape_control_characters() {
+        assert_eq!(escape_control("AAPL"), "AAPL");
+        assert_eq!(escape_control("A\x1b[2J\u{202e}"), "A\\u{1b}[2J\\u{202e}");
+        let schema = Schema::new(vec![Field::new("symbol", DataType::Utf8, true)]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(StringArray::from(vec![
+                "EVIL\x1b]0;pwned\x07\x1b[31m",
+            ]))],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write_results(&[batch], OutputFormat::Table, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        assert!(
+            text.contains("EVIL\\u{1b}]0;pwned\\u{7}\\u{1b}[31m"),
+            "{text}"
+        );
+    }
+}

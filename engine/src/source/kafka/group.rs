@@ -198,33 +198,48 @@ fn commit<C: ConsumerContext>(
     }
 }
 
-/// The end offset of every partition of the source's topic now (a lower
-/// bound on some brokers: Tansu lists the last batch's base offset + 1).
-pub fn end_offsets(config: &KafkaSourceConfig) -> Result<BTreeMap<i32, i64>> {
-    let topic = &config.topic;
-    let err = |e: KafkaError| {
-        EngineError::Kafka(format!(
-            "reading end offsets of topic `{topic}` on {}: {e}",
-            config.client.bootstrap_servers
-        ))
-    };
+/// A consumer of the source's group that reads nothing (for offset look-ups),
+/// and the partitions of the source's topic; errors name what was being `done`.
+fn lookup_consumer(
+    config: &KafkaSourceConfig,
+    doing: &str,
+) -> Result<(BaseConsumer<ConsumerLogs>, Vec<i32>)> {
     let consumer: BaseConsumer<ConsumerLogs> = config
         .client
         .client_config()
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
         .create_with_context(ConsumerLogs)
-        .map_err(err)?;
+        .map_err(|e| lookup_error(config, doing, &e))?;
     let partitions = partitions_of(
         consumer.client(),
-        topic,
+        &config.topic,
         &config.client.bootstrap_servers,
         "topic",
     )?;
+    Ok((consumer, partitions))
+}
+
+fn lookup_error(config: &KafkaSourceConfig, doing: &str, e: &KafkaError) -> EngineError {
+    EngineError::Kafka(format!(
+        "{doing} of topic `{}` on {}: {}",
+        config.topic,
+        config.client.bootstrap_servers,
+        crate::kafka::redacted(e)
+    ))
+}
+
+/// The end offset of every partition of the source's topic now (a lower
+/// bound on some brokers: Tansu lists the last batch's base offset + 1).
+pub fn end_offsets(config: &KafkaSourceConfig) -> Result<BTreeMap<i32, i64>> {
+    let doing = "reading end offsets";
+    let (consumer, partitions) = lookup_consumer(config, doing)?;
     partitions
         .into_iter()
         .map(|p| {
             let (_, high) = consumer
-                .fetch_watermarks(topic, p, METADATA_TIMEOUT)
-                .map_err(err)?;
+                .fetch_watermarks(&config.topic, p, METADATA_TIMEOUT)
+                .map_err(|e| lookup_error(config, doing, &e))?;
             Ok((p, high))
         })
         .collect()
@@ -237,27 +252,11 @@ pub fn committed_offsets(
     partition: Option<i32>,
 ) -> Result<BTreeMap<i32, i64>> {
     let topic = &config.topic;
-    let err = |e: KafkaError| {
-        EngineError::Kafka(format!(
-            "reading the committed offsets of group `{}` on topic `{topic}` ({}): {}",
-            config.group_id,
-            config.client.bootstrap_servers,
-            crate::kafka::redacted(&e)
-        ))
-    };
-    let consumer: BaseConsumer<ConsumerLogs> = config
-        .client
-        .client_config()
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .create_with_context(ConsumerLogs)
-        .map_err(err)?;
-    let partitions = partitions_of(
-        consumer.client(),
-        topic,
-        &config.client.bootstrap_servers,
-        "topic",
-    )?;
+    let doing = format!(
+        "reading the committed offsets of group `{}`",
+        config.group_id
+    );
+    let (consumer, partitions) = lookup_consumer(config, &doing)?;
     let mut tpl = TopicPartitionList::new();
     for p in partitions
         .into_iter()
@@ -267,7 +266,7 @@ pub fn committed_offsets(
     }
     let committed = consumer
         .committed_offsets(tpl, METADATA_TIMEOUT)
-        .map_err(err)?;
+        .map_err(|e| lookup_error(config, &doing, &e))?;
     Ok(committed
         .elements()
         .iter()
