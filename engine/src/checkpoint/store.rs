@@ -161,14 +161,7 @@ impl CheckpointStore {
     /// Removes every checkpoint of the lanes of `topic` (`<state dir>/<topic>-<N>`),
     /// which a job scaled out keeps inside its state dir.
     pub async fn discard_lanes(&self, topic: &str) -> Result<()> {
-        let listing = self
-            .location
-            .store
-            .list_with_delimiter(Some(&self.location.prefix))
-            .await
-            .map_err(|e| self.error("listing", &self.location.prefix, e))?;
-        for dir in listing.common_prefixes {
-            let Some(name) = dir.filename() else { continue };
+        for name in self.folders().await? {
             let lane = name
                 .strip_prefix(topic)
                 .and_then(|rest| rest.strip_prefix('-'))
@@ -184,10 +177,7 @@ impl CheckpointStore {
     /// Removes every checkpoint: a job started over (`--reset`) must never
     /// fall back to its earlier start's state.
     pub async fn discard_all(&self) -> Result<()> {
-        for epoch in self.epochs().await? {
-            self.remove_folder(epoch).await?;
-        }
-        Ok(())
+        self.discard_after(0).await // epochs count from 1
     }
 
     /// Removes checkpoint folders older than the newest `KEPT` up to `newest`
@@ -207,18 +197,28 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Epochs with a folder, ascending.
-    async fn epochs(&self) -> Result<Vec<u64>> {
+    /// Names of the folders directly in the state dir.
+    async fn folders(&self) -> Result<Vec<String>> {
         let listing = self
             .location
             .store
             .list_with_delimiter(Some(&self.location.prefix))
             .await
             .map_err(|e| self.error("listing", &self.location.prefix, e))?;
-        let mut epochs: Vec<u64> = listing
+        Ok(listing
             .common_prefixes
             .iter()
-            .filter_map(|p| p.filename()?.strip_prefix("chk-")?.parse().ok())
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Epochs with a folder, ascending.
+    async fn epochs(&self) -> Result<Vec<u64>> {
+        let mut epochs: Vec<u64> = self
+            .folders()
+            .await?
+            .iter()
+            .filter_map(|name| name.strip_prefix("chk-")?.parse().ok())
             .collect();
         epochs.sort_unstable();
         Ok(epochs)

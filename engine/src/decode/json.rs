@@ -23,7 +23,7 @@ use arrow::json::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
 use engine_sql::{MetadataField, TableDef};
 
-use super::rules::RowRules;
+use super::rules::{Rejected, RowRules};
 use crate::error::{EngineError, Result};
 
 /// Deepest nesting of arrays and objects a record may have. The trade
@@ -181,18 +181,7 @@ impl JsonDecoder {
         let rejected = self
             .rules
             .reject(&batch, |row| records[rows[row]].key, now)?;
-        if rejected.is_empty() {
-            return Ok(batch);
-        }
-        let mut keep = vec![true; batch.num_rows()];
-        for r in rejected {
-            keep[r.row] = false;
-            bad.push(BadRecord {
-                index: rows[r.row],
-                error: r.reason,
-            });
-        }
-        Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
+        Ok(drop_rows(batch, rows.to_vec(), rejected, bad)?.0)
     }
 
     /// Decodes `idx` (indices into `records`) at once; on failure, bisects.
@@ -287,30 +276,20 @@ impl JsonDecoder {
         {
             return Ok((batch, rows));
         }
-        let mut keep = vec![true; batch.num_rows()];
-        for (row, keep) in keep.iter_mut().enumerate() {
+        let rejected = (0..batch.num_rows()).filter_map(|row| {
             let missing: Vec<&str> = self
                 .required
                 .iter()
                 .filter(|(i, _)| batch.column(*i).is_null(row))
                 .map(|(_, n)| n.as_str())
                 .collect();
-            if !missing.is_empty() {
-                *keep = false;
-                bad.push(BadRecord {
-                    index: rows[row],
-                    error: format!("missing required field(s): {}", missing.join(", ")),
-                });
-            }
-        }
-        let kept_rows = rows
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(r, _)| *r)
-            .collect();
-        let batch = filter_record_batch(&batch, &BooleanArray::from(keep))?;
-        Ok((batch, kept_rows))
+            (!missing.is_empty()).then(|| Rejected {
+                row,
+                reason: format!("missing required field(s): {}", missing.join(", ")),
+            })
+        });
+        let rejected: Vec<Rejected> = rejected.collect();
+        drop_rows(batch, rows, rejected, bad)
     }
 
     fn with_metadata(
@@ -334,6 +313,35 @@ impl JsonDecoder {
             EngineError::Internal(format!("decoded batch does not match table schema: {e}"))
         })
     }
+}
+
+/// `batch` (whose row `i` is record `rows[i]`) without the `rejected` rows,
+/// which become bad records; with the records of the rows kept.
+fn drop_rows(
+    batch: RecordBatch,
+    rows: Vec<usize>,
+    rejected: Vec<Rejected>,
+    bad: &mut Vec<BadRecord>,
+) -> Result<(RecordBatch, Vec<usize>)> {
+    if rejected.is_empty() {
+        return Ok((batch, rows));
+    }
+    let mut keep = vec![true; batch.num_rows()];
+    for r in rejected {
+        keep[r.row] = false;
+        bad.push(BadRecord {
+            index: rows[r.row],
+            error: r.reason,
+        });
+    }
+    let kept_rows = rows
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(r, _)| *r)
+        .collect();
+    let batch = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+    Ok((batch, kept_rows))
 }
 
 /// Whether `payload` nests arrays and objects deeper than [`MAX_NESTING`].

@@ -15,12 +15,13 @@
 //! - with `key_field`, the record key must equal that column (so the topic's
 //!   partitioning by key is a partitioning by that column).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::TimestampMillisecondArray;
 use arrow::array::{Array, ArrayRef, BooleanArray, Float32Array, Float64Array, StringArray};
-use arrow::compute::cast;
+use arrow::compute::{cast, max, min};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
@@ -142,18 +143,24 @@ impl RowRules {
         key: impl Fn(usize) -> Option<&'k [u8]>,
         now: EventTime,
     ) -> Result<Vec<Rejected>> {
-        let mut reasons: Vec<Option<String>> = vec![None; batch.num_rows()];
+        // Each rule first checks the whole column at once (the usual batch
+        // breaks none) and walks it row by row only when some row breaks it.
+        let mut reasons: BTreeMap<usize, String> = BTreeMap::new();
         let mut note = |row: usize, reason: &dyn Fn() -> String| {
-            if reasons[row].is_none() {
-                reasons[row] = Some(reason());
-            }
+            reasons.entry(row).or_insert_with(reason);
         };
         for (i, name) in &self.finite {
             let column = batch.column(*i);
             let values: Vec<Option<f64>> =
                 if let Some(a) = column.as_any().downcast_ref::<Float64Array>() {
+                    if a.values().iter().all(|v| v.is_finite()) {
+                        continue;
+                    }
                     a.iter().collect()
                 } else if let Some(a) = column.as_any().downcast_ref::<Float32Array>() {
+                    if a.values().iter().all(|v| v.is_finite()) {
+                        continue;
+                    }
                     a.iter().map(|v| v.map(f64::from)).collect()
                 } else {
                     continue;
@@ -170,6 +177,11 @@ impl RowRules {
             let Some(times) = timestamps(batch.column(*i)) else {
                 continue;
             };
+            let in_range =
+                |t: Option<i64>| t.is_none_or(|t| (MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(&t));
+            if in_range(min(times)) && in_range(max(times)) {
+                continue;
+            }
             for (row, t) in times.iter().enumerate() {
                 if let Some(t) = t.filter(|t| !(MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(t)) {
                     note(row, &|| {
@@ -183,7 +195,8 @@ impl RowRules {
         }
         if let Some((i, name, ahead)) = &self.ahead {
             let limit = now.saturating_add(ahead.as_millis().min(i64::MAX as u128) as i64);
-            if let Some(times) = timestamps(batch.column(*i)) {
+            let times = timestamps(batch.column(*i)).filter(|t| max(*t).is_some_and(|m| m > limit));
+            if let Some(times) = times {
                 for (row, t) in times.iter().enumerate() {
                     if let Some(t) = t.filter(|t| *t > limit && *t <= MAX_EVENT_TIME) {
                         note(row, &|| {
@@ -232,8 +245,7 @@ impl RowRules {
         }
         Ok(reasons
             .into_iter()
-            .enumerate()
-            .filter_map(|(row, r)| r.map(|reason| Rejected { row, reason }))
+            .map(|(row, reason)| Rejected { row, reason })
             .collect())
     }
 
