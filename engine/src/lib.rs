@@ -28,8 +28,10 @@ pub mod metrics;
 pub mod operator;
 pub mod pipeline;
 pub mod query;
+pub mod resources;
 pub mod sink;
 pub mod source;
+pub mod storage;
 pub mod watermark;
 
 pub use error::{EngineError, Result};

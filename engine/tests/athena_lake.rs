@@ -151,7 +151,7 @@ async fn round_trip(lake_url: &str) {
     }
 
     // Markers, files per partition and their sizes, Parquet as Athena reads it.
-    let lake = engine::sink::lake::store::open(lake_url).unwrap();
+    let lake = engine::storage::open(lake_url).unwrap();
     for (table, partitions, time_column) in [
         ("trades", expected.len(), "ts"),
         ("ohlc_1m", 2, "window_start"),

@@ -148,6 +148,11 @@ fn complete_checkpoints(state_dir: &std::path::Path) -> Vec<std::path::PathBuf> 
     dirs
 }
 
+/// The file of the first statement's open windows in checkpoint folder `dir`.
+fn window_state(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("operator-0-windows.arrow")
+}
+
 /// Runs the 1-minute job until it has written two new checkpoints, the newer
 /// with window state, then kills it.
 fn run_until_checkpoints(
@@ -161,7 +166,7 @@ fn run_until_checkpoints(
     loop {
         let now = complete_checkpoints(state_dir);
         let new = now.iter().filter(|d| !before.contains(d)).count();
-        if new >= 2 && now.last().unwrap().join("statement-0.arrow").exists() {
+        if new >= 2 && window_state(now.last().unwrap()).exists() {
             break;
         }
         assert!(
@@ -211,7 +216,7 @@ async fn a_damaged_newest_checkpoint_falls_back_and_stays_exact() {
     let logs = tempfile::tempdir().unwrap();
     run_until_checkpoints(&vars, &state_dir, &logs.path().join("1.log"));
     let newest = complete_checkpoints(&state_dir).pop().unwrap();
-    let state = newest.join("statement-0.arrow");
+    let state = window_state(&newest);
     let bytes = std::fs::read(&state).unwrap();
     std::fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
 

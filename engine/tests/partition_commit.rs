@@ -12,6 +12,7 @@ use arrow::array::{StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use engine::sink::lake::{Compression, LakeSink, LakeSinkConfig, PartitionScheme};
+use engine::sink::Sink as _;
 use engine::Metrics;
 
 /// 2025-11-20T10:00:00Z.

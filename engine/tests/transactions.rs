@@ -42,8 +42,12 @@ fn newest_checkpoint(state_dir: &Path) -> u64 {
 
 /// Whether checkpoint `epoch` in `state_dir` holds candles for its transaction.
 fn has_candles(state_dir: &Path, epoch: u64) -> bool {
-    manifest(state_dir, epoch)
-        .is_some_and(|m| m["transaction"].as_object().is_some_and(|t| !t.is_empty()))
+    // An exactly-once sink's entry holds its rows for the transaction as a file.
+    manifest(state_dir, epoch).is_some_and(|m| {
+        m["sinks"]
+            .as_object()
+            .is_some_and(|s| s.values().any(|e| e["files"].get("rows.arrow").is_some()))
+    })
 }
 
 /// The manifest of checkpoint `epoch` in `state_dir`, if it is there.
@@ -55,7 +59,13 @@ fn manifest(state_dir: &Path, epoch: u64) -> Option<serde_json::Value> {
 /// The next offsets checkpoint `epoch` in `state_dir` records for `topic`, summed.
 fn checkpoint_offsets(state_dir: &Path, epoch: u64, topic: &str) -> i64 {
     let manifest = manifest(state_dir, epoch).expect("the checkpoint's manifest");
-    manifest["offsets"][topic]
+    let source = manifest["sources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|e| e["meta"]["topic"] == topic)
+        .expect("the source's entry");
+    source["meta"]["offsets"]
         .as_object()
         .unwrap()
         .values()

@@ -61,6 +61,16 @@ impl Options {
         Ok(())
     }
 
+    /// Every option but those that may hold a secret, as `(key, value)` in
+    /// key order: what identifies a table's configuration (e.g. in a job's
+    /// fingerprint) without carrying a secret anywhere.
+    pub fn public_entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| !may_be_secret(k))
+            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+    }
+
     /// The line of option `key`, or `default` when absent.
     pub fn line_of(&self, key: &str, default: usize) -> usize {
         self.entries.get(key).map(|(_, l)| *l).unwrap_or(default)

@@ -1,56 +1,85 @@
-//! The checkpoint coordinator: asks the sources for barriers, gathers what
-//! every source and statement reports at a barrier, writes the checkpoint,
-//! and then publishes what it covers: the lake files, and the records of
-//! `exactly_once` Kafka sinks in one transaction.
+//! The checkpoint coordinator: asks the sources for barriers, gathers every
+//! participant's snapshot of a barrier, writes the checkpoint, then runs the
+//! commit phase of every [`Committer`] and cleans up. It orders the phases
+//! and stores opaque state; what a commit does is the participant's business.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 
-use super::manifest::{Manifest, SinkState, StatementState};
+use super::manifest::{Entry, Manifest, MANIFEST_VERSION};
+use super::participant::{CommitPoint, Committer, Snapshot};
 use super::store::{CheckpointStore, KEPT};
-use super::{batches_to_ipc, SourcePositions};
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
-use crate::sink::kafka::{CheckpointMark, Recovery, Transactions};
-use crate::sink::lake::staging;
-use crate::sink::lake::store::Location;
 
-/// What one statement contributes to a checkpoint.
-#[derive(Debug, Default, Clone)]
-pub struct StatementSnapshot {
-    /// The statement's index in the job.
-    pub statement: usize,
-    /// Its operator's watermark and open windows' state rows.
-    pub watermark: Option<i64>,
-    /// Open windows' accumulator rows.
-    pub windows: Vec<RecordBatch>,
-    /// Its lake sinks' states, by sink table name.
-    pub sinks: BTreeMap<String, SinkState>,
-    /// Its `exactly_once` Kafka sinks' rows since the last checkpoint, by sink table name.
-    pub records: BTreeMap<String, Vec<RecordBatch>>,
+/// Who a snapshot is from: its kind and its key in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Participant {
+    /// A source table, by name.
+    Source(String),
+    /// A statement's operator, by statement key.
+    Operator(String),
+    /// A sink, by its key (statement and table).
+    Sink(String),
 }
 
-/// A report at a barrier.
+impl Participant {
+    /// Its entry in `manifest`, if any.
+    pub fn entry<'m>(&self, manifest: &'m Manifest) -> Option<&'m Entry> {
+        match self {
+            Participant::Source(k) => manifest.sources.get(k),
+            Participant::Operator(k) => manifest.operators.get(k),
+            Participant::Sink(k) => manifest.sinks.get(k),
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            Participant::Source(k) | Participant::Operator(k) | Participant::Sink(k) => k,
+        }
+    }
+
+    /// The file name prefix of its blobs in a checkpoint folder.
+    fn file_prefix(&self) -> String {
+        let kind = match self {
+            Participant::Source(_) => "source",
+            Participant::Operator(_) => "operator",
+            Participant::Sink(_) => "sink",
+        };
+        let key: String = self
+            .key()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{kind}-{key}")
+    }
+}
+
+/// A participant's snapshot at barrier `epoch`.
 #[derive(Debug)]
-pub enum Report {
-    /// A source's position at barrier `epoch`: topic, next offset and
-    /// event-time clock per partition.
-    Source(u64, String, BTreeMap<i32, i64>, BTreeMap<i32, i64>),
-    /// A statement's state at barrier `epoch`.
-    Statement(u64, StatementSnapshot),
+pub struct Report {
+    /// The barrier's epoch.
+    pub epoch: u64,
+    /// Who.
+    pub from: Participant,
+    /// What it keeps.
+    pub snapshot: Snapshot,
 }
 
-/// Writes checkpoints of one job.
+/// Writes checkpoints of one job and runs their commit phase.
 pub struct Coordinator {
     store: CheckpointStore,
     fingerprint: String,
-    /// Lake sinks: their table's store, by sink table name.
-    lake: BTreeMap<String, Location>,
     /// The newest complete checkpoints, oldest first.
     kept: Vec<Manifest>,
     /// The epoch the next checkpoint gets.
@@ -59,48 +88,38 @@ pub struct Coordinator {
     metrics: Arc<Metrics>,
     /// The state dir's generation, written into every manifest.
     generation: String,
-    /// The names this job's lake files carry (lane and generation, see
-    /// `staging::scope`): garbage collection touches these only.
-    scope: String,
     /// The next checkpoint is taken at the end of a bounded input.
     finished: bool,
-    /// With `exactly_once` Kafka sinks: the job's transactional producer.
-    transactions: Option<Arc<Transactions>>,
+    /// The participants with a commit phase, in commit order.
+    committers: Vec<(Participant, Arc<dyn Committer>)>,
 }
 
 impl Coordinator {
     /// A coordinator writing to `store`, continuing after `restored` if any,
-    /// for lane `lane` of the job (empty: the whole job) in state-dir
-    /// generation `generation`.
+    /// in state-dir generation `generation`.
     pub fn new(
         store: CheckpointStore,
         fingerprint: String,
-        lake: BTreeMap<String, Location>,
+        generation: &str,
         restored: Option<Manifest>,
         metrics: Arc<Metrics>,
-        lane: &str,
-        generation: &str,
     ) -> Self {
         let next_epoch = restored.as_ref().map_or(1, |m| m.epoch + 1);
         Self {
             store,
             fingerprint,
-            lake,
             kept: restored.into_iter().collect(),
             next_epoch,
             metrics,
             generation: generation.to_string(),
-            scope: staging::scope(lane, generation),
             finished: false,
-            transactions: None,
+            committers: Vec::new(),
         }
     }
 
-    /// Sends the records of `exactly_once` Kafka sinks, with the source
-    /// offsets, in one transaction per checkpoint through `transactions`.
-    pub fn with_transactions(mut self, transactions: Transactions) -> Self {
-        self.transactions = Some(Arc::new(transactions));
-        self
+    /// Adds a participant's commit phase. Committers run in the order added.
+    pub fn add_committer(&mut self, who: Participant, committer: Arc<dyn Committer>) {
+        self.committers.push((who, committer));
     }
 
     /// The state directory.
@@ -118,54 +137,88 @@ impl Coordinator {
         self.next_epoch
     }
 
-    /// Writes checkpoint `epoch` from the sources' offsets and the statements'
-    /// snapshots, then publishes the lake files it covers, commits its
-    /// transaction, and removes what no kept checkpoint needs.
+    /// Reads `who`'s snapshot back from `manifest` (its blobs from the state dir).
+    pub async fn snapshot_of(&self, manifest: &Manifest, who: &Participant) -> Result<Snapshot> {
+        let Some(entry) = who.entry(manifest) else {
+            return Ok(Snapshot::default());
+        };
+        let mut blobs = BTreeMap::new();
+        for (name, file) in &entry.files {
+            blobs.insert(name.clone(), self.store.read(file).await?);
+        }
+        Ok(Snapshot {
+            meta: entry.meta.clone(),
+            blobs,
+        })
+    }
+
+    /// Runs every committer's recovery for the restored checkpoint (the
+    /// newest kept), before the job starts.
+    pub async fn recover(&self) -> Result<()> {
+        let restored = self.kept.last();
+        let previous = match restored {
+            Some(m) => self.store.latest_before(m.epoch).await?,
+            None => None,
+        };
+        for (who, committer) in &self.committers {
+            let snapshot = match restored {
+                Some(m) => Some((point_of(m), self.snapshot_of(m, who).await?)),
+                None => None,
+            };
+            let before = match &previous {
+                Some(p) => Some(self.snapshot_of(p, who).await?),
+                None => None,
+            };
+            committer
+                .recover(snapshot.as_ref().map(|(p, s)| (p, s)), before.as_ref())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes checkpoint `epoch` from every participant's snapshot, then
+    /// runs the commit phase and removes what no kept checkpoint needs.
     ///
-    /// A state dir or lake that fails is retried with backoff (each failure
-    /// logged and counted in `checkpoint_failures`) for up to `retry_for`;
-    /// the data flow goes on meanwhile, and once the store is back the same
-    /// checkpoint completes and publishes everything staged since. Past the
-    /// bound the error is returned and the job stops. A fenced manifest
-    /// (another writer) or a failed transaction is returned at once.
+    /// A store that fails is retried with backoff (each failure logged and
+    /// counted in `checkpoint_failures`) for up to `retry_for`; the data flow
+    /// goes on meanwhile, and once the store is back the same checkpoint
+    /// completes and commits everything prepared since. Past the bound the
+    /// error is returned and the job stops. Other errors (a fenced manifest,
+    /// a failed transaction) are returned at once.
     pub async fn complete(
         &mut self,
         epoch: u64,
-        sources: SourcePositions,
-        snapshots: Vec<StatementSnapshot>,
+        reports: Vec<(Participant, Snapshot)>,
         retry_for: Duration,
     ) -> Result<()> {
         let manifest = Manifest {
+            version: MANIFEST_VERSION,
             epoch,
             job_fingerprint: self.fingerprint.clone(),
             generation: self.generation.clone(),
             created_at: chrono::Utc::now().to_rfc3339(),
-            offsets: sources.offsets,
-            watermarks: sources.watermarks,
             finished: self.finished,
             ..Default::default()
         };
-        let mut records: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-        for s in &snapshots {
-            for (name, rows) in &s.records {
-                records
-                    .entry(name.clone())
-                    .or_default()
-                    .extend(rows.iter().cloned());
-            }
-        }
         let mut retry = Retry::new(epoch, retry_for, &self.metrics);
         let manifest = loop {
-            match self.write(manifest.clone(), &snapshots, &records).await {
+            match self.write(manifest.clone(), &reports).await {
                 Ok(written) => break written,
                 Err(e) => retry.after(e, "writing the checkpoint").await?,
             }
         };
-        tracing::debug!(state_dir = %self.store.url(), epoch, "checkpoint complete");
-        while let Err(e) = self.publish(&manifest).await {
-            retry.after(e, "publishing its lake files").await?;
+        tracing::debug!(state_dir = %self.store.url(), epoch, "checkpoint written");
+        let point = point_of(&manifest);
+        let empty = Snapshot::default();
+        for (who, committer) in &self.committers {
+            let snapshot = reports
+                .iter()
+                .find(|(w, _)| w == who)
+                .map_or(&empty, |(_, s)| s);
+            while let Err(e) = committer.commit(&point, snapshot).await {
+                retry.after(e, &format!("committing {who:?}")).await?;
+            }
         }
-        self.commit_transaction(&manifest, records).await?;
         self.metrics.last_checkpoint.store(epoch, Ordering::Relaxed);
         self.next_epoch = self.next_epoch.max(epoch + 1);
         self.kept.push(manifest);
@@ -186,34 +239,28 @@ impl Coordinator {
     async fn write(
         &self,
         mut manifest: Manifest,
-        snapshots: &[StatementSnapshot],
-        records: &BTreeMap<String, Vec<RecordBatch>>,
+        reports: &[(Participant, Snapshot)],
     ) -> Result<Manifest> {
         let epoch = manifest.epoch;
-        for s in snapshots {
-            let windows = match batches_to_ipc(&s.windows)? {
-                Some(bytes) => Some(
-                    self.store
-                        .write(epoch, &format!("statement-{}.arrow", s.statement), bytes)
-                        .await?,
-                ),
-                None => None,
-            };
-            manifest.statements.insert(
-                s.statement,
-                StatementState {
-                    watermark: s.watermark,
-                    windows,
-                },
-            );
-            manifest.sinks.extend(s.sinks.clone());
-        }
-        for (name, rows) in records {
-            if let Some(bytes) = batches_to_ipc(rows)? {
-                let file = format!("transaction-{name}.arrow");
-                let file = self.store.write(epoch, &file, bytes).await?;
-                manifest.transaction.insert(name.clone(), file);
+        for (who, snapshot) in reports {
+            if snapshot.is_empty() {
+                continue;
             }
+            let mut entry = Entry {
+                meta: snapshot.meta.clone(),
+                files: BTreeMap::new(),
+            };
+            for (name, bytes) in &snapshot.blobs {
+                let file = format!("{}-{name}", who.file_prefix());
+                let file = self.store.write(epoch, &file, bytes.to_vec()).await?;
+                entry.files.insert(name.clone(), file);
+            }
+            let key = who.key().to_string();
+            match who {
+                Participant::Source(_) => manifest.sources.insert(key, entry),
+                Participant::Operator(_) => manifest.operators.insert(key, entry),
+                Participant::Sink(_) => manifest.sinks.insert(key, entry),
+            };
         }
         match self.store.commit(&manifest).await {
             Ok(()) => Ok(manifest),
@@ -225,91 +272,27 @@ impl Coordinator {
         }
     }
 
-    /// Removes checkpoints no longer kept and staged objects none needs.
+    /// Removes checkpoints no longer kept, and lets every committer remove
+    /// what only they needed.
     async fn clean_up(&self, epoch: u64) -> Result<()> {
         self.store.remove_old(epoch).await?;
-        for (name, location) in &self.lake {
-            let states: Vec<&SinkState> =
-                self.kept.iter().filter_map(|m| m.sinks.get(name)).collect();
-            staging::remove_garbage(location, &states, epoch, &self.scope).await?;
+        for (who, committer) in &self.committers {
+            let kept: Vec<&serde_json::Value> = self
+                .kept
+                .iter()
+                .filter_map(|m| who.entry(m).map(|e| &e.meta))
+                .collect();
+            committer.clean_up(epoch, &kept).await?;
         }
         Ok(())
     }
+}
 
-    /// Makes the lake files of `manifest` visible (again: it is idempotent).
-    pub async fn publish(&self, manifest: &Manifest) -> Result<()> {
-        for (name, state) in &manifest.sinks {
-            if let Some(location) = self.lake.get(name) {
-                staging::publish(location, name, &state.publish).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends `records` and `manifest`'s offsets in the checkpoint's transaction.
-    async fn commit_transaction(
-        &self,
-        manifest: &Manifest,
-        records: BTreeMap<String, Vec<RecordBatch>>,
-    ) -> Result<()> {
-        let Some(transactions) = &self.transactions else {
-            return Ok(());
-        };
-        let transactions = Arc::clone(transactions);
-        let mark = mark_of(manifest);
-        let offsets = manifest.offsets.clone();
-        let sent = blocking(move || transactions.publish(&mark, &records, &offsets)).await?;
-        Metrics::add(&self.metrics.rows_out, sent);
-        Ok(())
-    }
-
-    /// After a crash between writing checkpoint `manifest` and committing its
-    /// transaction: sends the transaction again, from the checkpoint, unless
-    /// the consumer group shows it committed.
-    pub async fn recover_transaction(&self, manifest: &Manifest) -> Result<()> {
-        let Some(transactions) = &self.transactions else {
-            return Ok(());
-        };
-        let mark = mark_of(manifest);
-        let group = {
-            let (t, offsets) = (Arc::clone(transactions), manifest.offsets.clone());
-            blocking(move || t.group_commit(&offsets)).await?
-        };
-        let previous = self.store.latest_before(manifest.epoch).await?;
-        let recovery = Recovery::decide(
-            &mark,
-            &manifest.offsets,
-            !manifest.transaction.is_empty(),
-            previous.as_ref().map(|p| &p.offsets),
-            &group,
-        );
-        match recovery {
-            Recovery::Committed => return Ok(()),
-            Recovery::LaterCommitted(epoch) => {
-                return Err(EngineError::Execution(format!(
-                    "state dir {}: the consumer group's offsets were committed by the transaction of \
-                     checkpoint {epoch}, but the newest intact checkpoint is {}: that transaction's records \
-                     are in the topic already and would be sent twice. Exactly-once cannot be kept; \
-                     start over with a new state dir and group, or use sink.commit_mode = 'at_least_once'",
-                    self.store.url(),
-                    manifest.epoch
-                )))
-            }
-            Recovery::SendAgain => {}
-        }
-        let mut records = BTreeMap::new();
-        for (name, file) in &manifest.transaction {
-            records.insert(
-                name.clone(),
-                super::batches_from_ipc(self.store.read(file).await?)?,
-            );
-        }
-        self.commit_transaction(manifest, records).await?;
-        tracing::info!(
-            epoch = manifest.epoch,
-            "transaction of the restored checkpoint sent again (a crash cut it short)"
-        );
-        Ok(())
+/// The commit point of `manifest`.
+fn point_of(manifest: &Manifest) -> CommitPoint {
+    CommitPoint {
+        epoch: manifest.epoch,
+        created_at: manifest.created_at.clone(),
     }
 }
 
@@ -363,82 +346,63 @@ impl<'m> Retry<'m> {
     }
 }
 
-/// The mark a checkpoint's transaction leaves in the group's offsets.
-fn mark_of(manifest: &Manifest) -> CheckpointMark {
-    CheckpointMark {
-        epoch: manifest.epoch,
-        created_at: manifest.created_at.clone(),
-    }
+/// How the periodic checkpoints talk to the sources: the coordinator raises
+/// `requested`; each source puts `Barrier(epoch)` in its stream after the
+/// data before it, and every participant reports its snapshot there.
+#[derive(Debug, Clone, Default)]
+pub struct BarrierRequests {
+    /// The newest epoch asked for.
+    pub requested: Arc<AtomicU64>,
 }
 
-/// Runs a blocking Kafka call off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::Internal(format!("a Kafka transaction step panicked: {e}")))?
-}
-
-/// Runs periodic checkpoints until every reporter is gone: raises
-/// `requested` each `interval` (one checkpoint at a time), and completes a
-/// checkpoint once all `sources` and `statements` reported for it. Returns
-/// the coordinator, and the epoch and snapshots of a checkpoint left
-/// incomplete (the final checkpoint must come after it and carry their staged files).
+/// Runs periodic checkpoints until every reporter is gone: asks for a
+/// barrier each `interval` (one checkpoint at a time), and completes a
+/// checkpoint once all `participants` reported for it. Returns the
+/// coordinator and the epoch of a checkpoint left incomplete (the final
+/// checkpoint comes after it; participants keep what they prepared for it
+/// until a later commit).
 ///
-/// A checkpoint that still fails after `retry_for` sets `stop`, so the job
-/// stops with that error instead of running on without checkpoints.
-#[allow(clippy::too_many_arguments)]
+/// A checkpoint that still fails after `retry_for` calls `on_fatal` (which
+/// stops the job) and returns that error.
 pub async fn run_periodic(
     mut coordinator: Coordinator,
     interval: Duration,
     retry_for: Duration,
-    requested: Arc<AtomicU64>,
-    completed: Arc<AtomicU64>,
+    barriers: BarrierRequests,
     mut reports: mpsc::UnboundedReceiver<Report>,
-    sources: usize,
-    statements: usize,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<(Coordinator, Option<u64>, Vec<StatementSnapshot>)> {
+    participants: usize,
+    on_fatal: impl FnOnce(),
+) -> Result<(Coordinator, Option<u64>)> {
     let mut ticker = tokio::time::interval(interval);
     // A checkpoint slower than the interval is followed by one a full interval later, not a burst.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the first checkpoint waits an interval
-    let mut in_flight: Option<(u64, SourcePositions, Vec<StatementSnapshot>, usize)> = None;
+    let mut in_flight: Option<(u64, Vec<(Participant, Snapshot)>)> = None;
     loop {
         tokio::select! {
             _ = ticker.tick(), if in_flight.is_none() => {
                 let epoch = coordinator.next_epoch();
-                requested.store(epoch, Ordering::Release);
-                in_flight = Some((epoch, SourcePositions::default(), Vec::new(), 0));
+                barriers.requested.store(epoch, Ordering::Release);
+                in_flight = Some((epoch, Vec::new()));
             }
             report = reports.recv() => {
                 let Some(report) = report else { break };
-                let Some((epoch, positions, snapshots, sources_in)) = in_flight.as_mut() else {
+                let Some((epoch, gathered)) = in_flight.as_mut() else {
                     continue;
                 };
-                match report {
-                    Report::Source(e, topic, offsets, clocks) if e == *epoch => {
-                        positions.watermarks.insert(topic.clone(), clocks);
-                        positions.offsets.insert(topic, offsets);
-                        *sources_in += 1;
-                    }
-                    Report::Statement(e, s) if e == *epoch => snapshots.push(s),
-                    _ => continue,
+                if report.epoch != *epoch {
+                    continue;
                 }
-                if *sources_in == sources && snapshots.len() == statements {
-                    let (epoch, positions, snapshots, _) = in_flight.take().expect("in flight");
-                    if let Err(e) = coordinator.complete(epoch, positions, snapshots, retry_for).await {
-                        stop.store(true, Ordering::Relaxed);
+                gathered.push((report.from, report.snapshot));
+                if gathered.len() == participants {
+                    let (epoch, gathered) = in_flight.take().expect("in flight");
+                    if let Err(e) = coordinator.complete(epoch, gathered, retry_for).await {
+                        on_fatal();
                         return Err(e);
                     }
-                    completed.store(epoch, Ordering::Release);
                 }
             }
         }
     }
-    // Snapshots of a checkpoint the job ended before completing: their staged
-    // files were taken out of the sinks and must go into the final checkpoint.
-    match in_flight {
-        Some((epoch, _, snapshots, _)) => Ok((coordinator, Some(epoch), snapshots)),
-        None => Ok((coordinator, None, Vec::new())),
-    }
+    Ok((coordinator, in_flight.map(|(epoch, _)| epoch)))
 }

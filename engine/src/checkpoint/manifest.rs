@@ -1,109 +1,93 @@
 //! What a checkpoint records (`chk-<epoch>/_manifest.json`).
+//!
+//! The coordinator does not know what a source, operator or sink keeps: each
+//! entry is that participant's own [`Entry`] (JSON it chose, and state files).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::storage::FileRef;
+
+/// The manifest format this engine writes. Version 1 (before participants
+/// kept their own state) had fixed fields for Kafka offsets and lake files;
+/// it is refused with a message saying so (see [`Manifest::check_version`]).
+pub const MANIFEST_VERSION: u32 = 2;
+
 /// One complete checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The manifest format ([`MANIFEST_VERSION`]); absent in version 1.
+    #[serde(default = "version_one")]
+    pub version: u32,
     /// Checkpoint number, increasing.
     pub epoch: u64,
-    /// Fingerprint of the job text: state is only restored into the same job.
+    /// Fingerprint of the job's definition: state is only restored into the same job.
     pub job_fingerprint: String,
     /// The state dir's generation (`g` and 8 hex digits), made when a job
     /// starts without a checkpoint and carried by every checkpoint after:
-    /// the lake files it publishes carry it in their names, so a job started
-    /// over (epochs from 1 again) never overwrites or rolls back the files of
-    /// an earlier start. Empty in checkpoints written before generations.
+    /// output that names itself by epoch (lake files) carries it too, so a
+    /// job started over (epochs from 1 again) never overwrites or rolls back
+    /// what an earlier start published.
     #[serde(default)]
     pub generation: String,
     /// When it was taken (RFC 3339), for people reading the state directory.
     pub created_at: String,
-    /// Next offset to read, per source topic and partition.
-    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
-    /// Per source topic and partition, the event-time clock (the partition's
-    /// own watermark, ms) the source had reached: a restore sets it again, so
-    /// rows after the checkpoint are judged late as without a restart.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub watermarks: BTreeMap<String, BTreeMap<i32, i64>>,
-    /// Each statement's state, by statement index.
-    pub statements: BTreeMap<usize, StatementState>,
-    /// Each lake sink's state, by sink table name.
-    pub sinks: BTreeMap<String, SinkState>,
     /// Taken at the end of a bounded run's input: every window was emitted
-    /// and every sink flushed up to `offsets` (scaled-out members read it to
-    /// know a partition is done).
+    /// and every sink flushed (scaled-out members read it to know a partition is done).
     #[serde(default)]
     pub finished: bool,
-    /// The rows of each `exactly_once` Kafka sink (Arrow IPC) that this
-    /// checkpoint's transaction sends, by sink table name.
+    /// Each source's positions, by source table name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Entry>,
+    /// Each statement's operator state, by statement (see `JobGraph`).
+    #[serde(default)]
+    pub operators: BTreeMap<String, Entry>,
+    /// Each sink's state and pre-commit data, by sink table name.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, Entry>,
+}
+
+fn version_one() -> u32 {
+    1
+}
+
+/// A participant's part of a checkpoint: JSON of its own choosing, and the
+/// state files it wrote through the coordinator (e.g. Arrow IPC of open
+/// windows), by the names it gave them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Small state: positions, watermarks, lists of staged objects.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub meta: serde_json::Value,
+    /// State files in the checkpoint's folder.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub transaction: BTreeMap<String, FileRef>,
+    pub files: BTreeMap<String, FileRef>,
 }
 
 impl Manifest {
-    /// The state files the checkpoint needs: open windows and transaction rows.
+    /// Every state file the checkpoint needs (a missing or short one makes it damaged).
     pub fn state_files(&self) -> impl Iterator<Item = &FileRef> {
-        self.statements
+        self.sources
             .values()
-            .filter_map(|s| s.windows.as_ref())
-            .chain(self.transaction.values())
+            .chain(self.operators.values())
+            .chain(self.sinks.values())
+            .flat_map(|e| e.files.values())
     }
-}
 
-/// A statement's operator state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatementState {
-    /// The operator's watermark.
-    pub watermark: Option<i64>,
-    /// Open windows' accumulator rows (Arrow IPC), if any.
-    pub windows: Option<FileRef>,
-}
-
-/// A lake sink's state at a checkpoint.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SinkState {
-    /// Objects to make visible once this checkpoint is complete, in order
-    /// (data files before the `_SUCCESS` markers of their partitions).
-    pub publish: Vec<Publish>,
-    /// Files still open: their rows so far, to continue them after a restore.
-    pub open_files: Vec<OpenFileState>,
-    /// Partitions written since their marker, by start (event time, ms).
-    pub uncommitted: Vec<i64>,
-    /// The sink's last watermark.
-    pub watermark: Option<i64>,
-    /// Next file number (file names stay unique across restarts).
-    pub next_file: u64,
-}
-
-/// A staged object and where it becomes visible.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Publish {
-    /// The staged object (in the sink's store).
-    pub from: FileRef,
-    /// Its final path under the table (in the same store).
-    pub to: String,
-}
-
-/// An open lake file: its partition and the segments (Arrow IPC) holding its rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OpenFileState {
-    /// `dt=.../hour=..` (or empty).
-    pub partition: String,
-    /// Partition start (event time, ms): the partition's key.
-    pub key: i64,
-    /// Whether it was opened for a committed partition.
-    pub late: bool,
-    /// Its rows, oldest first.
-    pub segments: Vec<FileRef>,
-}
-
-/// An object a checkpoint depends on, with its size (a shorter one is corrupt).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRef {
-    /// Path in its store.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
+    /// Refuses a manifest of another format with what to do about it.
+    pub fn check_version(&self) -> Result<(), String> {
+        match self.version {
+            MANIFEST_VERSION => Ok(()),
+            v if v < MANIFEST_VERSION => Err(format!(
+                "it was written by an older engine (manifest version {v}, this engine reads \
+                 version {MANIFEST_VERSION}); finish the job with that engine (e.g. a --bounded run), \
+                 or start over with --reset --start group-offsets (see README, \"Starting over\")"
+            )),
+            v => Err(format!(
+                "it was written by a newer engine (manifest version {v}, this engine reads \
+                 version {MANIFEST_VERSION}); run the job with that engine"
+            )),
+        }
+    }
 }

@@ -3,36 +3,25 @@
 //!
 //! ```text
 //!  coordinator --every interval--> sources: Barrier(epoch) in-band, after the data before it
-//!     source: offsets and partition clocks at the barrier ---------\
-//!     statement: window state at the barrier (Arrow IPC) ----------+--> chk-<epoch>/_manifest.json
-//!     lake sink: files closed since (staged), open files' rows ----/     (written last: the commit point)
-//!  then: staged files published under the table, group offsets committed, old checkpoints removed
+//!     source: its positions at the barrier ------------------------\
+//!     operator: its state at the barrier (e.g. windows as Arrow IPC) +--> chk-<epoch>/_manifest.json
+//!     sink: its state and what it prepared (staged files, rows) ----/     (written last: the commit point)
+//!  then: every participant's commit phase (publish, transaction, offsets), old checkpoints removed
 //! ```
 //!
 //! A checkpoint is complete only when its manifest exists and every file it
 //! names has the recorded size; a partial or corrupt one is skipped and the
-//! previous one used.
+//! previous one used. The coordinator knows participants only through
+//! [`Snapshot`] and [`Committer`]: nothing here knows a source or sink kind.
 
 mod coordinator;
 mod ipc;
 mod manifest;
+mod participant;
 mod store;
 
-use std::collections::BTreeMap;
-
-pub use coordinator::{run_periodic, Coordinator, Report, StatementSnapshot};
+pub use coordinator::{run_periodic, BarrierRequests, Coordinator, Participant, Report};
 pub use ipc::{batches_from_ipc, batches_to_ipc};
-pub use manifest::{FileRef, Manifest, OpenFileState, Publish, SinkState, StatementState};
+pub use manifest::{Entry, FileRef, Manifest, MANIFEST_VERSION};
+pub use participant::{CommitPoint, Committer, Snapshot};
 pub use store::CheckpointStore;
-
-/// Next offset to read per topic and partition.
-pub type SourceOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
-
-/// Where the sources stood at a barrier, by topic and partition.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SourcePositions {
-    /// The next offset to read.
-    pub offsets: SourceOffsets,
-    /// The partition's event-time clock: its own watermark (ms).
-    pub watermarks: SourceOffsets,
-}

@@ -8,7 +8,7 @@ use object_store::{ObjectStoreExt, PutMode, PutPayload};
 
 use super::manifest::{FileRef, Manifest};
 use crate::error::{EngineError, Result};
-use crate::sink::lake::store::{self, Location};
+use crate::storage::{self, Location};
 
 /// The manifest's name inside a checkpoint folder.
 const MANIFEST: &str = "_manifest.json";
@@ -27,7 +27,7 @@ impl CheckpointStore {
     pub fn open(url: &str) -> Result<Self> {
         Ok(Self {
             url: url.to_string(),
-            location: store::open(url)?,
+            location: storage::open(url)?,
         })
     }
 
@@ -259,7 +259,7 @@ impl CheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::StatementState;
+    use crate::checkpoint::Entry;
 
     async fn checkpoint(store: &CheckpointStore, epoch: u64) {
         let state = store
@@ -270,11 +270,11 @@ mod tests {
             epoch,
             ..Default::default()
         };
-        manifest.statements.insert(
-            0,
-            StatementState {
-                watermark: Some(epoch as i64),
-                windows: Some(state),
+        manifest.operators.insert(
+            "0".into(),
+            Entry {
+                meta: serde_json::json!({ "watermark": epoch }),
+                files: [("windows".to_string(), state)].into(),
             },
         );
         store.commit(&manifest).await.unwrap();
@@ -300,7 +300,10 @@ mod tests {
         std::fs::write(chk(2).join(MANIFEST), &manifest[..manifest.len() / 2]).unwrap();
         let restored = store.latest().await.unwrap().unwrap();
         assert_eq!(
-            (restored.epoch, restored.statements[&0].watermark),
+            (
+                restored.epoch,
+                restored.operators["0"].meta["watermark"].as_u64()
+            ),
             (1, Some(1))
         );
 

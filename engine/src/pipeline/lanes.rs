@@ -25,7 +25,7 @@ use super::{join, CheckpointOptions, Job, Lane, RunOptions, RunReport};
 use crate::checkpoint::CheckpointStore;
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
-use crate::source::kafka::{end_offsets, GroupCommits, GroupEvent, GroupMember};
+use crate::source::kafka::{end_offsets, GroupCommits, GroupEvent, GroupMember, KafkaPositions};
 
 /// How often the loop looks for lanes that ended and for a stop request.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
@@ -176,7 +176,9 @@ impl Job {
             if let Some(ends) = &ends {
                 if !group_done && last_done_check.elapsed() >= DONE_CHECK_EVERY {
                     last_done_check = tokio::time::Instant::now();
-                    group_done = group_finished(&checkpoint.state_dir, &source.topic, ends).await;
+                    group_done =
+                        group_finished(&checkpoint.state_dir, &source.table, &source.topic, ends)
+                            .await;
                     if group_done {
                         tracing::info!(topic = %source.topic, "every partition's lane has finished its input");
                     }
@@ -281,7 +283,12 @@ async fn stop_all(lanes: &mut BTreeMap<i32, RunningLane>, first_error: &mut Opti
 /// bounded input at or past its end offset in `ends`. A finished checkpoint
 /// from an earlier run does not count once new records arrived: the listed
 /// end then lies past its offsets.
-async fn group_finished(state_dir: &str, topic: &str, ends: &BTreeMap<i32, i64>) -> bool {
+async fn group_finished(
+    state_dir: &str,
+    table: &str,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+) -> bool {
     for (&p, &end) in ends {
         let Ok(store) = CheckpointStore::open(&lane_state_dir(state_dir, topic, p)) else {
             return false;
@@ -289,10 +296,9 @@ async fn group_finished(state_dir: &str, topic: &str, ends: &BTreeMap<i32, i64>)
         let done = match store.latest().await {
             Ok(Some(m)) => {
                 m.finished
-                    && m.offsets
-                        .get(topic)
-                        .and_then(|o| o.get(&p))
-                        .is_some_and(|&next| next >= end)
+                    && KafkaPositions::in_manifest(&m, table)
+                        .and_then(|o| o.offsets.get(&p).copied())
+                        .is_some_and(|next| next >= end)
             }
             _ => false,
         };

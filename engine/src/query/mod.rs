@@ -25,7 +25,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::table_name;
 use crate::error::{EngineError, Result};
-use crate::sink::lake::{store, LakeSinkConfig, PartitionScheme};
+use crate::sink::lake::{LakeSinkConfig, PartitionScheme};
+use crate::storage as store;
 use crate::Job;
 
 pub use output::{escape_control, write_results, OutputFormat};

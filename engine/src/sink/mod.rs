@@ -1,225 +1,226 @@
 //! Sinks: where a statement's rows leave the engine.
+//!
+//! A sink table's `connector` picks its [`SinkConnector`] from
+//! [`registry::connectors`]: the connector checks the table's options into a
+//! [`SinkSpec`] (all `engine check` needs), and the spec opens a [`Sink`] for
+//! each run. A sink that makes output visible only with a checkpoint (staged
+//! lake files, a Kafka transaction) returns a [`Committer`] beside it: the
+//! sink prepares at the barrier ([`Sink::pre_commit`]), the committer makes it
+//! visible once the checkpoint is written.
+//!
+//! Adding a sink: a folder here with its config, sink and committer, and one
+//! line in [`registry`].
 
 pub mod kafka;
 pub mod lake;
+pub mod registry;
 
+use std::any::Any;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef};
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use engine_sql::{SqlError, TableDef};
+use engine_sql::{LineError, TableDef, WindowSpec};
 
+use crate::checkpoint::{Committer, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
+use crate::resources::Resources;
 
-/// A sink table: its columns and where its rows go.
-pub struct Sink {
-    name: String,
+pub use registry::SinkConnector;
+
+/// A sink table's checked options: what `engine check` validates, and what
+/// opens the sink when the job runs.
+#[async_trait::async_trait]
+pub trait SinkSpec: Send + Sync + std::fmt::Debug {
+    /// Where the rows go, for `engine check` and logs (never a secret).
+    fn describe(&self) -> String;
+
+    /// The spec as [`Any`], for code that knows a connector (the catalog
+    /// reads lake tables, the embedded broker creates Kafka topics).
+    fn as_any(&self) -> &dyn Any;
+
+    /// Checks what only the whole job tells (e.g. that a transaction has a
+    /// consumer group to commit): called once per job before it runs.
+    fn check(&self, _job: &JobContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Connects the sink for one statement's rows.
+    async fn open(&self, ctx: SinkContext<'_>) -> Result<OpenedSink>;
+}
+
+/// What a sink sees of the whole job when it is checked.
+pub struct JobContext<'a> {
+    /// The job file's name, for messages.
+    pub job: &'a str,
+    /// This sink's table.
+    pub table: &'a str,
+    /// The job takes checkpoints.
+    pub checkpoints: bool,
+    /// The job's resources (e.g. the Kafka connectors' transaction).
+    pub resources: &'a Resources,
+}
+
+/// What a sink is opened with.
+pub struct SinkContext<'a> {
+    /// The sink table.
+    pub table: &'a TableDef,
+    /// The window of the statement feeding it, if windowed.
+    pub window: Option<WindowSpec>,
+    /// With checkpoints: how its output is named and staged.
+    pub checkpoints: Option<CheckpointScope>,
+    /// The job's counters.
+    pub metrics: Arc<Metrics>,
+    /// The job's shared resources.
+    pub resources: &'a Resources,
+}
+
+/// How a checkpointed run names what it stages.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointScope {
+    /// The first checkpoint epoch of this run.
+    pub first_epoch: u64,
+    /// The lane (`p3` under `--scale-out`; empty for a job run whole).
+    pub lane: String,
+    /// Lane and state-dir generation, as names carry them (`p3-g1a2b3c4d`).
+    pub scope: String,
+}
+
+/// An open sink, and its commit phase if it has one.
+pub struct OpenedSink {
+    /// Takes the rows.
+    pub sink: Box<dyn Sink>,
+    /// Makes prepared output visible once a checkpoint is written.
+    pub committer: Option<Arc<dyn Committer>>,
+}
+
+/// A running sink. Rows come already in the table's columns (see [`SinkWriter`]).
+#[async_trait::async_trait]
+pub trait Sink: Send {
+    /// Writes rows (buffered; durable after [`Sink::flush`] or with the next
+    /// checkpoint). Rows it cannot place come back as (row, reason); the
+    /// rest are written.
+    async fn write(&mut self, batch: RecordBatch) -> Result<Vec<(usize, String)>>;
+
+    /// How far event time has come (e.g. lake files roll and partitions commit by it).
+    async fn handle_watermark(&mut self, _watermark: EventTime) -> Result<()> {
+        Ok(())
+    }
+
+    /// The barrier of checkpoint `epoch`: make what was written durable or
+    /// staged, and return the state to restore from plus what the commit
+    /// phase makes visible. What is prepared stays with the sink until a
+    /// checkpoint covering it commits: a snapshot carries everything not yet
+    /// committed, so a checkpoint that never completes loses nothing.
+    async fn pre_commit(&mut self, epoch: u64) -> Result<Snapshot>;
+
+    /// Continues from its snapshot in the checkpoint restored.
+    async fn restore(&mut self, _snapshot: &Snapshot) -> Result<()> {
+        Ok(())
+    }
+
+    /// The input has ended (a bounded run): make everything durable and complete.
+    async fn end_of_data(&mut self) -> Result<()> {
+        self.flush().await
+    }
+
+    /// Makes everything written so far durable (a stop without checkpoints).
+    async fn flush(&mut self) -> Result<()>;
+}
+
+/// A sink table's rows on their way in: cast to the table's columns as SQL's
+/// `INSERT` does, rows that cannot be (and those the sink cannot place)
+/// returned with the reason instead of stopping the job.
+pub struct SinkWriter {
+    /// The sink table's name.
+    pub name: String,
     schema: SchemaRef,
-    target: Target,
+    sink: Box<dyn Sink>,
 }
 
-/// Where a sink's rows go.
-enum Target {
-    /// JSON records to a Kafka topic.
-    Kafka(kafka::KafkaSink),
-    /// Hive-partitioned Parquet files on an object store (boxed: it is large).
-    Lake(Box<lake::LakeSink>),
-}
-
-/// A sink's part of a checkpoint.
-pub enum SinkCheckpoint {
-    /// Everything written is durable; nothing to record.
-    Flushed,
-    /// A lake sink's staged and open files.
-    Lake(crate::checkpoint::SinkState),
-    /// An `exactly_once` Kafka sink's rows since the last checkpoint, to send
-    /// in the checkpoint's transaction.
-    Transaction(Vec<RecordBatch>),
-}
-
-/// A sink's checked configuration, built without connecting (for `engine check`).
-#[derive(Debug, Clone)]
-pub enum SinkConfig {
-    /// `connector = 'kafka'`.
-    Kafka(kafka::KafkaSinkConfig),
-    /// `connector = 'lake'` or `'filesystem'`.
-    Lake(lake::LakeSinkConfig),
-}
-
-impl SinkConfig {
-    /// Reads the options of sink table `table`; `file` names the job file for errors.
-    pub fn from_table(file: &str, table: &TableDef) -> Result<Self> {
-        let at = |(line, message): (usize, String)| {
-            EngineError::Config(SqlError {
-                file: file.to_string(),
-                line,
-                message: format!("table `{}`: {message}", table.name),
-            })
-        };
-        match table.connector.as_str() {
-            "kafka" => Ok(SinkConfig::Kafka(
-                kafka::KafkaSinkConfig::from_table(table).map_err(at)?,
-            )),
-            "lake" | "filesystem" => Ok(SinkConfig::Lake(
-                lake::LakeSinkConfig::from_table(table).map_err(at)?,
-            )),
-            other => Err(at((
-                table.line,
-                format!("unknown sink connector '{other}' (known: 'kafka', 'lake', 'filesystem')"),
-            ))),
-        }
-    }
-
-    /// Where the rows go, for logs.
-    pub fn describe(&self) -> String {
-        match self {
-            SinkConfig::Kafka(c) => format!(
-                "kafka topic `{}` on {}",
-                c.topic, c.client.bootstrap_servers
-            ),
-            SinkConfig::Lake(c) => format!("parquet under {}", c.path),
-        }
-    }
-}
-
-impl Sink {
-    /// Connects the sink of table `table`.
-    pub async fn open(config: SinkConfig, table: &TableDef, metrics: Arc<Metrics>) -> Result<Self> {
-        let target = match config {
-            SinkConfig::Kafka(c) => {
-                let open = tokio::task::spawn_blocking(move || kafka::KafkaSink::new(c, metrics));
-                Target::Kafka(
-                    open.await.map_err(|e| {
-                        EngineError::Internal(format!("opening a Kafka sink: {e}"))
-                    })??,
-                )
-            }
-            SinkConfig::Lake(c) => Target::Lake(Box::new(
-                lake::LakeSink::open(c, table.schema(), metrics).await?,
-            )),
-        };
-        Ok(Self {
+impl SinkWriter {
+    /// Writes into `sink` for table `table`.
+    pub fn new(table: &TableDef, sink: Box<dyn Sink>) -> Self {
+        Self {
             name: table.name.clone(),
             schema: table.schema(),
-            target,
-        })
+            sink,
+        }
     }
 
-    /// Writes rows (buffered; durable after [`Sink::flush`]), cast to the
-    /// table's columns by position, as SQL's `INSERT` does. Rows that cannot
-    /// be written (a value that does not cast to its column, a NULL in a
-    /// `NOT NULL` column, a lake row without a partition time) are not
-    /// written: their indices in `batch` come back with the reason.
+    /// The sink.
+    pub fn sink(&mut self) -> &mut dyn Sink {
+        self.sink.as_mut()
+    }
+
+    /// Writes `batch`; returns the rows (indices in `batch`) not written, with the reason.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<Vec<(usize, String)>> {
         let (batch, mut rejected) = conform_rows(batch, &self.schema, &self.name)?;
-        let (batch, more) = match &self.target {
-            Target::Lake(s) => s.reject_unplaceable(batch)?,
-            Target::Kafka(_) => (batch, Vec::new()),
-        };
+        if batch.num_rows() == 0 {
+            return Ok(rejected);
+        }
+        let given = batch.num_rows() + rejected.len();
+        let more = self.sink.write(batch).await?;
         if !more.is_empty() {
             // Indices of the conformed batch back to the rows given.
-            let kept: Vec<usize> = (0..batch.num_rows() + more.len() + rejected.len())
+            let kept: Vec<usize> = (0..given)
                 .filter(|i| !rejected.iter().any(|(r, _)| r == i))
                 .collect();
             rejected.extend(more.into_iter().map(|(row, why)| (kept[row], why)));
         }
         rejected.sort_unstable();
-        if batch.num_rows() > 0 {
-            match &mut self.target {
-                Target::Kafka(s) => s.write(batch).await?,
-                Target::Lake(s) => s.write(batch).await?,
-            }
-        }
         Ok(rejected)
     }
+}
 
-    /// Tells the sink how far event time has come (lake files roll by time).
-    pub async fn handle_watermark(&mut self, watermark: EventTime) -> Result<()> {
-        match &mut self.target {
-            Target::Kafka(_) => Ok(()),
-            Target::Lake(s) => s.handle_watermark(watermark).await,
-        }
+/// What a sink prepared for checkpoints not yet committed, shared by the
+/// sink (which adds at each barrier) and its committer (which drops what a
+/// commit covered): a snapshot carries all of it, so a checkpoint that
+/// never completes is covered by the next.
+#[derive(Debug)]
+pub struct Uncommitted<T>(Arc<std::sync::Mutex<Vec<(u64, Vec<T>)>>>);
+
+impl<T> Clone for Uncommitted<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Default for Uncommitted<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T: Clone> Uncommitted<T> {
+    /// Adds `items` prepared at barrier `epoch`; returns everything not yet
+    /// committed, in the order prepared.
+    pub fn prepare(&self, epoch: u64, items: Vec<T>) -> Vec<T> {
+        let mut list = self.0.lock().expect("no panics while locked");
+        list.push((epoch, items));
+        list.iter()
+            .flat_map(|(_, items)| items.iter().cloned())
+            .collect()
     }
 
-    /// For a lake sink whose partitions come from a HOP window's start: the
-    /// partition's last windows close `lag_ms` after its end, so it commits then.
-    pub fn set_partition_commit_lag(&mut self, lag_ms: i64) {
-        if let Target::Lake(s) = &mut self.target {
-            s.set_commit_lag(lag_ms);
-        }
+    /// Checkpoint `epoch` committed: what was prepared up to it is done.
+    pub fn committed(&self, epoch: u64) {
+        let mut list = self.0.lock().expect("no panics while locked");
+        list.retain(|(e, _)| *e > epoch);
     }
+}
 
-    /// The name of the column a lake sink partitions by, if it is one.
-    pub fn partition_time_column(&self) -> Option<&str> {
-        match &self.target {
-            Target::Lake(s) => s.partition_time_column(),
-            Target::Kafka(_) => None,
-        }
-    }
-
-    /// The sink table's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// A lake sink's store and table prefix.
-    pub fn lake_location(&self) -> Option<&lake::store::Location> {
-        match &self.target {
-            Target::Lake(s) => Some(s.location()),
-            Target::Kafka(_) => None,
-        }
-    }
-
-    /// Takes part in checkpoints from epoch `epoch` on (lake files are staged),
-    /// as lane `lane` of the job (empty: the job runs as one lane), naming
-    /// files in `scope` (lane and the state dir's generation).
-    pub fn enable_checkpoints(&mut self, epoch: u64, lane: &str, scope: &str) {
-        if let Target::Lake(s) = &mut self.target {
-            s.enable_checkpoints(epoch, lane, scope);
-        }
-    }
-
-    /// The sink's part of checkpoint `epoch`: a Kafka sink makes its records
-    /// durable or, in `exactly_once` mode, hands them over for the
-    /// checkpoint's transaction; a lake sink returns its state.
-    pub async fn checkpoint(&mut self, epoch: u64) -> Result<SinkCheckpoint> {
-        match &mut self.target {
-            Target::Kafka(s) => match s.take_pending() {
-                Some(rows) => Ok(SinkCheckpoint::Transaction(rows)),
-                None => s.flush().await.map(|()| SinkCheckpoint::Flushed),
-            },
-            Target::Lake(s) => s.checkpoint(epoch).await.map(SinkCheckpoint::Lake),
-        }
-    }
-
-    /// Continues a lake sink from a checkpoint.
-    pub async fn restore(&mut self, state: &crate::checkpoint::SinkState) -> Result<()> {
-        match &mut self.target {
-            Target::Kafka(_) => Ok(()),
-            Target::Lake(s) => s.restore(state).await,
-        }
-    }
-
-    /// The input has ended (bounded run): makes everything durable and, in the
-    /// lake, marks every partition written complete.
-    pub async fn end_of_data(&mut self) -> Result<()> {
-        match &mut self.target {
-            Target::Kafka(s) => s.flush().await,
-            Target::Lake(s) => s.end_of_data().await,
-        }
-    }
-
-    /// Makes everything written so far durable.
-    pub async fn flush(&mut self) -> Result<()> {
-        match &mut self.target {
-            Target::Kafka(s) => s.flush().await,
-            Target::Lake(s) => s.flush().await,
-        }
-    }
+/// The `at` of a connector's option error: file, line and table.
+pub fn option_error(file: &str, table: &TableDef, (line, message): LineError) -> EngineError {
+    EngineError::Config(engine_sql::SqlError {
+        file: file.to_string(),
+        line,
+        message: format!("table `{}`: {message}", table.name),
+    })
 }
 
 /// `batch` cast to `schema` as [`conform`] does, less the rows that cannot

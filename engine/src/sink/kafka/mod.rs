@@ -1,10 +1,143 @@
 //! The Kafka sink: one JSON record per row, keyed, timestamped; idempotent,
-//! or transactional (`sink.commit_mode = 'exactly_once'`).
+//! or transactional (`sink.commit_mode = 'exactly_once'`, see
+//! [`crate::kafka::transaction`]).
 
 mod config;
 mod sink;
-mod transaction;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use engine_sql::TableDef;
 
 pub use config::{CommitMode, KafkaSinkConfig, TimestampFormat};
 pub use sink::{EncodedRows, KafkaSink};
-pub use transaction::{CheckpointMark, GroupCommit, Recovery, Transactions};
+
+use super::{JobContext, OpenedSink, SinkContext, SinkSpec, Uncommitted};
+use crate::checkpoint::{batches_from_ipc, CommitPoint, Committer, Snapshot};
+use crate::error::{EngineError, Result};
+use crate::kafka::transaction::{Part, SharedTransaction, RESOURCE};
+
+/// `connector = 'kafka'`: checks a sink table's options.
+pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SinkSpec>> {
+    let at = |e| super::option_error(file, table, e);
+    let config = KafkaSinkConfig::from_table(table).map_err(at)?;
+    config.client.validate().map_err(|(key, message)| {
+        let line = table
+            .options
+            .line_of(&format!("properties.{key}"), table.line);
+        at((line, message))
+    })?;
+    Ok(Box::new(config))
+}
+
+#[async_trait::async_trait]
+impl SinkSpec for KafkaSinkConfig {
+    fn describe(&self) -> String {
+        format!(
+            "kafka topic `{}` on {}",
+            self.topic, self.client.bootstrap_servers
+        )
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn check(&self, job: &JobContext<'_>) -> Result<()> {
+        if self.commit_mode == CommitMode::ExactlyOnce && !job.checkpoints {
+            return Err(EngineError::Execution(format!(
+                "{}: sink `{}` has sink.commit_mode = 'exactly_once'; it needs checkpoints \
+                 (its records are sent when a checkpoint completes): remove --no-checkpoints",
+                job.job, job.table
+            )));
+        }
+        Ok(())
+    }
+
+    async fn open(&self, ctx: SinkContext<'_>) -> Result<OpenedSink> {
+        let uncommitted = Uncommitted::default();
+        let committer: Option<Arc<dyn Committer>> = match self.commit_mode {
+            CommitMode::AtLeastOnce => None,
+            CommitMode::ExactlyOnce => {
+                let transaction = ctx
+                    .resources
+                    .get::<SharedTransaction>(RESOURCE)
+                    .ok_or_else(|| {
+                        EngineError::Internal(format!(
+                            "exactly-once sink `{}` opened without the job's transaction",
+                            ctx.table.name
+                        ))
+                    })?;
+                Some(Arc::new(TransactionCommitter {
+                    sink: ctx.table.name.clone(),
+                    transaction,
+                    uncommitted: uncommitted.clone(),
+                }))
+            }
+        };
+        let (config, metrics) = (self.clone(), Arc::clone(&ctx.metrics));
+        let sink =
+            tokio::task::spawn_blocking(move || KafkaSink::new(config, metrics, uncommitted))
+                .await
+                .map_err(|e| EngineError::Internal(format!("opening a Kafka sink: {e}")))??;
+        Ok(OpenedSink {
+            sink: Box::new(sink),
+            committer,
+        })
+    }
+}
+
+/// An `exactly_once` sink's commit phase: its rows into the checkpoint's transaction.
+struct TransactionCommitter {
+    sink: String,
+    transaction: Arc<SharedTransaction>,
+    uncommitted: Uncommitted<RecordBatch>,
+}
+
+impl TransactionCommitter {
+    async fn hand_over(
+        &self,
+        point: &CommitPoint,
+        snapshot: &Snapshot,
+        recovering: bool,
+    ) -> Result<()> {
+        let rows = match snapshot.blobs.get(sink::ROWS) {
+            Some(bytes) => batches_from_ipc(bytes.clone())?,
+            None => Vec::new(),
+        };
+        let part = Part::Records {
+            sink: self.sink.clone(),
+            rows,
+        };
+        self.transaction.hand_over(point, part, recovering).await?;
+        self.uncommitted.committed(point.epoch);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Committer for TransactionCommitter {
+    async fn commit(&self, point: &CommitPoint, snapshot: &Snapshot) -> Result<()> {
+        self.hand_over(point, snapshot, false).await
+    }
+
+    async fn recover(
+        &self,
+        restored: Option<(&CommitPoint, &Snapshot)>,
+        _previous: Option<&Snapshot>,
+    ) -> Result<()> {
+        match restored {
+            Some((point, snapshot)) => self.hand_over(point, snapshot, true).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The topic a sink spec writes, if it is a Kafka sink.
+pub fn topic_of(spec: &dyn SinkSpec) -> Option<&str> {
+    spec.as_any()
+        .downcast_ref::<KafkaSinkConfig>()
+        .map(|c| c.topic.as_str())
+}

@@ -14,8 +14,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::config::{CommitMode, KafkaSinkConfig, TimestampFormat};
+use crate::checkpoint::{batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
+use crate::message::EventTime;
 use crate::metrics::Metrics;
+use crate::sink::{Sink, Uncommitted};
 
 /// Deliveries awaited at once before new sends wait for old ones, bounding memory.
 const MAX_IN_FLIGHT: usize = 100_000;
@@ -26,15 +29,20 @@ pub struct KafkaSink {
     producer: FutureProducer,
     in_flight: VecDeque<DeliveryFuture>,
     metrics: Arc<Metrics>,
-    /// `exactly_once` mode: rows since the last checkpoint, sent in its
-    /// transaction by the checkpoint coordinator.
+    /// `exactly_once` mode: rows since the last barrier, then (at the
+    /// barrier) kept until a checkpoint's transaction sends them.
     pending: Option<Vec<RecordBatch>>,
+    uncommitted: Uncommitted<RecordBatch>,
 }
 
 impl KafkaSink {
     /// Creates the producer (idempotent, acks from all in-sync replicas) and
     /// checks that the topic exists. Blocks on a metadata look-up.
-    pub fn new(config: KafkaSinkConfig, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn new(
+        config: KafkaSinkConfig,
+        metrics: Arc<Metrics>,
+        uncommitted: Uncommitted<RecordBatch>,
+    ) -> Result<Self> {
         let producer: FutureProducer = config
             .client
             .client_config()
@@ -62,12 +70,13 @@ impl KafkaSink {
             in_flight: VecDeque::new(),
             metrics,
             pending,
+            uncommitted,
         })
     }
 
     /// Queues one record per row (rows already in the table's schema). In
     /// `exactly_once` mode the rows are kept for the next checkpoint instead.
-    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+    async fn send(&mut self, batch: RecordBatch) -> Result<()> {
         if let Some(pending) = &mut self.pending {
             pending.push(batch);
             return Ok(());
@@ -105,14 +114,8 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// `exactly_once` mode: the rows written since the last call, for the
-    /// checkpoint's transaction. `None` in `at_least_once` mode.
-    pub fn take_pending(&mut self) -> Option<Vec<RecordBatch>> {
-        self.pending.as_mut().map(std::mem::take)
-    }
-
     /// Waits for every queued record to be acknowledged.
-    pub async fn flush(&mut self) -> Result<()> {
+    async fn flush_deliveries(&mut self) -> Result<()> {
         while let Some(d) = self.in_flight.pop_front() {
             self.await_delivery(d).await?;
         }
@@ -133,6 +136,40 @@ impl KafkaSink {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl Sink for KafkaSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<Vec<(usize, String)>> {
+        self.send(batch).await?;
+        Ok(Vec::new())
+    }
+
+    async fn handle_watermark(&mut self, _watermark: EventTime) -> Result<()> {
+        Ok(())
+    }
+
+    /// `at_least_once`: every record acknowledged, nothing to keep.
+    /// `exactly_once`: the rows not yet sent in a transaction, as Arrow IPC.
+    async fn pre_commit(&mut self, epoch: u64) -> Result<Snapshot> {
+        let Some(pending) = self.pending.as_mut() else {
+            self.flush_deliveries().await?;
+            return Ok(Snapshot::default());
+        };
+        let rows = self.uncommitted.prepare(epoch, std::mem::take(pending));
+        let mut snapshot = Snapshot::default();
+        if let Some(bytes) = batches_to_ipc(&rows)? {
+            snapshot.blobs.insert(ROWS.to_string(), bytes.into());
+        }
+        Ok(snapshot)
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        self.flush_deliveries().await
+    }
+}
+
+/// The blob of an `exactly_once` sink's snapshot holding its rows.
+pub const ROWS: &str = "rows.arrow";
 
 /// A batch encoded as Kafka records: JSON values, and keys and timestamps
 /// from the configured columns.

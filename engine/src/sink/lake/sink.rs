@@ -28,11 +28,13 @@ use rand::Rng;
 use super::config::{Compression, LakeSinkConfig};
 use super::partition::PartitionKey;
 use super::staging::Staging;
-use super::store::{self, Location};
-use crate::checkpoint::{batches_from_ipc, batches_to_ipc, FileRef, OpenFileState, SinkState};
+use super::state::{LakeState, OpenFileState, Publish};
+use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
+use crate::sink::{Sink, Uncommitted};
+use crate::storage::{self, FileRef, Location};
 
 /// A lake sink table.
 pub struct LakeSink {
@@ -59,6 +61,8 @@ pub struct LakeSink {
     /// The partition-commit marker's name: `_SUCCESS`, or `_SUCCESS.p3` for
     /// the lane of source partition 3 (lanes commit a partition each on its own).
     marker: String,
+    /// Staged objects of checkpoints not yet committed (shared with the committer).
+    uncommitted_publish: Uncommitted<Publish>,
 }
 
 struct OpenFile {
@@ -75,6 +79,44 @@ struct OpenFile {
     late: bool,
 }
 
+#[async_trait::async_trait]
+impl Sink for LakeSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<Vec<(usize, String)>> {
+        let (batch, rejected) = self.reject_unplaceable(batch)?;
+        if batch.num_rows() > 0 {
+            self.append(batch).await?;
+        }
+        Ok(rejected)
+    }
+
+    async fn handle_watermark(&mut self, watermark: EventTime) -> Result<()> {
+        self.advance(watermark).await
+    }
+
+    async fn pre_commit(&mut self, epoch: u64) -> Result<Snapshot> {
+        let state = self.checkpoint(epoch).await?;
+        let meta = serde_json::to_value(state)
+            .map_err(|e| EngineError::Internal(format!("lake sink state as JSON: {e}")))?;
+        Ok(Snapshot::meta(meta))
+    }
+
+    async fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        if snapshot.meta.is_null() {
+            return Ok(());
+        }
+        let state: LakeState = snapshot.decode("a lake sink")?;
+        self.restore_state(&state).await
+    }
+
+    async fn end_of_data(&mut self) -> Result<()> {
+        self.complete_all().await
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        self.close_all().await
+    }
+}
+
 /// The `_SUCCESS` marker's name: Athena skips files starting with `_`.
 pub const SUCCESS_MARKER: &str = "_SUCCESS";
 
@@ -85,7 +127,7 @@ impl LakeSink {
         schema: SchemaRef,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
-        let location = store::open(&config.path)?;
+        let location = storage::open(&config.path)?;
         let compression = match config.compression {
             Compression::Snappy => ParquetCompression::SNAPPY,
             Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::default()),
@@ -113,6 +155,7 @@ impl LakeSink {
             metrics,
             staging: None,
             marker: SUCCESS_MARKER.to_string(),
+            uncommitted_publish: Uncommitted::default(),
         })
     }
 
@@ -120,22 +163,24 @@ impl LakeSink {
     /// by checkpoint `epoch` or later. `lane` (e.g. `p3`, or empty) names the
     /// share of the source this sink writes, when the job runs as lanes, and
     /// `scope` the lane and generation its file names carry.
-    pub fn enable_checkpoints(&mut self, epoch: u64, lane: &str, scope: &str) {
+    pub fn enable_checkpoints(
+        &mut self,
+        epoch: u64,
+        lane: &str,
+        scope: &str,
+        uncommitted: Uncommitted<Publish>,
+    ) {
+        self.uncommitted_publish = uncommitted;
         self.staging = Some(Staging::new(&self.location, epoch, &self.run_id, scope));
         if !lane.is_empty() {
             self.marker = format!("{SUCCESS_MARKER}.{lane}");
         }
     }
 
-    /// The table's store and prefix (where the coordinator publishes).
-    pub fn location(&self) -> &Location {
-        &self.location
-    }
-
-    /// The sink's part of checkpoint `epoch`: objects staged since the last
-    /// one (to publish once it is complete), and open files, whose rows since
-    /// the last checkpoint are saved as a segment now.
-    pub async fn checkpoint(&mut self, epoch: u64) -> Result<SinkState> {
+    /// The sink's part of checkpoint `epoch`: objects staged and not yet
+    /// published (to publish once it is written), and open files, whose rows
+    /// since the last checkpoint are saved as a segment now.
+    async fn checkpoint(&mut self, epoch: u64) -> Result<LakeState> {
         let Some(staging) = self.staging.as_mut() else {
             return Err(EngineError::Internal(
                 "checkpoint of a lake sink without staging".into(),
@@ -157,8 +202,9 @@ impl LakeSink {
             }
         }
         let staging = self.staging.as_mut().expect("checked above");
-        let state = SinkState {
-            publish: std::mem::take(&mut staging.pending),
+        let staged = std::mem::take(&mut staging.pending);
+        let state = LakeState {
+            publish: self.uncommitted_publish.prepare(epoch, staged),
             open_files: self
                 .open
                 .iter()
@@ -180,7 +226,7 @@ impl LakeSink {
 
     /// Continues from a checkpoint's state: open files refilled from their
     /// segments (their rows are not read again from the source).
-    pub async fn restore(&mut self, state: &SinkState) -> Result<()> {
+    async fn restore_state(&mut self, state: &LakeState) -> Result<()> {
         self.watermark = state.watermark;
         self.next_file = state.next_file;
         self.uncommitted = state
@@ -254,7 +300,7 @@ impl LakeSink {
     }
 
     /// Appends rows (already in the table's schema) to their partitions' open files.
-    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+    async fn append(&mut self, batch: RecordBatch) -> Result<()> {
         let rows = batch.num_rows() as u64;
         for (key, part) in self.split_by_partition(batch)? {
             let late = self.is_complete(key);
@@ -298,7 +344,7 @@ impl LakeSink {
 
     /// Rolls files open longer than `rolling.interval`, and commits every
     /// partition the watermark has passed: its file closed, its marker written.
-    pub async fn handle_watermark(&mut self, watermark: EventTime) -> Result<()> {
+    async fn advance(&mut self, watermark: EventTime) -> Result<()> {
         self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
         self.close_old_files().await?;
         for key in self.complete_uncommitted() {
@@ -315,7 +361,7 @@ impl LakeSink {
 
     /// Closes and uploads every open file, and commits the partitions the
     /// watermark has passed.
-    pub async fn flush(&mut self) -> Result<()> {
+    async fn close_all(&mut self) -> Result<()> {
         let keys: Vec<PartitionKey> = self.open.keys().copied().collect();
         for key in keys {
             self.close(key).await?;
@@ -337,7 +383,7 @@ impl LakeSink {
 
     /// At the end of a bounded input every partition is complete: closes every
     /// file and commits every partition written.
-    pub async fn end_of_data(&mut self) -> Result<()> {
+    async fn complete_all(&mut self) -> Result<()> {
         let keys: Vec<PartitionKey> = self.open.keys().copied().collect();
         for key in keys {
             self.close(key).await?;
@@ -370,7 +416,7 @@ impl LakeSink {
             let staged = staging.next_marker();
             let from = self.location.put(&staged, body).await?;
             let staging = self.staging.as_mut().expect("checked above");
-            staging.pending.push(crate::checkpoint::Publish {
+            staging.pending.push(Publish {
                 from,
                 to: path.to_string(),
             });
@@ -414,7 +460,7 @@ impl LakeSink {
     /// `batch` less the rows that have no partition: no value in the
     /// partition time column, or one outside the times partitions can name
     /// (years 0001-9999). Those come back as (row, reason).
-    pub fn reject_unplaceable(
+    fn reject_unplaceable(
         &self,
         batch: RecordBatch,
     ) -> Result<(RecordBatch, Vec<(usize, String)>)> {
@@ -509,7 +555,7 @@ impl LakeSink {
             let (staged, to) = staging.next_file(&dir);
             let from = self.location.put(&staged, bytes).await?;
             let staging = self.staging.as_mut().expect("checked above");
-            staging.pending.push(crate::checkpoint::Publish {
+            staging.pending.push(Publish {
                 from,
                 to: to.to_string(),
             });

@@ -15,8 +15,9 @@
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
-use super::store::Location;
-use crate::checkpoint::{Publish, SinkState};
+use super::state::{LakeState, Publish};
+use crate::storage::Location;
+
 use crate::error::{EngineError, Result};
 
 /// The folder, inside the table, for staged files and open files' segments.
@@ -170,7 +171,7 @@ pub async fn roll_back_after(
 /// Removes the staged objects of `lane` (a scope) of epochs up to `epoch` that none of `kept` needs.
 pub async fn remove_garbage(
     location: &Location,
-    kept: &[&SinkState],
+    kept: &[&LakeState],
     epoch: u64,
     lane: &str,
 ) -> Result<()> {

@@ -6,21 +6,22 @@
 //! bounded channel, so a slow sink slows consumption instead of growing memory.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use engine_sql::TableDef;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::commit::KafkaPositions;
 use super::config::{KafkaSourceConfig, StartupMode};
 use super::dlq::{DeadLetters, Origin};
-use super::group::GroupCommits;
+use crate::checkpoint::{BarrierRequests, Participant, Report};
 use crate::decode::{JsonDecoder, RawRecord, RowRules};
 use crate::error::{EngineError, Result};
 use crate::kafka::{partitions_of, ConsumerLogs, METADATA_TIMEOUT};
@@ -64,85 +65,39 @@ pub struct KafkaSource {
     /// Each partition's event-time clock at that checkpoint.
     start_clocks: BTreeMap<i32, i64>,
     barriers: Option<SourceBarriers>,
-    /// As a lane (`--scale-out`): the one partition read, and where its
-    /// durable offsets go for the group member to commit.
-    lane: Option<(i32, GroupCommits)>,
-    /// The group's offsets are committed in the checkpoints' transactions
-    /// (`exactly_once` Kafka sinks), never by this consumer.
-    offsets_in_transactions: bool,
+    /// As a lane (`--scale-out`): the one partition read.
+    lane: Option<i32>,
 }
 
 /// How the checkpoint coordinator and a source talk: the coordinator raises
-/// `requested`; the source puts `Barrier(epoch)` in its stream after the data
-/// before it and reports its offsets there; once the checkpoint is complete
-/// (`completed`), the source commits those offsets to the consumer group.
+/// `requests`; the source puts `Barrier(epoch)` in its stream after the data
+/// before it and reports its positions there.
 #[derive(Debug, Clone)]
 pub struct SourceBarriers {
     /// The newest epoch the coordinator asked for.
-    pub requested: Arc<AtomicU64>,
-    /// The newest complete checkpoint.
-    pub completed: Arc<AtomicU64>,
-    /// Where the source reports its next offsets at each barrier.
-    pub reports: tokio::sync::mpsc::UnboundedSender<crate::checkpoint::Report>,
+    pub requests: BarrierRequests,
+    /// Where the source reports its positions at each barrier.
+    pub reports: tokio::sync::mpsc::UnboundedSender<Report>,
 }
 
-/// Barrier bookkeeping inside the poll loop.
-#[derive(Default)]
-struct BarrierState {
-    last_sent: u64,
-    /// Offsets at each barrier not yet known complete.
-    offsets: BTreeMap<u64, BTreeMap<i32, i64>>,
-}
-
-/// What a source has consumed; committing it tells Kafka those records are done.
+/// What a source has consumed.
 pub struct SourceProgress {
-    consumer: BaseConsumer<ConsumerLogs>,
     dead_letters: DeadLetters,
-    topic: String,
-    next_offsets: BTreeMap<i32, i64>,
-    /// Each partition's event-time clock when the source stopped.
-    clocks: BTreeMap<i32, i64>,
-    /// A lane's offsets are committed by the group member, not by this consumer.
-    commits: Option<GroupCommits>,
-    /// The offsets are committed in the checkpoints' transactions.
-    offsets_in_transactions: bool,
+    positions: KafkaPositions,
     /// Bounded: every partition was read to its end (not stopped before).
     reached_end: bool,
 }
 
 impl SourceProgress {
-    /// Commits the consumed offsets to the consumer group, after making sure
-    /// every dead-letter record is stored. Call only once every sink fed by
-    /// this source has flushed.
-    pub fn commit(self) -> Result<()> {
-        self.dead_letters.flush()?;
-        if self.offsets_in_transactions {
-            return Ok(());
-        }
-        if let Some(commits) = &self.commits {
-            commits.record(&self.next_offsets);
-            return Ok(());
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (&p, &next) in &self.next_offsets {
-            tpl.add_partition_offset(&self.topic, p, Offset::Offset(next))
-                .map_err(|e| {
-                    EngineError::Kafka(format!("offset list for `{}`: {e}", self.topic))
-                })?;
-        }
-        self.consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| EngineError::Kafka(format!("committing offsets of `{}`: {e}", self.topic)))
+    /// Waits until every dead-letter record is stored (before the offsets
+    /// past them are committed).
+    pub fn flush_dead_letters(&self) -> Result<()> {
+        self.dead_letters.flush()
     }
 
-    /// The next offset to read, per partition.
-    pub fn next_offsets(&self) -> &BTreeMap<i32, i64> {
-        &self.next_offsets
-    }
-
-    /// Each partition's event-time clock (its own watermark) when the source stopped.
-    pub fn clocks(&self) -> &BTreeMap<i32, i64> {
-        &self.clocks
+    /// Where the source stopped.
+    pub fn positions(&self) -> &KafkaPositions {
+        &self.positions
     }
 
     /// Whether a bounded source read every partition to its end.
@@ -187,28 +142,18 @@ impl KafkaSource {
             start_clocks: BTreeMap::new(),
             barriers: None,
             lane: None,
-            offsets_in_transactions: false,
         })
     }
 
-    /// Reads only `partition`, as one lane of a job scaled out over the
-    /// consumer group; offsets made durable go to `commits`, which the group
-    /// member commits (only a member of the group may).
-    pub fn with_lane(mut self, partition: i32, commits: GroupCommits) -> Self {
-        self.lane = Some((partition, commits));
+    /// Reads only `partition`, as one lane of a job scaled out over the consumer group.
+    pub fn with_lane(mut self, partition: i32) -> Self {
+        self.lane = Some(partition);
         self
     }
 
     /// Sets each partition's event-time clock (its watermark) as a checkpoint recorded it.
     pub fn with_start_clocks(mut self, clocks: BTreeMap<i32, i64>) -> Self {
         self.start_clocks = clocks;
-        self
-    }
-
-    /// Leaves committing the group's offsets to the checkpoints' transactions
-    /// (a job with `exactly_once` Kafka sinks).
-    pub fn with_offsets_in_transactions(mut self) -> Self {
-        self.offsets_in_transactions = true;
         self
     }
 
@@ -294,13 +239,12 @@ impl KafkaSource {
             cursors.iter().map(|(&p, c)| (p, (c.next, c.end))).collect();
         tracing::info!(table = %self.config.table, topic = %topic, ?reached, "source stopped (partition: next offset, end)");
         Ok(SourceProgress {
-            consumer,
             dead_letters,
-            topic,
-            next_offsets: cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
-            clocks: tracker.clocks(),
-            commits: self.lane.map(|(_, commits)| commits),
-            offsets_in_transactions: self.offsets_in_transactions,
+            positions: KafkaPositions {
+                topic,
+                offsets: cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
+                clocks: tracker.clocks(),
+            },
             reached_end: ended,
         })
     }
@@ -323,7 +267,7 @@ impl KafkaSource {
             &self.config.client.bootstrap_servers,
             "topic",
         )?;
-        if let Some((lane, _)) = &self.lane {
+        if let Some(lane) = &self.lane {
             if !partitions.contains(lane) {
                 return Err(EngineError::Kafka(format!(
                     "topic `{topic}` has no partition {lane} on {}",
@@ -422,23 +366,20 @@ impl KafkaSource {
         let mut buffers: BTreeMap<i32, Vec<BorrowedMessage<'_>>> = BTreeMap::new();
         let mut buffered = 0usize;
         let mut last_flush = Instant::now();
-        let mut barrier_state = BarrierState::default();
+        let mut last_barrier = self
+            .barriers
+            .as_ref()
+            .map_or(0, |b| b.requests.requested.load(Ordering::Acquire));
         loop {
             if let Some(barriers) = &self.barriers {
-                if barriers.requested.load(Ordering::Acquire) > barrier_state.last_sent {
+                let wanted = barriers.requests.requested.load(Ordering::Acquire);
+                if wanted > last_barrier {
                     self.flush(&mut buffers, dead_letters, tracker, outputs)?;
                     buffered = 0;
                     last_flush = Instant::now();
+                    self.barrier(wanted, dead_letters, cursors, tracker, outputs, barriers)?;
+                    last_barrier = wanted;
                 }
-                self.barrier(
-                    consumer,
-                    dead_letters,
-                    cursors,
-                    tracker,
-                    outputs,
-                    barriers,
-                    &mut barrier_state,
-                )?;
             }
             if self.bounded && cursors.values().all(|c| c.finished) {
                 self.flush(&mut buffers, dead_letters, tracker, outputs)?;
@@ -502,53 +443,31 @@ impl KafkaSource {
         }
     }
 
-    /// Sends a barrier if one was asked for (the buffers are flushed), and
-    /// commits the offsets of checkpoints completed since.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends barrier `epoch` (the buffers are flushed) and reports the
+    /// positions it covers.
     fn barrier(
         &self,
-        consumer: &BaseConsumer<ConsumerLogs>,
+        epoch: u64,
         dead_letters: &DeadLetters,
         cursors: &BTreeMap<i32, PartitionCursor>,
         tracker: &WatermarkTracker,
         outputs: &[mpsc::Sender<Message>],
         barriers: &SourceBarriers,
-        state: &mut BarrierState,
     ) -> Result<()> {
-        let wanted = barriers.requested.load(Ordering::Acquire);
-        if wanted > state.last_sent {
-            // The dead letters before the barrier are part of what it covers.
-            dead_letters.flush()?;
-            send(outputs, Message::Signal(Signal::Barrier(wanted)))?;
-            let offsets: BTreeMap<i32, i64> = cursors.iter().map(|(&p, c)| (p, c.next)).collect();
-            state.offsets.insert(wanted, offsets.clone());
-            // The coordinator gone means the job is stopping; nothing to report to.
-            let _ = barriers.reports.send(crate::checkpoint::Report::Source(
-                wanted,
-                self.config.topic.clone(),
-                offsets,
-                tracker.clocks(),
-            ));
-            state.last_sent = wanted;
-        }
-        let completed = barriers.completed.load(Ordering::Acquire);
-        if let Some((&epoch, _)) = state.offsets.range(..=completed).next_back() {
-            let offsets = state.offsets[&epoch].clone();
-            state.offsets = state.offsets.split_off(&(epoch + 1));
-            let mut tpl = TopicPartitionList::new();
-            for (&p, &next) in &offsets {
-                tpl.add_partition_offset(&self.config.topic, p, Offset::Offset(next))
-                    .map_err(|e| EngineError::Kafka(format!("offset list: {e}")))?;
-            }
-            // The checkpoint is what restores; the group's offsets show progress (lag).
-            if self.offsets_in_transactions {
-                // Committed by the checkpoint's transaction.
-            } else if let Some((_, commits)) = &self.lane {
-                commits.record(&offsets);
-            } else if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                tracing::warn!(topic = %self.config.topic, error = %e, "committing group offsets");
-            }
-        }
+        // The dead letters before the barrier are part of what it covers.
+        dead_letters.flush()?;
+        send(outputs, Message::Signal(Signal::Barrier(epoch)))?;
+        let positions = KafkaPositions {
+            topic: self.config.topic.clone(),
+            offsets: cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
+            clocks: tracker.clocks(),
+        };
+        // The coordinator gone means the job is stopping; nothing to report to.
+        let _ = barriers.reports.send(Report {
+            epoch,
+            from: Participant::Source(self.config.table.clone()),
+            snapshot: positions.snapshot(),
+        });
         Ok(())
     }
 

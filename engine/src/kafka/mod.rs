@@ -1,4 +1,7 @@
-//! Settings shared by the Kafka source and sink.
+//! What the Kafka source and sink share: client settings, logs, metadata
+//! look-ups, and the transaction of `exactly_once` output.
+
+pub mod transaction;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

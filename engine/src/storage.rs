@@ -1,4 +1,5 @@
-//! Opening the object store behind a lake path.
+//! Object stores: where lake tables and state directories live (`s3://`,
+//! `file://` or a local directory), and references to the objects in them.
 
 use std::sync::Arc;
 
@@ -9,8 +10,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use bytes::Bytes;
 
-use crate::checkpoint::FileRef;
 use crate::error::{EngineError, Result};
+
+/// An object, with its size (a shorter one is corrupt).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileRef {
+    /// Path in its store.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
 
 /// An object store and the prefix of a table inside it.
 #[derive(Debug, Clone)]

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  statement --rows--> KafkaSink (kept, not sent) --at a barrier--> checkpoint (Arrow IPC)
-//!  manifest written --> one transaction: the records + the group's offsets, marked with the epoch
+//!  manifest written --> commit phase: every exactly-once sink hands its rows, the Kafka
+//!     source its offsets, to the job's SharedTransaction; the last one in sends them all
+//!     and the group's offsets, marked with the epoch, in one transaction
 //! ```
 //! The checkpoint is written before the transaction, so a crash in between
 //! leaves a checkpoint whose transaction never committed. The group's
@@ -21,11 +23,19 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::config::KafkaSinkConfig;
-use super::sink::EncodedRows;
-use crate::checkpoint::SourceOffsets;
+use std::sync::{Arc, Mutex};
+
+use crate::checkpoint::CommitPoint;
 use crate::error::{EngineError, Result};
 use crate::kafka::{ConsumerLogs, KafkaClientOptions, METADATA_TIMEOUT};
+use crate::metrics::Metrics;
+use crate::sink::kafka::{EncodedRows, KafkaSinkConfig};
+
+/// Next offset to read, per topic and partition.
+pub type SourceOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
+
+/// The [`Resources`](crate::resources::Resources) key of a job's [`SharedTransaction`].
+pub const RESOURCE: &str = "kafka.transaction";
 
 /// Offset metadata naming the checkpoint whose transaction committed them.
 const MARK_PREFIX: &str = "engine.checkpoint=";
@@ -326,6 +336,136 @@ impl Transactions {
             }
         }
         Ok(tpl)
+    }
+}
+
+/// A participant's part of one checkpoint's transaction.
+#[derive(Debug)]
+pub enum Part {
+    /// A Kafka source's offsets at the barrier, and at the checkpoint before.
+    Offsets {
+        /// Next offsets per topic and partition.
+        offsets: SourceOffsets,
+        /// The same in the checkpoint before (for a restore's decision).
+        previous: Option<SourceOffsets>,
+    },
+    /// An `exactly_once` sink's rows not yet committed.
+    Records {
+        /// The sink table.
+        sink: String,
+        /// Its rows.
+        rows: Vec<RecordBatch>,
+    },
+}
+
+/// One checkpoint's transaction, shared by the job's Kafka source and its
+/// `exactly_once` Kafka sinks: each hands over its part in its commit phase,
+/// and the last one in sends everything, so the records and the offsets
+/// commit together without the coordinator knowing of Kafka.
+pub struct SharedTransaction {
+    transactions: Transactions,
+    participants: usize,
+    gathering: Mutex<Gathering>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Default)]
+struct Gathering {
+    epoch: u64,
+    parts: Vec<Part>,
+}
+
+impl SharedTransaction {
+    /// The transaction of `transactions` for `participants` parts a checkpoint.
+    pub fn new(transactions: Transactions, participants: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            transactions,
+            participants,
+            gathering: Mutex::new(Gathering::default()),
+            metrics,
+        }
+    }
+
+    /// Hands over `part` for checkpoint `point`; the last part of a
+    /// checkpoint sends the transaction (a restore's: decides first whether
+    /// it already committed). Returns once this part is done with.
+    pub async fn hand_over(
+        self: &Arc<Self>,
+        point: &CommitPoint,
+        part: Part,
+        recovering: bool,
+    ) -> Result<()> {
+        let parts = {
+            let mut g = self.gathering.lock().expect("no panics while locked");
+            if g.epoch != point.epoch {
+                // A checkpoint whose commit phase did not finish is covered by this one.
+                *g = Gathering {
+                    epoch: point.epoch,
+                    parts: Vec::new(),
+                };
+            }
+            g.parts.push(part);
+            if g.parts.len() < self.participants {
+                return Ok(());
+            }
+            std::mem::take(&mut g.parts)
+        };
+        let this = Arc::clone(self);
+        let point = point.clone();
+        tokio::task::spawn_blocking(move || this.send(&point, parts, recovering))
+            .await
+            .map_err(|e| EngineError::Internal(format!("a Kafka transaction step panicked: {e}")))?
+    }
+
+    fn send(&self, point: &CommitPoint, parts: Vec<Part>, recovering: bool) -> Result<()> {
+        let mark = CheckpointMark {
+            epoch: point.epoch,
+            created_at: point.created_at.clone(),
+        };
+        let (mut offsets, mut previous, mut records) =
+            (SourceOffsets::new(), None, BTreeMap::new());
+        for part in parts {
+            match part {
+                Part::Offsets {
+                    offsets: o,
+                    previous: p,
+                } => {
+                    offsets.extend(o);
+                    if let Some(p) = p {
+                        previous.get_or_insert_with(SourceOffsets::new).extend(p);
+                    }
+                }
+                Part::Records { sink, rows } => {
+                    records.insert(sink, rows);
+                }
+            }
+        }
+        if recovering {
+            let has_records = records.values().any(|r: &Vec<RecordBatch>| !r.is_empty());
+            let group = self.transactions.group_commit(&offsets)?;
+            match Recovery::decide(&mark, &offsets, has_records, previous.as_ref(), &group) {
+                Recovery::Committed => return Ok(()),
+                Recovery::LaterCommitted(epoch) => {
+                    return Err(EngineError::Execution(format!(
+                        "the consumer group's offsets were committed by the transaction of \
+                         checkpoint {epoch}, but the newest intact checkpoint is {}: that transaction's records \
+                         are in the topic already and would be sent twice. Exactly-once cannot be kept; \
+                         start over with a new state dir and group, or use sink.commit_mode = 'at_least_once'",
+                        point.epoch
+                    )))
+                }
+                Recovery::SendAgain => {}
+            }
+        }
+        let sent = self.transactions.publish(&mark, &records, &offsets)?;
+        Metrics::add(&self.metrics.rows_out, sent);
+        if recovering {
+            tracing::info!(
+                epoch = point.epoch,
+                "transaction of the restored checkpoint sent again (a crash cut it short)"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,182 @@
+//! Where a Kafka source's positions go: into checkpoints, and to the
+//! consumer group once a checkpoint covering them is written. The group's
+//! offsets are committed in one of three ways, all here:
+//! - directly, by a client of the group (a job run whole);
+//! - through the group member (`--scale-out`: only a member may commit);
+//! - in the checkpoint's Kafka transaction (`exactly_once` sinks).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::config::KafkaSourceConfig;
+use super::group::GroupCommits;
+use crate::checkpoint::{CommitPoint, Committer, Manifest, Snapshot};
+use crate::error::{EngineError, Result};
+use crate::kafka::transaction::{Part, SharedTransaction, SourceOffsets};
+use crate::kafka::ConsumerLogs;
+
+/// A Kafka source's entry in a checkpoint: where it stood at the barrier.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KafkaPositions {
+    /// The topic read.
+    pub topic: String,
+    /// The next offset to read, per partition.
+    pub offsets: BTreeMap<i32, i64>,
+    /// Each partition's event-time clock (its own watermark, ms): a restore
+    /// sets it again, so rows after the checkpoint are judged late as
+    /// without a restart.
+    #[serde(default)]
+    pub clocks: BTreeMap<i32, i64>,
+}
+
+impl KafkaPositions {
+    /// As a checkpoint snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::meta(serde_json::to_value(self).expect("positions are plain JSON"))
+    }
+
+    /// Read back from a snapshot (`None` if it holds none).
+    pub fn from_snapshot(snapshot: &Snapshot) -> Result<Option<Self>> {
+        if snapshot.meta.is_null() {
+            return Ok(None);
+        }
+        snapshot.decode("a Kafka source").map(Some)
+    }
+
+    /// Source table `table`'s positions in `manifest`, if it has an entry.
+    pub fn in_manifest(manifest: &Manifest, table: &str) -> Option<Self> {
+        let entry = manifest.sources.get(table)?;
+        serde_json::from_value(entry.meta.clone()).ok()
+    }
+
+    fn as_offsets(&self) -> SourceOffsets {
+        BTreeMap::from([(self.topic.clone(), self.offsets.clone())])
+    }
+}
+
+/// How the group's offsets are committed.
+#[derive(Clone)]
+pub enum OffsetCommitter {
+    /// By a client of the group (not a member: the source assigns partitions itself).
+    Direct {
+        /// The group's client.
+        consumer: Arc<BaseConsumer<ConsumerLogs>>,
+        /// Its group id, for messages.
+        group: String,
+    },
+    /// By the group member of `--scale-out`.
+    Lane(GroupCommits),
+    /// In the checkpoint's transaction, with the `exactly_once` sinks' records.
+    InTransaction(Arc<SharedTransaction>),
+}
+
+impl OffsetCommitter {
+    /// A direct committer for `config`'s group.
+    pub fn direct(config: &KafkaSourceConfig) -> Result<Self> {
+        let consumer: BaseConsumer<ConsumerLogs> = config
+            .client
+            .client_config()
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .create_with_context(ConsumerLogs)
+            .map_err(|e| {
+                EngineError::Kafka(format!(
+                    "creating a client of group `{}`: {}",
+                    config.group_id,
+                    crate::kafka::redacted(&e)
+                ))
+            })?;
+        Ok(Self::Direct {
+            consumer: Arc::new(consumer),
+            group: config.group_id.clone(),
+        })
+    }
+
+    /// Commits `positions` to the group now (a run without checkpoints, once
+    /// every sink fed by the source has flushed). Blocks on the broker.
+    pub fn commit_now(&self, positions: &KafkaPositions) -> Result<()> {
+        match self {
+            Self::Direct { consumer, group } => {
+                let mut tpl = TopicPartitionList::new();
+                for (&p, &next) in &positions.offsets {
+                    tpl.add_partition_offset(&positions.topic, p, Offset::Offset(next))
+                        .map_err(|e| {
+                            EngineError::Kafka(format!(
+                                "offset list for `{}`: {e}",
+                                positions.topic
+                            ))
+                        })?;
+                }
+                consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+                    EngineError::Kafka(format!(
+                        "committing offsets of `{}` for group `{group}`: {e}",
+                        positions.topic
+                    ))
+                })
+            }
+            Self::Lane(commits) => {
+                commits.record(&positions.offsets);
+                Ok(())
+            }
+            Self::InTransaction(_) => Err(EngineError::Internal(
+                "offsets in a transaction are committed by checkpoints only".into(),
+            )),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Committer for OffsetCommitter {
+    /// The checkpoint is what restores; the group's offsets show progress
+    /// (lag) and tell a later start that the job has run. A direct commit
+    /// that fails is logged, and the next checkpoint's commits it again.
+    async fn commit(&self, point: &CommitPoint, snapshot: &Snapshot) -> Result<()> {
+        let Some(positions) = KafkaPositions::from_snapshot(snapshot)? else {
+            return Ok(());
+        };
+        if let Self::InTransaction(transaction) = self {
+            let part = Part::Offsets {
+                offsets: positions.as_offsets(),
+                previous: None,
+            };
+            return transaction.hand_over(point, part, false).await;
+        }
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || this.commit_now(&positions))
+            .await
+            .map_err(|e| EngineError::Internal(format!("committing offsets: {e}")))?;
+        if let Err(e) = result {
+            tracing::warn!(epoch = point.epoch, error = %e, "committing group offsets; the next checkpoint commits them again");
+        }
+        Ok(())
+    }
+
+    /// In a transaction, the restored checkpoint's offsets go into the
+    /// decision whether its transaction committed; otherwise nothing: the
+    /// next checkpoint commits the offsets.
+    async fn recover(
+        &self,
+        restored: Option<(&CommitPoint, &Snapshot)>,
+        previous: Option<&Snapshot>,
+    ) -> Result<()> {
+        let (Self::InTransaction(transaction), Some((point, snapshot))) = (self, restored) else {
+            return Ok(());
+        };
+        let Some(positions) = KafkaPositions::from_snapshot(snapshot)? else {
+            return Ok(());
+        };
+        let previous = match previous {
+            Some(p) => KafkaPositions::from_snapshot(p)?.map(|p| p.as_offsets()),
+            None => None,
+        };
+        let part = Part::Offsets {
+            offsets: positions.as_offsets(),
+            previous,
+        };
+        transaction.hand_over(point, part, true).await
+    }
+}
