@@ -12,8 +12,9 @@ use std::time::Instant;
 use anyhow::Result;
 use arrow::record_batch::RecordBatch;
 use engine::decode::{JsonDecoder, RawRecord};
-use engine::operator::Operator;
-use engine::source::kafka::{row_rules, KafkaSourceConfig};
+use engine::operator::{Collector, MAIN};
+use engine::source::kafka::KafkaSourceConfig;
+use engine::source::row_rules;
 use engine::Metrics;
 use engine_sql::{plan_job, JobFile};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -65,7 +66,7 @@ async fn main() -> Result<()> {
     let ruled = JsonDecoder::new(source, "trades", 1 << 20).with_rules(row_rules(
         "jobs/ohlc_1m.sql",
         source,
-        &config,
+        &config.read,
     )?);
     let decode_all = |decoder: &JsonDecoder| -> Result<(std::time::Duration, Vec<RecordBatch>)> {
         let started = Instant::now();
@@ -91,8 +92,9 @@ async fn main() -> Result<()> {
     let (decode_plain, _) = decode_all(&plain)?;
     let (decode, batches) = decode_all(&ruled)?;
 
-    let mut op = Operator::for_statement(&planned[0], std::sync::Arc::new(Metrics::new()))?;
+    let mut op = engine::operator::for_statement(&planned[0], std::sync::Arc::new(Metrics::new()))?;
     let started = Instant::now();
+    let mut out = Collector::default();
     let mut candles = 0;
     for b in batches {
         let max_ts = arrow::compute::max(
@@ -102,20 +104,12 @@ async fn main() -> Result<()> {
                 .expect("ts column"),
         )
         .unwrap_or(i64::MIN);
-        op.process_batch(b).await?;
-        candles += op
-            .handle_watermark(max_ts - 2000)
-            .await?
-            .iter()
-            .map(|b| b.num_rows())
-            .sum::<usize>();
+        op.process_batch(b, &mut out).await?;
+        op.handle_watermark(max_ts - 2000, &mut out).await?;
+        candles += out.take(MAIN).iter().map(|b| b.num_rows()).sum::<usize>();
     }
-    candles += op
-        .handle_end_of_data()
-        .await?
-        .iter()
-        .map(|b| b.num_rows())
-        .sum::<usize>();
+    op.handle_end_of_data(&mut out).await?;
+    candles += out.take(MAIN).iter().map(|b| b.num_rows()).sum::<usize>();
     let aggregate = started.elapsed();
 
     let rate = |d: std::time::Duration| trades as f64 / d.as_secs_f64();

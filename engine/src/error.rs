@@ -1,5 +1,8 @@
-//! The engine's error type: configuration errors (the user's to fix) apart
-//! from runtime errors (a service failed) and internal errors (a bug).
+//! The engine's error type, in the manner of DataFusion's: what is the
+//! user's to fix (a job file, an option) apart from what the environment did
+//! (a broker or store that failed) and from a bug ([`EngineError::Internal`]).
+//! Errors of the libraries below keep their source (`#[source]`), so the
+//! whole chain reaches the log and `anyhow` at the binary's edge.
 
 use engine_sql::SqlError;
 
@@ -12,15 +15,26 @@ pub enum EngineError {
     /// Kafka failed (topic, broker and operation are in the message).
     #[error("kafka: {0}")]
     Kafka(String),
-    /// The object store failed (the path is in the message).
+    /// The object store failed (the path is in the message): retried where
+    /// the operation may be (a checkpoint), else returned.
     #[error("object store: {0}")]
     Store(String),
     /// A lake table cannot be described for the catalog (the table is named).
     #[error("catalog: {0}")]
     Catalog(String),
-    /// Query execution failed.
+    /// The job cannot run as asked, or its data cannot be processed (the
+    /// message says what and where).
     #[error("execution: {0}")]
     Execution(String),
+    /// A query failed in DataFusion.
+    #[error("execution: {}", .0.strip_backtrace())]
+    DataFusion(#[source] Box<datafusion::error::DataFusionError>),
+    /// Arrow failed on a batch (a cast, a schema that does not fit).
+    #[error("execution: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet encoding or decoding failed.
+    #[error("execution: parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
     /// A bug: an invariant did not hold.
     #[error("internal error (please report): {0}")]
     Internal(String),
@@ -28,19 +42,23 @@ pub enum EngineError {
 
 impl From<datafusion::error::DataFusionError> for EngineError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        EngineError::Execution(e.strip_backtrace().to_string())
+        EngineError::DataFusion(Box::new(e))
     }
 }
 
-impl From<arrow::error::ArrowError> for EngineError {
-    fn from(e: arrow::error::ArrowError) -> Self {
-        EngineError::Execution(e.to_string())
-    }
-}
-
-impl From<parquet::errors::ParquetError> for EngineError {
-    fn from(e: parquet::errors::ParquetError) -> Self {
-        EngineError::Execution(format!("parquet: {e}"))
+impl EngineError {
+    /// Whether the error is a bug rather than the user's or the environment's.
+    pub fn is_internal(&self) -> bool {
+        match self {
+            EngineError::Internal(_) => true,
+            EngineError::DataFusion(e) => {
+                matches!(
+                    e.find_root(),
+                    datafusion::error::DataFusionError::Internal(_)
+                )
+            }
+            _ => false,
+        }
     }
 }
 

@@ -4,16 +4,24 @@
 //! Arrow batches and in-band signals (watermarks, barriers, end of data).
 //!
 //! # Layout (in the order a trade flows)
-//! - [`feed`]: the market simulator that feeds `trades` (`engine produce`).
+//! - [`feed`]: the market simulator and replay that feed `trades` (`engine produce`).
+//! - [`source`]: sources behind one trait and a registry (`kafka`, `memory`); the
+//!   runner around every reader: batches, dead letters, per-split watermarks, barriers.
+//! - [`kafka`]: what the Kafka source and sink share (client settings, the transaction).
+//! - [`decode`]: JSON payloads -> Arrow batches, bad records isolated, row rules.
+//! - `watermark`: the `WATERMARK` expression and per-split event time.
 //! - [`message`]: what flows: `Data(RecordBatch)` or a `Signal`.
-//! - [`kafka`]: settings shared by the Kafka source and sink.
-//! - [`source`]: the Kafka source: consume, batch per partition, dead-letter bad records.
-//! - [`decode`]: JSON payloads -> Arrow batches (vectorized, bad records isolated).
-//! - [`watermark`]: the `WATERMARK` expression and per-partition event time.
-//! - [`operator`]: window assignment, windowed aggregates, stateless statements.
-//! - [`sink`]: the Kafka sink and the Parquet lake sink.
-//! - [`pipeline`]: a job wired from its plan, run until done or stopped.
+//! - [`operator`]: the `Operator` trait and its collector; window assignment,
+//!   windowed aggregates, stateless statements.
+//! - [`sink`]: sinks behind one trait and a registry (`kafka`, `lake`, `memory`),
+//!   each with its commit phase.
+//! - [`storage`]: object stores (S3, local) for lake tables and state dirs.
+//! - [`checkpoint`]: the coordinator (phases only), the versioned manifest, the state dir.
+//! - [`pipeline`]: a job as a graph, run under a supervisor until done or stopped.
+//! - [`resources`]: what connectors share within one run.
 //! - [`metrics`]: counters of what was read, dropped and written.
+//! - [`catalog`], [`query`]: the lake's tables for Glue/Athena, and local queries over them.
+//! - [`failpoint`]: commit-phase crash injection for tests.
 //! - [`error`]: the engine's error type.
 #![warn(missing_docs)]
 
@@ -21,6 +29,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod decode;
 pub mod error;
+pub mod failpoint;
 pub mod feed;
 pub mod kafka;
 pub mod message;
@@ -32,8 +41,10 @@ pub mod resources;
 pub mod sink;
 pub mod source;
 pub mod storage;
-pub mod watermark;
+pub(crate) mod watermark;
 
 pub use error::{EngineError, Result};
 pub use metrics::Metrics;
 pub use pipeline::{CheckpointOptions, Job, RunOptions, RunReport};
+/// How a caller stops a running job cleanly (`Job::run`), and how its tasks learn of it.
+pub use tokio_util::sync::CancellationToken;

@@ -110,11 +110,6 @@ impl WatermarkTracker {
         });
     }
 
-    /// Stops tracking `partition` (revoked).
-    pub fn revoke(&mut self, partition: i32) {
-        self.partitions.remove(&partition);
-    }
-
     /// Records that `partition` had data implying watermark `wm` at `now`.
     pub fn observe(&mut self, partition: i32, wm: Option<EventTime>, now: Instant) {
         self.assign(partition, now);

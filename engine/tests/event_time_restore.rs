@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ async fn send(topic: &str, partition: i32, symbol: &str, ts: i64) {
 
 /// A running job and what it counts.
 struct Run {
-    stop: Arc<AtomicBool>,
+    stop: engine::CancellationToken,
     metrics: Arc<Metrics>,
     handle: tokio::task::JoinHandle<engine::Result<engine::RunReport>>,
 }
@@ -68,10 +68,9 @@ async fn start(topic: &str, out: &str, group: &str, state_dir: &str) -> Run {
         )),
         ..Default::default()
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = engine::CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
-    let handle =
-        tokio::spawn(job.run_with_metrics(options, Arc::clone(&stop), Arc::clone(&metrics)));
+    let handle = tokio::spawn(job.run_with_metrics(options, stop.clone(), Arc::clone(&metrics)));
     Run {
         stop,
         metrics,
@@ -99,7 +98,7 @@ impl Run {
 
     /// Stops the job; its late-row count.
     async fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.cancel();
         let report = self.handle.await.unwrap().unwrap();
         Metrics::get(&report.metrics.late_rows)
     }

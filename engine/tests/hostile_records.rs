@@ -250,7 +250,7 @@ async fn hostile_records_are_dead_lettered_once_and_candles_stay_exact() {
             } else {
                 l.payload
                     .starts_with(&prefix[..prefix.len().min(l.payload.len())])
-                    && l.headers.get("dlq.offset").is_some()
+                    && l.headers.contains_key("dlq.offset")
             };
             same && l.headers["dlq.error"].contains(h.reason)
         });

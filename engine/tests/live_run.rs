@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,11 +35,11 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
     );
     let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
     let job = Job::from_text("live.sql", &job_text, &env).await.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = engine::CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let running = tokio::spawn(job.run_with_metrics(
         RunOptions::default(),
-        Arc::clone(&stop),
+        stop.clone(),
         Arc::clone(&metrics),
     ));
 
@@ -67,7 +67,7 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.cancel();
     let report = running.await.unwrap().unwrap();
 
     let got = read_all(&out_topic);

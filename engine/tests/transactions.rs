@@ -42,11 +42,15 @@ fn newest_checkpoint(state_dir: &Path) -> u64 {
 
 /// Whether checkpoint `epoch` in `state_dir` holds candles for its transaction.
 fn has_candles(state_dir: &Path, epoch: u64) -> bool {
-    // An exactly-once sink's entry holds its rows for the transaction as a file.
+    // An exactly-once sink's entry holds its rows for the transaction as files.
     manifest(state_dir, epoch).is_some_and(|m| {
-        m["sinks"]
-            .as_object()
-            .is_some_and(|s| s.values().any(|e| e["files"].get("rows.arrow").is_some()))
+        m["sinks"].as_object().is_some_and(|s| {
+            s.values().any(|e| {
+                e["files"]
+                    .as_object()
+                    .is_some_and(|f| f.keys().any(|k| k.starts_with("rows-")))
+            })
+        })
     })
 }
 
@@ -63,9 +67,9 @@ fn checkpoint_offsets(state_dir: &Path, epoch: u64, topic: &str) -> i64 {
         .as_object()
         .unwrap()
         .values()
-        .find(|e| e["meta"]["topic"] == topic)
+        .find(|e| e["meta"]["positions"]["topic"] == topic)
         .expect("the source's entry");
-    source["meta"]["offsets"]
+    source["meta"]["positions"]["offsets"]
         .as_object()
         .unwrap()
         .values()

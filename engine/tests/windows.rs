@@ -9,7 +9,7 @@ use arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMillis
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use common::*;
-use engine::operator::Operator;
+use engine::operator::{Collector, Operator, MAIN};
 use engine::Metrics;
 use engine_sql::{plan_job, timestamp_type, JobFile};
 
@@ -40,7 +40,7 @@ fn batch_of(trades: &[Trade]) -> RecordBatch {
     .unwrap()
 }
 
-async fn operator(window: &str, metrics: Arc<Metrics>) -> Operator {
+async fn operator(window: &str, metrics: Arc<Metrics>) -> Box<dyn Operator> {
     let text = format!(
         "CREATE TABLE trades (symbol TEXT NOT NULL, price DOUBLE NOT NULL, size DOUBLE NOT NULL, ts TIMESTAMP NOT NULL,
             WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'kafka', topic = 't');
@@ -52,7 +52,28 @@ async fn operator(window: &str, metrics: Arc<Metrics>) -> Operator {
     );
     let job = JobFile::parse("test.sql", &text, &|_| None).unwrap();
     let planned = plan_job(&job).await.unwrap();
-    Operator::for_statement(&planned[0], metrics).unwrap()
+    engine::operator::for_statement(&planned[0], metrics).unwrap()
+}
+
+/// The rows a batch gives (none, for a window aggregate: it emits on watermarks).
+async fn feed(op: &mut Box<dyn Operator>, batch: RecordBatch) -> Vec<RecordBatch> {
+    let mut out = Collector::default();
+    op.process_batch(batch, &mut out).await.unwrap();
+    out.take(MAIN)
+}
+
+/// The rows a watermark completes.
+async fn advance(op: &mut Box<dyn Operator>, watermark: i64) -> Vec<RecordBatch> {
+    let mut out = Collector::default();
+    op.handle_watermark(watermark, &mut out).await.unwrap();
+    out.take(MAIN)
+}
+
+/// The rows still open at the end of the input.
+async fn end(op: &mut Box<dyn Operator>) -> Vec<RecordBatch> {
+    let mut out = Collector::default();
+    op.handle_end_of_data(&mut out).await.unwrap();
+    out.take(MAIN)
 }
 
 struct Out {
@@ -106,15 +127,15 @@ fn rows(batches: &[RecordBatch]) -> Vec<Out> {
 
 /// Feeds trades in arrival order in batches of `batch`, with a watermark of
 /// max(ts) - 2 s after each batch, then end of data.
-async fn run(op: &mut Operator, arrivals: &[Trade], batch: usize) -> Vec<RecordBatch> {
+async fn run(op: &mut Box<dyn Operator>, arrivals: &[Trade], batch: usize) -> Vec<RecordBatch> {
     let mut out = Vec::new();
     let mut max_ts = i64::MIN;
     for chunk in arrivals.chunks(batch) {
-        out.extend(op.process_batch(batch_of(chunk)).await.unwrap().rows);
+        out.extend(feed(op, batch_of(chunk)).await);
         max_ts = max_ts.max(chunk.iter().map(|t| t.ts).max().unwrap());
-        out.extend(op.handle_watermark(max_ts - 2000).await.unwrap());
+        out.extend(advance(op, max_ts - 2000).await);
     }
-    out.extend(op.handle_end_of_data().await.unwrap());
+    out.extend(end(op).await);
     out
 }
 
@@ -175,16 +196,12 @@ async fn late_rows_are_counted_not_silently_dropped() {
         size: 1.0,
         ts,
     };
-    op.process_batch(batch_of(&[t(1_000), t(2_000)]))
-        .await
-        .unwrap();
-    let first = rows(&op.handle_watermark(60_000).await.unwrap());
+    feed(&mut op, batch_of(&[t(1_000), t(2_000)])).await;
+    let first = rows(&advance(&mut op, 60_000).await);
     assert_eq!((first.len(), first[0].n), (1, 2));
     // A row for the window already emitted: dropped and counted. A row for the next window: kept.
-    op.process_batch(batch_of(&[t(59_999), t(60_000)]))
-        .await
-        .unwrap();
+    feed(&mut op, batch_of(&[t(59_999), t(60_000)])).await;
     assert_eq!(Metrics::get(&metrics.late_rows), 1);
-    let rest = rows(&op.handle_end_of_data().await.unwrap());
+    let rest = rows(&end(&mut op).await);
     assert_eq!((rest.len(), rest[0].start, rest[0].n), (1, 60_000, 1));
 }

@@ -71,17 +71,20 @@ impl StreamPlan {
             }
             _ => return plan_err!("a streaming statement may have one windowed GROUP BY; this plan has another shape:\n{}", displayable(root.as_ref()).indent(true)),
         };
-        for name in [
-            "SortExec",
-            "SortPreservingMergeExec",
-            "GlobalLimitExec",
-            "LocalLimitExec",
-            "WindowAggExec",
-            "BoundedWindowAggExec",
-        ] {
-            if contains(&root, name) {
-                return plan_err!("{name} (ORDER BY, LIMIT or OVER over the whole stream) is not supported in a streaming statement");
-            }
+        if let Some(name) = first_unsupported(&root) {
+            let why = match name.as_str() {
+                "SortExec"
+                | "SortPreservingMergeExec"
+                | "GlobalLimitExec"
+                | "LocalLimitExec"
+                | "WindowAggExec"
+                | "BoundedWindowAggExec" => "(ORDER BY, LIMIT or OVER over the whole stream) ",
+                _ => "",
+            };
+            return plan_err!(
+                "{name} {why}is not supported in a streaming statement (it runs {})",
+                SUPPORTED.join(", ")
+            );
         }
         Ok(Self {
             root,
@@ -226,8 +229,28 @@ fn collect_aggregates(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn Execu
     }
 }
 
-fn contains(plan: &Arc<dyn ExecutionPlan>, name: &str) -> bool {
-    plan.name() == name || plan.children().into_iter().any(|c| contains(c, name))
+/// The physical operators the streaming split runs: a statement's plan is
+/// cut into per-batch pieces, which is only sound for operators that work
+/// row by row or inside the windowed aggregate. Anything else (sorts and
+/// limits over the whole stream, joins, window functions, operators a
+/// DataFusion upgrade adds) is refused rather than run wrongly.
+const SUPPORTED: &[&str] = &[
+    "DataSourceExec",
+    "ProjectionExec",
+    "FilterExec",
+    "AggregateExec",
+    "CoalesceBatchesExec",
+    "CoalescePartitionsExec",
+    "RepartitionExec",
+    "CooperativeExec",
+];
+
+/// The first operator of `plan` (top down) that [`SUPPORTED`] does not list.
+fn first_unsupported(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+    if !SUPPORTED.contains(&plan.name()) {
+        return Some(plan.name().to_string());
+    }
+    plan.children().into_iter().find_map(first_unsupported)
 }
 
 fn same(a: &Arc<dyn ExecutionPlan>, b: &Arc<dyn ExecutionPlan>) -> bool {

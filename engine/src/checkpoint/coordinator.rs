@@ -14,6 +14,7 @@ use super::manifest::{Entry, Manifest, MANIFEST_VERSION};
 use super::participant::{CommitPoint, Committer, Snapshot};
 use super::store::{CheckpointStore, KEPT};
 use crate::error::{EngineError, Result};
+use crate::failpoint;
 use crate::metrics::Metrics;
 
 /// Who a snapshot is from: its kind and its key in the manifest.
@@ -166,11 +167,14 @@ impl Coordinator {
                 None => None,
             };
             let before = match &previous {
-                Some(p) => Some(self.snapshot_of(p, who).await?),
+                Some(p) => Some((point_of(p), self.snapshot_of(p, who).await?)),
                 None => None,
             };
             committer
-                .recover(snapshot.as_ref().map(|(p, s)| (p, s)), before.as_ref())
+                .recover(
+                    snapshot.as_ref().map(|(p, s)| (p, s)),
+                    before.as_ref().map(|(p, s)| (p, s)),
+                )
                 .await?;
         }
         Ok(())
@@ -208,6 +212,9 @@ impl Coordinator {
             }
         };
         tracing::debug!(state_dir = %self.store.url(), epoch, "checkpoint written");
+        if let Some(f) = failpoint::hit("checkpoint::after_manifest") {
+            return Err(failpoint::crashed(f));
+        }
         let point = point_of(&manifest);
         let empty = Snapshot::default();
         for (who, committer) in &self.committers {
@@ -217,6 +224,9 @@ impl Coordinator {
                 .map_or(&empty, |(_, s)| s);
             while let Err(e) = committer.commit(&point, snapshot).await {
                 retry.after(e, &format!("committing {who:?}")).await?;
+            }
+            if let Some(f) = failpoint::hit("checkpoint::after_commit") {
+                return Err(failpoint::crashed(f));
             }
         }
         self.metrics.last_checkpoint.store(epoch, Ordering::Relaxed);
@@ -242,6 +252,11 @@ impl Coordinator {
         reports: &[(Participant, Snapshot)],
     ) -> Result<Manifest> {
         let epoch = manifest.epoch;
+        if let Some(f) = failpoint::hit("checkpoint::write") {
+            return Err(EngineError::Store(format!(
+                "failpoint {f}: the state dir is unavailable"
+            )));
+        }
         for (who, snapshot) in reports {
             if snapshot.is_empty() {
                 continue;
@@ -293,6 +308,7 @@ fn point_of(manifest: &Manifest) -> CommitPoint {
     CommitPoint {
         epoch: manifest.epoch,
         created_at: manifest.created_at.clone(),
+        generation: manifest.generation.clone(),
     }
 }
 

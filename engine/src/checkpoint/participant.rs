@@ -57,6 +57,8 @@ pub struct CommitPoint {
     /// The manifest's `created_at` (RFC 3339): with the epoch, it tells this
     /// checkpoint from another start's of the same number.
     pub created_at: String,
+    /// The state dir's generation (a job started over counts epochs from 1 again).
+    pub generation: String,
 }
 
 /// The second phase of a participant's output, run by the coordinator.
@@ -73,14 +75,16 @@ pub trait Committer: Send + Sync {
     async fn commit(&self, point: &CommitPoint, snapshot: &Snapshot) -> Result<()>;
 
     /// At restore, before anything runs: `restored` is the checkpoint the
-    /// job continues from (`None`: it starts without one), `previous` this
-    /// participant's snapshot in the checkpoint before it. Undoes what later,
+    /// job continues from (`None`: it starts without one), `previous` the
+    /// complete checkpoint before it (whose commit phase had finished: a
+    /// checkpoint is only written after the one before has committed) with
+    /// this participant's snapshot there. Undoes what later,
     /// lost checkpoints made visible, and commits `restored` again unless it
     /// is known to have committed.
     async fn recover(
         &self,
         restored: Option<(&CommitPoint, &Snapshot)>,
-        previous: Option<&Snapshot>,
+        previous: Option<(&CommitPoint, &Snapshot)>,
     ) -> Result<()> {
         let _ = previous;
         match restored {

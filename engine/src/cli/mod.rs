@@ -7,8 +7,7 @@ mod query;
 mod run;
 mod tail;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use clap::{Parser, Subcommand};
 
@@ -53,15 +52,15 @@ impl Command {
     }
 }
 
-/// A flag that Ctrl-C sets, so a command can stop cleanly (flush, close, report)
-/// instead of dying mid-write.
-pub(crate) fn stop_on_ctrl_c() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let on_signal = Arc::clone(&stop);
+/// A shutdown signal that Ctrl-C (or SIGTERM) cancels, so a command can stop
+/// cleanly (flush, close, report) instead of dying mid-write.
+pub(crate) fn stop_on_ctrl_c() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             tracing::info!("Ctrl-C: stopping cleanly");
-            on_signal.store(true, Ordering::Relaxed);
+            on_signal.cancel();
         }
     });
     stop

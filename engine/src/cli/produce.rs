@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -264,7 +263,7 @@ impl ProduceArgs {
                 );
                 let mut counts = [0u64; 3];
                 for record in records {
-                    if stop.load(Ordering::Relaxed) {
+                    if stop.is_cancelled() {
                         break;
                     }
                     pacer.wait_for(&record).await;

@@ -6,15 +6,16 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
 use engine::pipeline::CheckpointOptions;
-use engine::source::kafka::StartupMode;
+use engine::source::StartupMode;
 use engine::{Job, Metrics, RunOptions};
 use rdkafka::mocking::MockCluster;
 
@@ -85,7 +86,7 @@ impl RunArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let stop = super::stop_on_ctrl_c();
         let metrics = Arc::new(Metrics::new());
-        let status = tokio::spawn(report_status(Arc::clone(&metrics), Arc::clone(&stop)));
+        let status = tokio::spawn(report_status(Arc::clone(&metrics), stop.clone()));
 
         let result = if std::env::var_os("KAFKA_BROKERS").is_some() {
             let job = Job::load(&self.job).await?;
@@ -117,17 +118,17 @@ impl RunArgs {
                 reset,
             };
             if self.scale_out {
-                job.run_scaled_out(options, Arc::clone(&stop), Arc::clone(&metrics))
+                job.run_scaled_out(options, stop.clone(), Arc::clone(&metrics))
                     .await
             } else {
-                job.run_with_metrics(options, Arc::clone(&stop), Arc::clone(&metrics))
+                job.run_with_metrics(options, stop.clone(), Arc::clone(&metrics))
                     .await
             }
         } else {
-            self.run_embedded(Arc::clone(&stop), Arc::clone(&metrics))
+            self.run_embedded(stop.clone(), Arc::clone(&metrics))
                 .await?
         };
-        stop.store(true, Ordering::Relaxed);
+        stop.cancel();
         status.await.ok();
         result?;
         eprintln!("{}", metrics.summary());
@@ -157,7 +158,7 @@ impl RunArgs {
     /// Starts the embedded broker and feed, then runs the job against them.
     async fn run_embedded(
         &self,
-        stop: Arc<AtomicBool>,
+        stop: CancellationToken,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<engine::Result<engine::RunReport>> {
         if self.bounded {
@@ -205,7 +206,7 @@ impl RunArgs {
             bad_fraction: 0.0,
         };
         let producer = feed::feed_producer(&brokers)?;
-        let (feed_stop, speed) = (Arc::clone(&stop), self.speed);
+        let (feed_stop, speed) = (stop.clone(), self.speed);
         let feed_task = tokio::spawn(async move {
             let pacer = Pacer::new(start_ms, speed);
             feed::publish(
@@ -235,9 +236,9 @@ impl RunArgs {
         );
 
         let report = job
-            .run_with_metrics(RunOptions::default(), Arc::clone(&stop), metrics)
+            .run_with_metrics(RunOptions::default(), stop.clone(), metrics)
             .await;
-        stop.store(true, Ordering::Relaxed);
+        stop.cancel();
         match feed_task.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "the simulated feed stopped with an error"),
             Err(e) => tracing::warn!(error = %e, "the simulated feed task failed"),
@@ -249,7 +250,7 @@ impl RunArgs {
 }
 
 /// One live status line on a terminal (every second), a log line every 10 s otherwise.
-async fn report_status(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
+async fn report_status(metrics: Arc<Metrics>, stop: CancellationToken) {
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal {
         Duration::from_secs(1)
@@ -259,7 +260,7 @@ async fn report_status(metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
     let mut last = Metrics::get(&metrics.records_in);
     let mut failures_seen = 0;
     let mut printed = tokio::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_cancelled() {
         // Short naps, so a finished job exits at once instead of after the next status line.
         tokio::time::sleep(Duration::from_millis(100)).await;
         if printed.elapsed() < every {

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -61,7 +61,7 @@ impl TailArgs {
             .context("tail task")?
     }
 
-    fn read(self, stop: &AtomicBool) -> anyhow::Result<()> {
+    fn read(self, stop: &CancellationToken) -> anyhow::Result<()> {
         let consumer: BaseConsumer<ConsumerLogs> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("engine-tail-{}", std::process::id()))
@@ -103,7 +103,7 @@ impl TailArgs {
         let mut out = std::io::stdout().lock();
         let mut printer = TablePrinter::default();
         let (mut printed, mut at_end) = (0u64, BTreeSet::new());
-        while !stop.load(Ordering::Relaxed) && self.count.is_none_or(|c| printed < c) {
+        while !stop.is_cancelled() && self.count.is_none_or(|c| printed < c) {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     at_end.remove(&m.partition());

@@ -1,7 +1,7 @@
 //! Sending a feed to Kafka at a chosen pace.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
@@ -96,18 +96,18 @@ pub async fn send(
     }
 }
 
-/// Sends `records` to `topic` at `speed` until `stop` is set or they end;
+/// Sends `records` to `topic` at `speed` until `stop` is cancelled or they end;
 /// returns how many of each kind were sent.
 pub async fn publish(
     producer: &ThreadedProducer<DefaultProducerContext>,
     topic: &str,
     records: impl Iterator<Item = FeedRecord>,
     pacer: &Pacer,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
 ) -> Result<[u64; 3]> {
     let mut counts = [0u64; 3];
     for record in records {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_cancelled() {
             break;
         }
         pacer.wait_for(&record).await;

@@ -19,7 +19,8 @@ use datafusion::physical_plan::collect;
 use engine_sql::{ddl::UTC, streaming_session, FoundWindow, StreamPlan, WindowSpec, WINDOW_END};
 
 use super::assign::assign_windows;
-use super::{split_failed, RejectedRow};
+use super::{split_failed, Collector, Operator, RejectedRow};
+use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
@@ -114,7 +115,7 @@ impl WindowAggregate {
 
     /// Folds a batch into the state of the windows it touches; returns the
     /// rows the query could not compute (each input row once).
-    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Vec<RejectedRow>> {
+    async fn fold(&mut self, batch: RecordBatch) -> Result<Vec<RejectedRow>> {
         let (windowed, late) = assign_windows(&batch, self.time_column, self.spec, self.watermark)?;
         let copies = self.spec.windows_per_record() as usize;
         if late > 0 {
@@ -140,7 +141,7 @@ impl WindowAggregate {
         }
         // Rows whose values the query cannot compute are set apart by
         // bisection (only when the batch fails); the others are folded in.
-        let mut rejected = Vec::new();
+        let mut failed = Collector::default();
         let mut work = vec![windowed];
         while let Some(piece) = work.pop() {
             let plan = self.plan.partial_over(piece.clone())?;
@@ -150,14 +151,14 @@ impl WindowAggregate {
                         self.add_state(state).await?;
                     }
                 }
-                Err(e) => split_failed(piece, e, &mut work, &mut rejected)?,
+                Err(e) => split_failed(piece, e, &mut work, &mut failed)?,
             }
         }
-        Ok(without_window_copies(rejected, copies))
+        Ok(without_window_copies(failed.take_rejected(), copies))
     }
 
     /// Emits, in window order, every window the watermark has passed.
-    pub async fn handle_watermark(&mut self, watermark: EventTime) -> Result<Vec<RecordBatch>> {
+    async fn close_until(&mut self, watermark: EventTime) -> Result<Vec<RecordBatch>> {
         if self.watermark.is_some_and(|w| watermark <= w) {
             return Ok(Vec::new());
         }
@@ -181,35 +182,15 @@ impl WindowAggregate {
     /// is the end of the last window emitted: a later run goes on from there,
     /// treating the windows emitted now as closed and every later one as open.
     /// (Left at the end of time, it made every row of the next run late.)
-    pub async fn handle_end_of_data(&mut self) -> Result<Vec<RecordBatch>> {
+    async fn close_all(&mut self) -> Result<Vec<RecordBatch>> {
         let last_end = self.windows.keys().next_back().copied();
         let before = self.watermark;
-        let out = self.handle_watermark(EventTime::MAX).await?;
+        let out = self.close_until(EventTime::MAX).await?;
         self.watermark = match (before, last_end) {
             (Some(w), Some(end)) => Some(w.max(end)),
             (w, end) => w.or(end),
         };
         Ok(out)
-    }
-
-    /// The operator's state for a checkpoint: its watermark, and every open
-    /// window's accumulator rows (each row carries its `window_end`).
-    pub fn snapshot(&self) -> (Option<EventTime>, Vec<RecordBatch>) {
-        let rows = self.windows.values().flatten().cloned().collect();
-        (self.watermark, rows)
-    }
-
-    /// Restores a [`WindowAggregate::snapshot`] into a fresh operator.
-    pub async fn restore(
-        &mut self,
-        watermark: Option<EventTime>,
-        rows: Vec<RecordBatch>,
-    ) -> Result<()> {
-        self.watermark = watermark;
-        for batch in rows {
-            self.add_state(batch).await?;
-        }
-        Ok(())
     }
 
     /// Files state rows under their window(s), folding a window's state when it grows long.
@@ -253,6 +234,58 @@ impl WindowAggregate {
                 let folded =
                     collect(self.plan.reduce_over(all)?, Arc::clone(&self.task_ctx)).await?;
                 self.windows.insert(end, folded);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The blob of a window aggregate's snapshot holding its open windows.
+const WINDOWS: &str = "windows.arrow";
+
+#[async_trait::async_trait]
+impl Operator for WindowAggregate {
+    /// Folds a batch into the state of the windows it touches; rows the
+    /// query could not compute are set apart (each input row once).
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        for r in self.fold(batch).await? {
+            out.reject(r);
+        }
+        Ok(())
+    }
+
+    async fn handle_watermark(&mut self, watermark: EventTime, out: &mut Collector) -> Result<()> {
+        self.close_until(watermark)
+            .await?
+            .into_iter()
+            .for_each(|b| out.emit(b));
+        Ok(())
+    }
+
+    async fn handle_end_of_data(&mut self, out: &mut Collector) -> Result<()> {
+        self.close_all()
+            .await?
+            .into_iter()
+            .for_each(|b| out.emit(b));
+        Ok(())
+    }
+
+    /// Its watermark, and every open window's accumulator rows (each row
+    /// carries its `window_end`) as Arrow IPC.
+    fn snapshot(&self) -> Result<Snapshot> {
+        let mut snapshot = Snapshot::meta(serde_json::json!({ "watermark": self.watermark }));
+        let rows: Vec<RecordBatch> = self.windows.values().flatten().cloned().collect();
+        if let Some(bytes) = batches_to_ipc(&rows)? {
+            snapshot.blobs.insert(WINDOWS.to_string(), bytes.into());
+        }
+        Ok(snapshot)
+    }
+
+    async fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        self.watermark = snapshot.meta.get("watermark").and_then(|w| w.as_i64());
+        if let Some(bytes) = snapshot.blobs.get(WINDOWS) {
+            for batch in batches_from_ipc(bytes.clone())? {
+                self.add_state(batch).await?;
             }
         }
         Ok(())

@@ -1,16 +1,23 @@
 //! Operators: what a statement does to the stream between source and sink.
 //!
-//! Each planned statement (an `INSERT`, or the `INSERT`s sharing one view) becomes one operator. Like Arroyo's `ArrowOperator`, it gets
-//! batches and signals in stream order and returns the rows to write.
+//! Each planned statement (an `INSERT`, or the `INSERT`s sharing one view)
+//! becomes one [`Operator`]. Like Arroyo's `ArrowOperator`, it gets batches
+//! and signals in stream order, with default methods for what it does not
+//! care about, and emits through a [`Collector`] with named outputs: the
+//! [`MAIN`] output goes to the statement's sinks; other outputs (a `late`
+//! output of rows too late for their window) are where further sinks attach.
 
 mod aggregate;
 mod assign;
 mod stateless;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use engine_sql::PlannedStatement;
+
+use crate::checkpoint::Snapshot;
 
 pub use aggregate::WindowAggregate;
 pub use assign::assign_windows;
@@ -31,13 +38,76 @@ pub struct RejectedRow {
     pub error: String,
 }
 
-/// What a batch gave: rows for the sinks, and rows rejected.
+/// The main output of an operator: the rows its statement's sinks get.
+pub const MAIN: &str = "main";
+
+/// Where an operator puts what it emits: rows by output name, and the input
+/// rows it could not compute.
 #[derive(Debug, Default)]
-pub struct Processed {
-    /// Rows ready for the sinks.
-    pub rows: Vec<RecordBatch>,
-    /// Input rows the statement could not compute.
-    pub rejected: Vec<RejectedRow>,
+pub struct Collector {
+    outputs: BTreeMap<&'static str, Vec<RecordBatch>>,
+    rejected: Vec<RejectedRow>,
+}
+
+impl Collector {
+    /// Emits `batch` on the main output (empty batches are dropped).
+    pub fn emit(&mut self, batch: RecordBatch) {
+        self.emit_to(MAIN, batch);
+    }
+
+    /// Emits `batch` on output `output`.
+    pub fn emit_to(&mut self, output: &'static str, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.outputs.entry(output).or_default().push(batch);
+        }
+    }
+
+    /// Sets apart an input row the operator could not compute.
+    pub fn reject(&mut self, row: RejectedRow) {
+        self.rejected.push(row);
+    }
+
+    /// Takes what was emitted on `output`.
+    pub fn take(&mut self, output: &str) -> Vec<RecordBatch> {
+        self.outputs.remove(output).unwrap_or_default()
+    }
+
+    /// Takes the rows set apart.
+    pub fn take_rejected(&mut self) -> Vec<RejectedRow> {
+        std::mem::take(&mut self.rejected)
+    }
+}
+
+/// A statement's computation over the stream. Only `process_batch` is
+/// required; a stateless operator keeps every other default.
+#[async_trait::async_trait]
+pub trait Operator: Send {
+    /// Handles a batch of the statement's input.
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()>;
+
+    /// Event time has reached `watermark`: emit what it completes.
+    async fn handle_watermark(
+        &mut self,
+        _watermark: EventTime,
+        _out: &mut Collector,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// A bounded input ended: everything still open is complete now.
+    async fn handle_end_of_data(&mut self, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+
+    /// Its state for a checkpoint (opaque to the coordinator).
+    fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::default())
+    }
+
+    /// Continues from a [`Operator::snapshot`] (called on a fresh operator).
+    async fn restore(&mut self, _snapshot: &Snapshot) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Whether `e` is caused by the values of some rows (an Arrow cast,
@@ -69,13 +139,13 @@ pub(crate) fn split_failed(
     batch: RecordBatch,
     error: datafusion::error::DataFusionError,
     work: &mut Vec<RecordBatch>,
-    rejected: &mut Vec<RejectedRow>,
+    out: &mut Collector,
 ) -> Result<()> {
     if !is_row_error(&error) {
         return Err(error.into());
     }
     if batch.num_rows() <= 1 {
-        rejected.push(RejectedRow {
+        out.reject(RejectedRow {
             row: batch,
             error: crate::decode::excerpt(&error.strip_backtrace().to_string(), 1024),
         });
@@ -87,70 +157,14 @@ pub(crate) fn split_failed(
     Ok(())
 }
 
-/// The operator of one statement.
-pub enum Operator {
-    /// Filters and projections, row by row.
-    Stateless(StatelessQuery),
-    /// An aggregate over event-time windows.
-    Window(WindowAggregate),
-}
-
-impl Operator {
-    /// The operator for a planned statement.
-    pub fn for_statement(planned: &PlannedStatement, metrics: Arc<Metrics>) -> Result<Self> {
-        Ok(match planned.window() {
-            Some(window) => {
-                Operator::Window(WindowAggregate::new(planned.plan.clone(), window, metrics)?)
-            }
-            None => Operator::Stateless(StatelessQuery::new(planned.plan.clone())),
-        })
-    }
-
-    /// Handles a batch; returns the rows ready for the sink, and the input
-    /// rows the statement could not compute.
-    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Processed> {
-        match self {
-            Operator::Stateless(op) => op.process_batch(batch).await,
-            Operator::Window(op) => op.process_batch(batch).await.map(|rejected| Processed {
-                rows: Vec::new(),
-                rejected,
-            }),
-        }
-    }
-
-    /// Handles a watermark; returns the rows it completes.
-    pub async fn handle_watermark(&mut self, watermark: EventTime) -> Result<Vec<RecordBatch>> {
-        match self {
-            Operator::Stateless(_) => Ok(Vec::new()),
-            Operator::Window(op) => op.handle_watermark(watermark).await,
-        }
-    }
-
-    /// The state a checkpoint keeps (`None` for stateless statements).
-    pub fn snapshot(&self) -> Option<(Option<EventTime>, Vec<RecordBatch>)> {
-        match self {
-            Operator::Stateless(_) => None,
-            Operator::Window(op) => Some(op.snapshot()),
-        }
-    }
-
-    /// Restores checkpointed state into a fresh operator.
-    pub async fn restore(
-        &mut self,
-        watermark: Option<EventTime>,
-        rows: Vec<RecordBatch>,
-    ) -> Result<()> {
-        match self {
-            Operator::Stateless(_) => Ok(()),
-            Operator::Window(op) => op.restore(watermark, rows).await,
-        }
-    }
-
-    /// Handles the end of a bounded input: everything still open is complete now.
-    pub async fn handle_end_of_data(&mut self) -> Result<Vec<RecordBatch>> {
-        match self {
-            Operator::Stateless(_) => Ok(Vec::new()),
-            Operator::Window(op) => op.handle_end_of_data().await,
-        }
-    }
+/// The operator of a planned statement: a window aggregate when it groups
+/// by an event-time window, else a stateless query.
+pub fn for_statement(
+    planned: &PlannedStatement,
+    metrics: Arc<Metrics>,
+) -> Result<Box<dyn Operator>> {
+    Ok(match planned.window() {
+        Some(window) => Box::new(WindowAggregate::new(planned.plan.clone(), window, metrics)?),
+        None => Box::new(StatelessQuery::new(planned.plan.clone())),
+    })
 }

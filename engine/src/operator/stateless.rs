@@ -7,7 +7,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::collect;
 use engine_sql::{streaming_session, StreamPlan};
 
-use super::{split_failed, Processed};
+use super::{split_failed, Collector, Operator};
 use crate::error::Result;
 
 /// A filter/projection statement.
@@ -24,21 +24,21 @@ impl StatelessQuery {
             task_ctx: streaming_session().task_ctx(),
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Operator for StatelessQuery {
     /// The statement's rows for one input batch; rows whose values the query
     /// cannot compute are set apart (by bisection, only when the batch fails).
-    pub async fn process_batch(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let mut out = Processed::default();
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         let mut work = vec![batch];
         while let Some(piece) = work.pop() {
             let plan = self.plan.stateless_over(piece.clone())?;
             match collect(plan, Arc::clone(&self.task_ctx)).await {
-                Ok(rows) => out
-                    .rows
-                    .extend(rows.into_iter().filter(|b| b.num_rows() > 0)),
-                Err(e) => split_failed(piece, e, &mut work, &mut out.rejected)?,
+                Ok(rows) => rows.into_iter().for_each(|b| out.emit(b)),
+                Err(e) => split_failed(piece, e, &mut work, out)?,
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

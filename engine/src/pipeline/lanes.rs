@@ -14,12 +14,12 @@
 //! where the old one stopped (or, after a crash, from its last checkpoint).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{join, CheckpointOptions, Job, Lane, RunOptions, RunReport};
 use crate::checkpoint::CheckpointStore;
@@ -35,7 +35,7 @@ const DONE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A running lane.
 struct RunningLane {
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     handle: JoinHandle<Result<RunReport>>,
 }
 
@@ -52,40 +52,10 @@ impl Job {
     pub async fn run_scaled_out(
         self,
         options: RunOptions,
-        stop: Arc<AtomicBool>,
+        stop: CancellationToken,
         metrics: Arc<Metrics>,
     ) -> Result<RunReport> {
-        let Some(checkpoint) = options.checkpoint.clone() else {
-            return Err(EngineError::Execution(
-                "--scale-out needs checkpoints: a partition's state moves between processes through them"
-                    .into(),
-            ));
-        };
-        if let Some(sink) = self.exactly_once_sinks().keys().next() {
-            return Err(EngineError::Execution(format!(
-                "--scale-out cannot run {}: sink `{sink}` has sink.commit_mode = 'exactly_once', \
-                 whose transactions commit every source partition's offsets at once (one process)",
-                self.name
-            )));
-        }
-        let source = match self.sources.values().collect::<Vec<_>>()[..] {
-            [one] => one.clone(),
-            _ => {
-                return Err(EngineError::Execution(format!(
-                    "--scale-out runs jobs with one source table; {} reads {}",
-                    self.name,
-                    self.sources.len()
-                )))
-            }
-        };
-        if options.reset.is_some() {
-            return Err(EngineError::Execution(format!(
-                "--reset cannot run with --scale-out: every lane that moves would start over again. \
-                 Start {} over in one process (e.g. engine run --reset --start ... --bounded), then scale out",
-                self.name
-            )));
-        }
-        self.check_partitioned_by_key(&source)?;
+        let (source, checkpoint) = self.scale_out_source(&options)?;
         let ends = match options.bounded {
             true => {
                 let config = source.clone();
@@ -96,10 +66,10 @@ impl Job {
         let (mut group_done, mut last_done_check) = (false, tokio::time::Instant::now());
         let commits = GroupCommits::default();
         let (events_tx, mut events) = mpsc::unbounded_channel();
-        let member_stop = Arc::new(AtomicBool::new(false));
+        let member_stop = CancellationToken::new();
         let member = {
             let member = GroupMember::new(source.clone(), commits.clone());
-            let stop = Arc::clone(&member_stop);
+            let stop = member_stop.clone();
             tokio::task::spawn_blocking(move || member.run(events_tx, stop))
         };
 
@@ -112,29 +82,15 @@ impl Job {
                     // The member left the group: stopped, or the bounded input is done.
                     None => break,
                     Some(GroupEvent::Assigned(partitions)) => {
-                        if stop.load(Ordering::Relaxed) || member_stop.load(Ordering::Relaxed) {
+                        if stop.is_cancelled() || member_stop.is_cancelled() {
                             continue; // stopping: start nothing new
                         }
                         for p in partitions {
                             if lanes.contains_key(&p) {
                                 continue;
                             }
-                            let lane = Lane {
-                                partition: p,
-                                commits: commits.clone(),
-                                job_state_dir: checkpoint.state_dir.clone(),
-                            };
-                            let options = RunOptions {
-                                bounded: options.bounded,
-                                checkpoint: Some(CheckpointOptions {
-                                    state_dir: lane_state_dir(&checkpoint.state_dir, &source.topic, p),
-                                    interval: checkpoint.interval,
-                                    retry_for: checkpoint.retry_for,
-                                }),
-                                lane: Some(lane),
-                                reset: None,
-                            };
-                            match self.start_lane(options, &metrics).await {
+                            let lane = lane_options(&options, &checkpoint, &source.topic, p, &commits);
+                            match self.start_lane(lane, &metrics).await {
                                 Ok(running) => {
                                     lanes.insert(p, running);
                                 }
@@ -157,22 +113,7 @@ impl Job {
                 },
                 _ = tick.tick() => {}
             }
-            // Lanes that ended: a bounded lane at its partition's end, or one that failed.
-            let ended: Vec<i32> = lanes
-                .iter()
-                .filter(|(_, l)| l.handle.is_finished())
-                .map(|(&p, _)| p)
-                .collect();
-            for p in ended {
-                let lane = lanes.remove(&p).expect("listed above");
-                match join(lane.handle).await {
-                    Ok(_) => tracing::info!(partition = p, "lane finished"),
-                    Err(e) => {
-                        tracing::error!(partition = p, error = %e, "lane failed");
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
+            join_ended(&mut lanes, &mut first_error).await;
             if let Some(ends) = &ends {
                 if !group_done && last_done_check.elapsed() >= DONE_CHECK_EVERY {
                     last_done_check = tokio::time::Instant::now();
@@ -186,13 +127,12 @@ impl Job {
             }
             // Bounded lanes still running end by themselves: stopping them would
             // leave a newest checkpoint that is not the finished one.
-            let stopping = stop.load(Ordering::Relaxed)
-                || first_error.is_some()
-                || (group_done && lanes.is_empty());
-            if stopping && !member_stop.load(Ordering::Relaxed) {
+            let stopping =
+                stop.is_cancelled() || first_error.is_some() || (group_done && lanes.is_empty());
+            if stopping && !member_stop.is_cancelled() {
                 // Lanes first: their final checkpoints and offsets, then the member commits and leaves.
                 stop_all(&mut lanes, &mut first_error).await;
-                member_stop.store(true, Ordering::Relaxed);
+                member_stop.cancel();
             }
         }
         stop_all(&mut lanes, &mut first_error).await;
@@ -204,6 +144,50 @@ impl Job {
                 committed: BTreeMap::new(),
             }),
         }
+    }
+
+    /// The one Kafka source a job scaled out reads, and its checkpoints:
+    /// what `--scale-out` needs, or the error saying why it cannot run.
+    fn scale_out_source(
+        &self,
+        options: &RunOptions,
+    ) -> Result<(crate::source::kafka::KafkaSourceConfig, CheckpointOptions)> {
+        let Some(checkpoint) = options.checkpoint.clone() else {
+            return Err(EngineError::Execution(
+                "--scale-out needs checkpoints: a partition's state moves between processes through them"
+                    .into(),
+            ));
+        };
+        if let Some(sink) = self.exactly_once_sinks().keys().next() {
+            return Err(EngineError::Execution(format!(
+                "--scale-out cannot run {}: sink `{sink}` has sink.commit_mode = 'exactly_once', \
+                 whose transactions commit every source partition's offsets at once (one process)",
+                self.name
+            )));
+        }
+        let kafka = self.kafka_sources();
+        let source = match (
+            kafka.values().collect::<Vec<_>>().as_slice(),
+            self.sources.len(),
+        ) {
+            ([one], 1) => (**one).clone(),
+            _ => {
+                return Err(EngineError::Execution(format!(
+                    "--scale-out runs jobs with one Kafka source table; {} reads {}",
+                    self.name,
+                    self.sources.len()
+                )))
+            }
+        };
+        if options.reset.is_some() {
+            return Err(EngineError::Execution(format!(
+                "--reset cannot run with --scale-out: every lane that moves would start over again. \
+                 Start {} over in one process (e.g. engine run --reset --start ... --bounded), then scale out",
+                self.name
+            )));
+        }
+        self.check_partitioned_by_key(&source)?;
+        Ok((source, checkpoint))
     }
 
     /// A lane sees one partition, so a windowed `GROUP BY` is complete in
@@ -226,7 +210,7 @@ impl Job {
             .filter(|c| c.metadata == Some(engine_sql::MetadataField::Key))
             .map(|c| c.name.as_str())
             .collect();
-        key_columns.extend(source.key_field.as_deref());
+        key_columns.extend(source.read.key_field.as_deref());
         for st in self.statements.iter().filter(|st| st.window().is_some()) {
             let groups = st.plan.group_columns();
             if !groups.iter().any(|g| key_columns.contains(&g.as_str())) {
@@ -249,22 +233,65 @@ impl Job {
     /// Plans the job afresh and runs it as the lane in `options`.
     async fn start_lane(&self, options: RunOptions, metrics: &Arc<Metrics>) -> Result<RunningLane> {
         let job = self.replan().await?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
         let partition = options.lane.as_ref().map_or(-1, |l| l.partition);
         tracing::info!(
             partition,
             state_dir = options.checkpoint.as_ref().map(|c| c.state_dir.as_str()),
             "lane starting"
         );
-        let handle =
-            tokio::spawn(job.run_with_metrics(options, Arc::clone(&stop), Arc::clone(metrics)));
+        let handle = tokio::spawn(job.run_with_metrics(options, stop.clone(), Arc::clone(metrics)));
         Ok(RunningLane { stop, handle })
+    }
+}
+
+/// The options of the lane of partition `p`: the job's, checkpointing into
+/// the lane's own state dir inside the job's.
+fn lane_options(
+    options: &RunOptions,
+    checkpoint: &CheckpointOptions,
+    topic: &str,
+    p: i32,
+    commits: &GroupCommits,
+) -> RunOptions {
+    RunOptions {
+        bounded: options.bounded,
+        checkpoint: Some(CheckpointOptions {
+            state_dir: lane_state_dir(&checkpoint.state_dir, topic, p),
+            interval: checkpoint.interval,
+            retry_for: checkpoint.retry_for,
+        }),
+        lane: Some(Lane {
+            partition: p,
+            commits: commits.clone(),
+            job_state_dir: checkpoint.state_dir.clone(),
+        }),
+        reset: None,
+    }
+}
+
+/// Joins the lanes that ended: a bounded lane at its partition's end, or one that failed.
+async fn join_ended(lanes: &mut BTreeMap<i32, RunningLane>, first_error: &mut Option<EngineError>) {
+    let ended: Vec<i32> = lanes
+        .iter()
+        .filter(|(_, l)| l.handle.is_finished())
+        .map(|(&p, _)| p)
+        .collect();
+    for p in ended {
+        let lane = lanes.remove(&p).expect("listed above");
+        match join(lane.handle).await {
+            Ok(_) => tracing::info!(partition = p, "lane finished"),
+            Err(e) => {
+                tracing::error!(partition = p, error = %e, "lane failed");
+                first_error.get_or_insert(e);
+            }
+        }
     }
 }
 
 /// Stops a lane as a clean stop does: final checkpoint, offsets recorded.
 async fn stop_lane(partition: i32, lane: RunningLane) -> Result<()> {
-    lane.stop.store(true, Ordering::Relaxed);
+    lane.stop.cancel();
     join(lane.handle).await?;
     tracing::info!(partition, "lane stopped");
     Ok(())

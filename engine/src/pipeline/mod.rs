@@ -1,19 +1,23 @@
-//! A job, wired: sources -> operators -> sinks, each statement a task.
+//! A job, wired: sources -> operators -> sinks.
 //!
 //! ```text
-//!  KafkaSource (blocking thread) --mpsc--> statement task: Operator -> Sink
-//!                                \--mpsc--> statement task: Operator -> Sink, Sink (a shared view)
+//!  source runner (thread) --mpsc--> statement task (operator) --mpsc--> sink task
+//!                         \--mpsc--> statement task (operator) --mpsc--> sink task, sink task (a shared view)
 //! ```
-//! A source feeds every statement that reads it (each has its own bounded
-//! channel). Offsets are committed only after every sink fed by the source
-//! has flushed, so committed input always has durable output.
+//! A source feeds every statement that reads it, a statement every sink it
+//! writes, each over its own bounded channel. Positions are committed only
+//! once a checkpoint covering them is written (or, without checkpoints,
+//! after every sink has flushed), so committed input always has durable output.
 //!
 //! # Layout
-//! - this file: the job (load, plan, check, explain, fingerprint) and its run options;
-//! - [`run`](self::run): starting the tasks, joining them, the final checkpoint and commits;
+//! - this file: the job (load, plan, check, fingerprint) and its run options;
+//! - `graph`: the job as sources -> statements -> sinks (what `engine check` prints);
+//! - `run`: building, restoring, starting and joining the tasks; the final checkpoint;
+//! - `supervisor`: the run's tasks on one `JoinSet` under a cancellation token;
 //! - `restore`: the state dir at start (restore, fall back, refuse, reset);
-//! - `statement`: one statement's task;
-//! - `lanes`: `--scale-out`; `rejects`: rows a statement cannot compute.
+//! - `statement`: a statement's task and its sinks' tasks;
+//! - `rejects`: rows a statement cannot compute or write, to the dead letters;
+//! - `lanes`: `--scale-out`, one lane per source partition.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,13 +31,18 @@ use crate::metrics::Metrics;
 use crate::sink::kafka::{CommitMode, KafkaSinkConfig};
 use crate::sink::lake::LakeSinkConfig;
 use crate::sink::SinkSpec;
-use crate::source::kafka::{GroupCommits, KafkaSourceConfig, StartupMode};
+use crate::source::kafka::{GroupCommits, KafkaSourceConfig};
+use crate::source::{SourceSpec, StartupMode};
 
+mod graph;
 mod lanes;
 mod rejects;
 mod restore;
 mod run;
 mod statement;
+mod supervisor;
+
+pub use graph::{JobGraph, Node, StatementNode};
 
 /// Batches in flight between a source and one statement: the backpressure bound.
 const CHANNEL_CAPACITY: usize = 16;
@@ -116,7 +125,7 @@ pub struct Job {
     name: String,
     file: JobFile,
     statements: Vec<PlannedStatement>,
-    sources: BTreeMap<String, KafkaSourceConfig>,
+    sources: BTreeMap<String, Box<dyn SourceSpec>>,
     sinks: BTreeMap<String, Box<dyn SinkSpec>>,
 }
 
@@ -165,24 +174,11 @@ impl Job {
         };
         let mut sources = BTreeMap::new();
         for table in file.sources() {
-            if table.connector != "kafka" {
-                return Err(at(
-                    table,
-                    (
-                        table.line,
-                        format!(
-                            "unknown source connector '{}' (known: 'kafka')",
-                            table.connector
-                        ),
-                    ),
-                ));
-            }
-            let config = KafkaSourceConfig::from_table(table).map_err(|e| at(table, e))?;
-            check_properties(table, &config.client).map_err(|e| at(table, e))?;
+            let spec = crate::source::registry::spec(name, table)?;
             // What the source compiles when it starts: `check` must fail where `run` would.
-            crate::source::kafka::row_rules(name, table, &config)?;
+            crate::source::row_rules(name, table, spec.read_options())?;
             crate::watermark::WatermarkExpr::for_table(name, table, &table.schema())?;
-            sources.insert(table.name.clone(), config);
+            sources.insert(table.name.clone(), spec);
         }
         let mut sinks = BTreeMap::new();
         for table in file.sinks() {
@@ -249,10 +245,19 @@ impl Job {
             .collect()
     }
 
+    /// The job's Kafka source tables, by name.
+    pub fn kafka_sources(&self) -> BTreeMap<String, &KafkaSourceConfig> {
+        self.sources
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.as_any().downcast_ref()?)))
+            .collect()
+    }
+
     /// Kafka topics the job reads, and the ones it writes (sinks and dead letters).
     pub fn kafka_topics(&self) -> (Vec<String>, Vec<String>) {
-        let read = self.sources.values().map(|s| s.topic.clone()).collect();
-        let mut written: Vec<String> = self.sources.values().map(|s| s.dlq_topic.clone()).collect();
+        let kafka = self.kafka_sources();
+        let read = kafka.values().map(|s| s.topic.clone()).collect();
+        let mut written: Vec<String> = kafka.values().map(|s| s.dlq_topic.clone()).collect();
         written.extend(
             self.sinks
                 .values()
@@ -261,39 +266,14 @@ impl Job {
         (read, written)
     }
 
+    /// The job's sources, statements and sinks as a graph.
+    pub fn graph(&self) -> JobGraph {
+        JobGraph::of(self)
+    }
+
     /// A readable account of the job: sources, statements with their plans, sinks.
     pub fn explain(&self) -> String {
-        let mut out = String::new();
-        for (name, s) in &self.sources {
-            out.push_str(&format!(
-                "source {name}: kafka topic `{}` on {} (group {})\n",
-                s.topic, s.client.bootstrap_servers, s.group_id
-            ));
-        }
-        for st in &self.statements {
-            let window = match st.window() {
-                Some(w) if w.spec.size_ms == w.spec.slide_ms => {
-                    format!(" TUMBLE({}, {} ms)", w.time_column, w.spec.size_ms)
-                }
-                Some(w) => format!(
-                    " HOP({}, slide {} ms, size {} ms)",
-                    w.time_column, w.spec.slide_ms, w.spec.size_ms
-                ),
-                None => String::new(),
-            };
-            out.push_str(&format!(
-                "\nINSERT INTO {} (line {}) FROM {}{window}\n{}",
-                st.sinks.join(", "),
-                st.insert.line,
-                st.insert.source,
-                datafusion::physical_plan::displayable(st.plan.root().as_ref()).indent(true)
-            ));
-        }
-        out.push('\n');
-        for (name, s) in &self.sinks {
-            out.push_str(&format!("sink {name}: {}\n", s.describe()));
-        }
-        out
+        self.graph().render()
     }
 
     /// Identifies the job's definition (its tables, their non-secret
@@ -336,20 +316,6 @@ impl Job {
         }
         format!("{hash:016x}")
     }
-}
-
-/// librdkafka's verdict on a table's `properties.*`, at the line of the
-/// property at fault, without its value.
-fn check_properties(
-    table: &TableDef,
-    client: &crate::kafka::KafkaClientOptions,
-) -> std::result::Result<(), (usize, String)> {
-    client.validate().map_err(|(key, message)| {
-        let line = table
-            .options
-            .line_of(&format!("properties.{key}"), table.line);
-        (line, message)
-    })
 }
 
 async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {

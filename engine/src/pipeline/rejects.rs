@@ -14,14 +14,14 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
-use crate::source::kafka::{DeadLetters, Origin};
+use crate::source::{DeadLetterSink, Origin};
 
 /// Rejected rows logged one by one before the log switches to every 1000th.
 const LOGGED: u64 = 20;
 
 /// Where one statement's rejected rows go.
 pub struct Rejects {
-    dead_letters: Arc<DeadLetters>,
+    dead_letters: Arc<dyn DeadLetterSink>,
     /// The source topic the rows came from.
     topic: String,
     /// `job.sql:42`: the statement, for the `dlq.statement` header and logs.
@@ -33,13 +33,13 @@ pub struct Rejects {
 impl Rejects {
     /// Rejected rows of statement `statement` (reading `topic`) to `dead_letters`.
     pub fn new(
-        dead_letters: DeadLetters,
+        dead_letters: Arc<dyn DeadLetterSink>,
         topic: &str,
         statement: String,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            dead_letters: Arc::new(dead_letters),
+            dead_letters,
             topic: topic.to_string(),
             statement,
             metrics,

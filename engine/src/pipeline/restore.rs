@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{join, lanes, CheckpointOptions, Job, Lane};
+use super::{lanes, CheckpointOptions, Job, Lane};
 use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::error::{EngineError, Result};
 use crate::sink::lake::staging;
-use crate::source::kafka::{committed_offsets, KafkaPositions};
+use crate::source::kafka::KafkaPositions;
 
 /// What the state dir gave: the checkpoint to continue from, if any.
 pub(super) struct StateAtStart {
@@ -47,7 +47,7 @@ impl Job {
                 .await?;
         } else if lane_of.is_none() {
             // Lanes of an earlier --scale-out run must not restore into the new start.
-            for config in self.sources.values() {
+            for config in self.kafka_sources().values() {
                 store.discard_lanes(&config.topic).await?;
             }
         }
@@ -103,23 +103,21 @@ impl Job {
         lane: Option<&Lane>,
     ) -> Result<()> {
         let partition = lane.map(|l| l.partition);
+        let kafka = self.kafka_sources();
         let mut committed = Vec::new();
-        for config in self.sources.values() {
-            let c = config.clone();
-            let offsets = join(tokio::task::spawn_blocking(move || {
-                committed_offsets(&c, partition)
-            }))
-            .await?;
-            if damaged.is_empty()
-                && handed_over(state_dir, lane, &config.table, &config.topic, &offsets).await
-            {
-                continue;
+        for (table, spec) in &self.sources {
+            let offsets = spec.committed(partition).await?;
+            // Scale-out hands over between lanes through the group's offsets (Kafka only).
+            let topic = kafka.get(table).map(|k| k.topic.as_str());
+            if let (true, Some(topic)) = (damaged.is_empty(), topic) {
+                if handed_over(state_dir, lane, table, topic, &offsets).await {
+                    continue;
+                }
             }
             if !offsets.is_empty() {
                 committed.push(format!(
-                    "consumer group `{}` has committed offsets on topic `{}` ({})",
-                    config.group_id,
-                    config.topic,
+                    "source `{table}` ({}) has committed offsets ({})",
+                    spec.describe(),
                     offsets
                         .iter()
                         .map(|(p, o)| format!("partition {p} at {o}"))

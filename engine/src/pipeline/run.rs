@@ -1,66 +1,74 @@
-//! Running a job: build every task, restore it, start it, join it, and end
-//! with the final checkpoint (or, without checkpoints, the offset commits).
+//! Running a job: build every task, restore it, start it under a
+//! supervisor, join it, and end with the final checkpoint (or, without
+//! checkpoints, the positions committed).
 //!
 //! ```text
 //!  prepare: check sinks, open the job's transaction, open the state dir
-//!  build:   per source: its statements (operator + sinks) and offset committer
+//!  build:   per source: its reader, its statements' operators, their sinks (open)
 //!  restore: committers recover, then operators and sinks load their snapshots
-//!  start:   statement tasks, source threads, periodic checkpoints
-//!  finish:  join all; final checkpoint and its commit phase, or offsets committed
+//!  start:   source threads, statement tasks, sink tasks, periodic checkpoints
+//!  finish:  join all; final checkpoint and its commit phase, or positions committed
 //! ```
+//! Everything that can fail happens before the first task starts, so a
+//! start that fails half way leaves nothing running.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::rejects::Rejects;
 use super::restore::StateAtStart;
-use super::statement::{Snapshots, StatementTask};
+use super::statement::{SinkInput, SinkTask, Snapshots, StatementTask};
+use super::supervisor::Supervisor;
 use super::{join, Job, Lane, RunOptions, RunReport, CHANNEL_CAPACITY, DEFAULT_RETRY_FOR};
 use crate::checkpoint::{
-    run_periodic, BarrierRequests, Committer, Coordinator, Manifest, Participant, Report, Snapshot,
+    run_periodic, BarrierRequests, Committer, Coordinator, Manifest, Participant, Report,
 };
 use crate::error::{EngineError, Result};
 use crate::kafka::transaction::{SharedTransaction, Transactions, RESOURCE};
 use crate::message::Message;
 use crate::metrics::Metrics;
-use crate::operator::Operator;
 use crate::resources::Resources;
 use crate::sink::{CheckpointScope, JobContext, SinkContext, SinkWriter};
-use crate::source::kafka::{
-    DeadLetters, KafkaPositions, KafkaSource, KafkaSourceConfig, OffsetCommitter, SourceBarriers,
-    SourceProgress,
+use crate::source::kafka::GROUP_COMMITS;
+use crate::source::{
+    DeadLetterSink, OpenedSource, SourceBarriers, SourceContext, SourceReader, SourceRunner,
+    SourceSpec, SourceState,
 };
+
+/// The periodic checkpoints' task: the coordinator back, and the epoch left in flight.
+type Periodic = JoinHandle<Result<(Coordinator, Option<u64>)>>;
 
 /// One source and what it feeds, built but not started.
 struct SourcePlan {
     table: String,
-    config: KafkaSourceConfig,
-    statements: Vec<(StatementTask, mpsc::Receiver<Message>, bool)>,
+    source: OpenedSource,
+    statements: Vec<(StatementTask, mpsc::Receiver<Message>)>,
+    sinks: Vec<(SinkTask, SinkInput)>,
     outputs: Vec<mpsc::Sender<Message>>,
-    committer: OffsetCommitter,
     /// The commit phases of its statements' sinks.
     sink_committers: Vec<(Participant, Arc<dyn Committer>)>,
 }
 
-/// A started source: its thread and its statements' tasks.
-struct SourceRun {
-    table: String,
-    source: JoinHandle<Result<SourceProgress>>,
-    /// Each statement's task, and whether it keeps windows.
-    statements: Vec<(JoinHandle<Result<Snapshots>>, bool)>,
-    committer: OffsetCommitter,
+/// What a task of the run ends with.
+enum TaskEnd {
+    /// A source: where it stopped.
+    Source(SourceEnd),
+    /// A statement or sink: its final snapshots (none without checkpoints).
+    State(Snapshots),
 }
 
-/// How a source ended, once its statements have.
+/// How a source ended.
 struct SourceEnd {
     table: String,
-    progress: SourceProgress,
-    stateful: bool,
-    committer: OffsetCommitter,
+    reader: Box<dyn SourceReader>,
+    state: SourceState,
+    reached_end: bool,
+    dead_letters: Arc<dyn DeadLetterSink>,
 }
 
 /// With checkpoints: the coordinator, the checkpoint restored, and how this run names its output.
@@ -71,8 +79,9 @@ struct Checkpointing {
 }
 
 impl Job {
-    /// Runs the job until its bounded input ends or `stop` is set.
-    pub async fn run(self, options: RunOptions, stop: Arc<AtomicBool>) -> Result<RunReport> {
+    /// Runs the job until its bounded input ends or `stop` is cancelled
+    /// (a clean stop: the final checkpoint is written).
+    pub async fn run(self, options: RunOptions, stop: CancellationToken) -> Result<RunReport> {
         self.run_with_metrics(options, stop, Arc::new(Metrics::new()))
             .await
     }
@@ -81,10 +90,13 @@ impl Job {
     pub async fn run_with_metrics(
         self,
         options: RunOptions,
-        stop: Arc<AtomicBool>,
+        stop: CancellationToken,
         metrics: Arc<Metrics>,
     ) -> Result<RunReport> {
         let resources = Resources::new();
+        if let Some(lane) = &options.lane {
+            resources.insert(GROUP_COMMITS, Arc::new(lane.commits.clone()));
+        }
         self.check_sinks(&options, &resources)?;
         self.open_transaction(&options, &resources, &metrics)
             .await?;
@@ -93,13 +105,15 @@ impl Job {
         let reports = checkpointing.as_ref().map(|_| reports_tx.clone());
         let scope = checkpointing.as_ref().map(|c| c.scope.clone());
         let mut plans = Vec::new();
-        for (table, config) in &self.sources {
-            let plan = self
-                .build_source(
-                    table, config, &options, &resources, &metrics, &scope, &reports,
-                )
-                .await?;
-            plans.push(plan);
+        for (table, spec) in &self.sources {
+            let ctx = BuildContext {
+                options: &options,
+                resources: &resources,
+                metrics: &metrics,
+                scope: &scope,
+                reports: &reports,
+            };
+            plans.push(self.build_source(table, spec.as_ref(), ctx).await?);
         }
         if let Some(c) = &mut checkpointing {
             restore(c, &mut plans).await?;
@@ -109,34 +123,27 @@ impl Job {
         barriers.requested.store(first_epoch - 1, Ordering::Release);
         let participants = plans
             .iter()
-            .map(|p| {
-                1 + p
-                    .statements
-                    .iter()
-                    .map(|(t, _, _)| t.participants())
-                    .sum::<usize>()
-            })
+            .map(|p| 1 + p.statements.len() + p.sinks.len())
             .sum();
         let manifest = checkpointing.as_ref().and_then(|c| c.manifest.clone());
-        let mut runs = Vec::new();
+        let mut runners = Vec::new();
         for plan in plans {
             let barriers = reports.as_ref().map(|r| SourceBarriers {
                 requests: barriers.clone(),
                 reports: r.clone(),
             });
-            runs.push(self.start_source(
-                plan,
-                &options,
-                &metrics,
-                manifest.as_ref(),
-                barriers,
-                &stop,
-            )?);
+            runners.push(self.runner(plan, &options, &metrics, manifest.as_ref(), barriers)?);
         }
         drop((reports_tx, reports)); // the coordinator stops once every task has ended
+                                     // From here nothing fails before every task is started and joined.
+        let cancel = stop.child_token();
+        let mut supervisor = Supervisor::new(cancel.clone());
+        for (runner, plan) in runners {
+            start(&mut supervisor, runner, plan, &cancel);
+        }
         let periodic = match (&options.checkpoint, checkpointing) {
             (Some(c), Some(ck)) => {
-                let stop = Arc::clone(&stop);
+                let on_fatal = cancel.clone();
                 Some(tokio::spawn(run_periodic(
                     ck.coordinator,
                     c.interval,
@@ -144,13 +151,20 @@ impl Job {
                     barriers,
                     reports_rx,
                     participants,
-                    move || stop.store(true, Ordering::Relaxed),
+                    move || on_fatal.cancel(),
                 )))
             }
             _ => None,
         };
-        let (ends, snapshots, first_error) = join_all(runs).await;
-        self.finish(options, metrics, periodic, ends, snapshots, first_error)
+        let (ends, first_error) = supervisor.join_all().await;
+        let (mut sources, mut snapshots) = (Vec::new(), Vec::new());
+        for end in ends {
+            match end {
+                TaskEnd::Source(s) => sources.push(s),
+                TaskEnd::State(s) => snapshots.extend(s),
+            }
+        }
+        self.finish(options, metrics, periodic, sources, snapshots, first_error)
             .await
     }
 
@@ -193,9 +207,13 @@ impl Job {
                     .into(),
             );
         }
+        let kafka = self.kafka_sources();
+        if kafka.len() != self.sources.len() {
+            return fail("its transactions commit the offsets of a Kafka consumer group: every source must be Kafka".into());
+        }
         let groups: std::collections::BTreeSet<&str> =
-            self.sources.values().map(|s| s.group_id.as_str()).collect();
-        let Some(source) = self.sources.values().next().filter(|_| groups.len() == 1) else {
+            kafka.values().map(|s| s.group_id.as_str()).collect();
+        let Some(source) = kafka.values().next().filter(|_| groups.len() == 1) else {
             return fail(format!(
                 "its transactions commit the offsets of one consumer group, but the sources use {groups:?}"
             ));
@@ -254,31 +272,55 @@ impl Job {
         }))
     }
 
-    /// Builds source `table` and the statements that read it, with their sinks open.
-    #[allow(clippy::too_many_arguments)]
+    /// Opens source `table` and builds the statements that read it, with their sinks open.
     async fn build_source(
         &self,
         table: &str,
-        config: &KafkaSourceConfig,
-        options: &RunOptions,
-        resources: &Resources,
-        metrics: &Arc<Metrics>,
-        scope: &Option<CheckpointScope>,
-        reports: &Option<mpsc::UnboundedSender<Report>>,
+        spec: &dyn SourceSpec,
+        ctx: BuildContext<'_>,
     ) -> Result<SourcePlan> {
+        let source = spec
+            .open(SourceContext {
+                table: self
+                    .file
+                    .table(table)
+                    .expect("sources come from the job's tables"),
+                bounded: ctx.options.bounded,
+                start: ctx.options.reset,
+                lane: ctx.options.lane.as_ref().map(|l| l.partition),
+                checkpoints: ctx.options.checkpoint.is_some(),
+                metrics: Arc::clone(ctx.metrics),
+                resources: ctx.resources,
+            })
+            .await?;
         let mut plan = SourcePlan {
             table: table.to_string(),
-            config: config.clone(),
+            source,
             statements: Vec::new(),
+            sinks: Vec::new(),
             outputs: Vec::new(),
-            committer: self.offset_committer(config, options, resources)?,
             sink_committers: Vec::new(),
         };
         for (index, st) in self.statements.iter().enumerate() {
             if st.insert.source != table {
                 continue;
             }
-            let mut sinks = Vec::with_capacity(st.sinks.len());
+            let rejects = || {
+                Rejects::new(
+                    Arc::clone(&plan.source.dead_letters),
+                    plan.source.reader.name(),
+                    format!("{}:{}", self.name, st.insert.line),
+                    Arc::clone(ctx.metrics),
+                )
+            };
+            let mut task = StatementTask::new(
+                index.to_string(),
+                crate::operator::for_statement(st, Arc::clone(ctx.metrics))?,
+                rejects(),
+                Arc::clone(ctx.metrics),
+                ctx.reports.clone(),
+            );
+            let mut sinks = Vec::new();
             for name in &st.sinks {
                 let sink_table = self
                     .file
@@ -287,171 +329,99 @@ impl Job {
                 let opened = self.sinks[name]
                     .open(SinkContext {
                         table: sink_table,
-                        window: st.window().map(|w| w.spec.clone()),
-                        checkpoints: scope.clone(),
-                        metrics: Arc::clone(metrics),
-                        resources,
+                        window: st.window().map(|w| w.spec),
+                        checkpoints: ctx.scope.clone(),
+                        metrics: Arc::clone(ctx.metrics),
+                        resources: ctx.resources,
                     })
                     .await?;
                 if let Some(committer) = opened.committer {
                     plan.sink_committers
                         .push((Participant::Sink(name.clone()), committer));
                 }
-                sinks.push((name.clone(), SinkWriter::new(sink_table, opened.sink)));
+                sinks.push(task.attach(SinkTask {
+                    key: name.clone(),
+                    writer: SinkWriter::new(sink_table, opened.sink),
+                    rejects: rejects(),
+                    reports: ctx.reports.clone(),
+                }));
             }
-            let dead_letters = {
-                let (client, topic) = (config.client.clone(), config.dlq_topic.clone());
-                join(tokio::task::spawn_blocking(move || {
-                    DeadLetters::new(&client, &topic)
-                }))
-                .await?
-            };
-            let task = StatementTask {
-                key: index.to_string(),
-                operator: Operator::for_statement(st, Arc::clone(metrics))?,
-                sinks,
-                rejects: Rejects::new(
-                    dead_letters,
-                    &config.topic,
-                    format!("{}:{}", self.name, st.insert.line),
-                    Arc::clone(metrics),
-                ),
-                metrics: Arc::clone(metrics),
-                reports: reports.clone(),
-            };
             let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
             plan.outputs.push(tx);
-            plan.statements.push((task, rx, st.window().is_some()));
+            plan.statements.push((task, rx));
+            plan.sinks.extend(sinks);
         }
         Ok(plan)
     }
 
-    /// How source `config`'s offsets reach its consumer group.
-    fn offset_committer(
-        &self,
-        config: &KafkaSourceConfig,
-        options: &RunOptions,
-        resources: &Resources,
-    ) -> Result<OffsetCommitter> {
-        if let Some(t) = resources.get::<SharedTransaction>(RESOURCE) {
-            return Ok(OffsetCommitter::InTransaction(t));
-        }
-        match &options.lane {
-            Some(lane) => Ok(OffsetCommitter::Lane(lane.commits.clone())),
-            None => OffsetCommitter::direct(config),
-        }
-    }
-
-    /// Starts a built source's statements and its reading thread.
-    fn start_source(
+    /// The runner of a built source, restored and taking part in checkpoints.
+    fn runner(
         &self,
         plan: SourcePlan,
         options: &RunOptions,
         metrics: &Arc<Metrics>,
         manifest: Option<&Manifest>,
         barriers: Option<SourceBarriers>,
-        stop: &Arc<AtomicBool>,
-    ) -> Result<SourceRun> {
-        let mut config = plan.config;
-        if let Some(start) = options.reset {
-            config.startup = start;
-        }
+    ) -> Result<(SourceRunner, SourcePlan)> {
         let table = self
             .file
             .table(&plan.table)
             .expect("sources come from the job's tables");
-        let mut source = KafkaSource::new(
+        let mut plan = plan;
+        let reader = std::mem::replace(&mut plan.source.reader, Box::new(Drained));
+        let mut runner = SourceRunner::new(
             &self.name,
             table,
-            config,
+            reader,
+            Arc::clone(&plan.source.dead_letters),
+            self.sources[&plan.table].read_options().clone(),
             Arc::clone(metrics),
             options.bounded,
         )?;
-        if let Some(p) = manifest.and_then(|m| KafkaPositions::in_manifest(m, &plan.table)) {
-            source = source
-                .with_start_offsets(p.offsets)
-                .with_start_clocks(p.clocks);
-        }
-        if let Some(l) = &options.lane {
-            source = source.with_lane(l.partition);
+        if let Some(state) = manifest.and_then(|m| SourceState::in_manifest(m, &plan.table)) {
+            runner = runner.with_restored(state);
         }
         if let Some(b) = barriers {
-            source = source.with_barriers(b);
+            runner = runner.with_barriers(b);
         }
-        let statements = plan
-            .statements
-            .into_iter()
-            .map(|(task, rx, windowed)| (tokio::spawn(task.run(rx)), windowed))
-            .collect();
-        let (outputs, stop) = (plan.outputs, Arc::clone(stop));
-        Ok(SourceRun {
-            table: plan.table,
-            source: tokio::task::spawn_blocking(move || source.run(outputs, stop)),
-            statements,
-            committer: plan.committer,
-        })
+        Ok((runner, plan))
     }
 
     /// Ends a run: the final checkpoint on a clean stop or at the end of a
-    /// bounded input, or (without checkpoints) the offsets committed.
+    /// bounded input, or (without checkpoints) the positions committed.
     async fn finish(
         &self,
         options: RunOptions,
         metrics: Arc<Metrics>,
-        periodic: Option<JoinHandle<Result<(Coordinator, Option<u64>)>>>,
+        periodic: Option<Periodic>,
         ends: Vec<SourceEnd>,
         snapshots: Snapshots,
         mut first_error: Option<EngineError>,
     ) -> Result<RunReport> {
         let mut committed = BTreeMap::new();
         if let Some(periodic) = periodic {
-            let (mut coordinator, in_flight) = join(periodic).await?;
+            let (coordinator, in_flight) = join(periodic).await?;
             if first_error.is_none() {
-                let epoch = coordinator.next_epoch().max(in_flight.map_or(0, |e| e + 1));
-                if ends.iter().all(|e| e.progress.reached_end()) {
-                    coordinator.finish_input();
-                }
-                let mut reports = snapshots;
+                final_checkpoint(&options, coordinator, in_flight, &ends, snapshots).await?;
                 for end in &ends {
-                    end.progress.flush_dead_letters()?;
-                    reports.push((
-                        Participant::Source(end.table.clone()),
-                        end.progress.positions().snapshot(),
-                    ));
-                }
-                let retry_for = options
-                    .checkpoint
-                    .as_ref()
-                    .map_or(DEFAULT_RETRY_FOR, |c| c.retry_for);
-                coordinator.complete(epoch, reports, retry_for).await?;
-                tracing::info!(epoch, "final checkpoint written");
-                for end in &ends {
-                    let p = end.progress.positions();
-                    tracing::info!(topic = %p.topic, offsets = ?p.offsets, "offsets committed with the final checkpoint");
-                    committed.insert(p.topic.clone(), p.offsets.clone());
+                    committed.extend(offsets_of(&end.state));
                 }
             }
         } else if first_error.is_none() {
             for end in ends {
                 // Without checkpoints, open windows live only in memory: after a stop their
                 // input must be read again, so only bounded runs and stateless statements commit.
-                let p = end.progress.positions().clone();
-                if end.stateful && !options.bounded {
-                    tracing::info!(topic = %p.topic, "offsets not committed: open windows would be lost");
+                if self.is_stateful(&end.table) && !options.bounded {
+                    tracing::info!(table = %end.table, "offsets not committed: open windows would be lost");
                     continue;
                 }
-                end.progress.flush_dead_letters()?;
-                let (committer, positions) = (end.committer, p.clone());
-                if let Err(e) = join(tokio::task::spawn_blocking(move || {
-                    committer.commit_now(&positions)
-                }))
-                .await
-                {
+                let offsets = offsets_of(&end.state);
+                if let Err(e) = commit_positions(end).await {
                     first_error.get_or_insert(e);
                     continue;
                 }
-                tracing::info!(topic = %p.topic, offsets = ?p.offsets, "offsets committed");
-                committed.insert(p.topic, p.offsets);
+                tracing::info!(?offsets, "offsets committed");
+                committed.extend(offsets);
             }
         }
         tracing::info!("{}", metrics.summary());
@@ -460,6 +430,127 @@ impl Job {
             None => Ok(RunReport { metrics, committed }),
         }
     }
+
+    /// Whether a statement reading source `table` keeps windows.
+    fn is_stateful(&self, table: &str) -> bool {
+        self.statements
+            .iter()
+            .any(|st| st.insert.source == table && st.window().is_some())
+    }
+}
+
+/// The final checkpoint: after the one in flight (if any), carrying every
+/// source's end state and every statement's final snapshot.
+async fn final_checkpoint(
+    options: &RunOptions,
+    mut coordinator: Coordinator,
+    in_flight: Option<u64>,
+    ends: &[SourceEnd],
+    mut reports: Snapshots,
+) -> Result<()> {
+    let epoch = coordinator.next_epoch().max(in_flight.map_or(0, |e| e + 1));
+    if ends.iter().all(|e| e.reached_end) {
+        coordinator.finish_input();
+    }
+    for end in ends {
+        let dead_letters = Arc::clone(&end.dead_letters);
+        join(tokio::task::spawn_blocking(move || dead_letters.flush())).await?;
+        reports.push((Participant::Source(end.table.clone()), end.state.snapshot()));
+    }
+    let retry_for = options
+        .checkpoint
+        .as_ref()
+        .map_or(DEFAULT_RETRY_FOR, |c| c.retry_for);
+    coordinator.complete(epoch, reports, retry_for).await?;
+    tracing::info!(epoch, "final checkpoint written; offsets committed with it");
+    Ok(())
+}
+
+/// A run without checkpoints: every dead letter stored, then the source's
+/// positions committed where it keeps them.
+async fn commit_positions(end: SourceEnd) -> Result<()> {
+    let SourceEnd {
+        mut reader,
+        state,
+        dead_letters,
+        ..
+    } = end;
+    join(tokio::task::spawn_blocking(move || {
+        dead_letters.flush()?;
+        reader.commit(&state.positions)
+    }))
+    .await
+}
+
+/// A Kafka source's next offsets by topic, for the run's report.
+fn offsets_of(state: &SourceState) -> BTreeMap<String, BTreeMap<i32, i64>> {
+    serde_json::from_value::<crate::source::kafka::KafkaPositions>(state.positions.clone())
+        .map(|p| BTreeMap::from([(p.topic, p.offsets)]))
+        .unwrap_or_default()
+}
+
+/// What building a source's tasks needs from the run.
+#[derive(Clone, Copy)]
+struct BuildContext<'a> {
+    options: &'a RunOptions,
+    resources: &'a Resources,
+    metrics: &'a Arc<Metrics>,
+    scope: &'a Option<CheckpointScope>,
+    reports: &'a Option<mpsc::UnboundedSender<Report>>,
+}
+
+/// Where a source's reader was, once its runner has it.
+struct Drained;
+
+impl SourceReader for Drained {
+    fn open(&mut self, _: Option<&serde_json::Value>) -> Result<Vec<(i32, bool)>> {
+        Err(EngineError::Internal(
+            "a source's reader was taken by its runner".into(),
+        ))
+    }
+    fn poll(&mut self, _: std::time::Duration, _: &mut crate::source::RecordBuffer) -> Result<()> {
+        Err(EngineError::Internal(
+            "a source's reader was taken by its runner".into(),
+        ))
+    }
+    fn positions(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn name(&self) -> &str {
+        ""
+    }
+}
+
+/// Starts a source's thread and its statements' and sinks' tasks.
+fn start(
+    supervisor: &mut Supervisor<TaskEnd>,
+    runner: SourceRunner,
+    plan: SourcePlan,
+    cancel: &CancellationToken,
+) {
+    for (task, rx) in plan.statements {
+        let name = format!("statement {}", task.key);
+        supervisor.spawn(name, async move { task.run(rx).await.map(TaskEnd::State) });
+    }
+    for (task, input) in plan.sinks {
+        let name = format!("sink {}", task.key);
+        supervisor.spawn(
+            name,
+            async move { task.run(input).await.map(TaskEnd::State) },
+        );
+    }
+    let (outputs, stop) = (plan.outputs, cancel.clone());
+    let (table, dead_letters) = (plan.table, plan.source.dead_letters);
+    supervisor.spawn_blocking(format!("source {table}"), move || {
+        let end = runner.run(outputs, stop)?;
+        Ok(TaskEnd::Source(SourceEnd {
+            table,
+            reader: end.reader,
+            state: end.state,
+            reached_end: end.reached_end,
+            dead_letters,
+        }))
+    });
 }
 
 /// Registers every committer (sinks first: output is published before the
@@ -474,7 +565,7 @@ async fn restore(c: &mut Checkpointing, plans: &mut [SourcePlan]) -> Result<()> 
     for plan in plans.iter() {
         c.coordinator.add_committer(
             Participant::Source(plan.table.clone()),
-            Arc::new(plan.committer.clone()),
+            Arc::clone(&plan.source.committer),
         );
     }
     c.coordinator.recover().await?;
@@ -482,50 +573,16 @@ async fn restore(c: &mut Checkpointing, plans: &mut [SourcePlan]) -> Result<()> 
         return Ok(());
     };
     for plan in plans.iter_mut() {
-        for (task, _, _) in &mut plan.statements {
+        for (task, _) in &mut plan.statements {
             let operator = Participant::Operator(task.key.clone());
             let snapshot = c.coordinator.snapshot_of(manifest, &operator).await?;
-            task.restore_operator(&snapshot).await?;
-            for (key, sink) in &mut task.sinks {
-                let snapshot: Snapshot = c
-                    .coordinator
-                    .snapshot_of(manifest, &Participant::Sink(key.clone()))
-                    .await?;
-                sink.sink().restore(&snapshot).await?;
-            }
+            task.restore(&snapshot).await?;
+        }
+        for (task, _) in &mut plan.sinks {
+            let sink = Participant::Sink(task.key.clone());
+            let snapshot = c.coordinator.snapshot_of(manifest, &sink).await?;
+            task.writer.sink().restore(&snapshot).await?;
         }
     }
     Ok(())
-}
-
-/// Joins every source and its statements; the first error wins.
-async fn join_all(runs: Vec<SourceRun>) -> (Vec<SourceEnd>, Snapshots, Option<EngineError>) {
-    let (mut ends, mut snapshots, mut first_error) = (Vec::new(), Vec::new(), None);
-    for run in runs {
-        let progress = join(run.source).await;
-        let (mut statements_ok, mut stateful) = (true, false);
-        for (task, windowed) in run.statements {
-            stateful |= windowed;
-            match join(task).await {
-                Ok(s) => snapshots.extend(s),
-                Err(e) => {
-                    statements_ok = false;
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match progress {
-            Ok(progress) if statements_ok => ends.push(SourceEnd {
-                table: run.table,
-                progress,
-                stateful,
-                committer: run.committer,
-            }),
-            Ok(_) => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    (ends, snapshots, first_error)
 }

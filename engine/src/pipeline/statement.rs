@@ -1,172 +1,228 @@
-//! One statement's task: feed its operator, write what it emits to every
-//! sink, snapshot at barriers, and end with its final state.
+//! A statement's tasks: one feeds its operator and passes what it emits on;
+//! each of its sinks runs on a task of its own behind a bounded channel, so
+//! a slow sink (a whole-file lake upload) does not hold up another (the
+//! topic) beyond the channel's room, while backpressure still reaches the
+//! source. Each reports its part of a checkpoint at a barrier, and ends
+//! with its final state.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 
 use super::rejects::Rejects;
-use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Participant, Report, Snapshot};
-use crate::error::Result;
-use crate::message::{Message, Signal};
+use crate::checkpoint::{Participant, Report, Snapshot};
+use crate::error::{EngineError, Result};
+use crate::message::{EventTime, Message, Signal};
 use crate::metrics::Metrics;
-use crate::operator::Operator;
-use crate::sink::SinkWriter;
+use crate::operator::{Collector, Operator, MAIN};
+use crate::sink::{SinkWriter, FINAL_BARRIER};
 
-/// The blob of an operator's snapshot holding its open windows.
-const WINDOWS: &str = "windows.arrow";
+/// Messages queued for one sink: the backpressure bound between a
+/// statement and each of its sinks.
+pub(super) const SINK_CHANNEL_CAPACITY: usize = 8;
 
-/// One statement's operator and sinks, and where it reports at barriers.
+/// Every participant's part of a checkpoint.
+pub(super) type Snapshots = Vec<(Participant, Snapshot)>;
+
+/// What a statement hands a sink.
+enum ToSink {
+    Rows(RecordBatch),
+    Watermark(EventTime),
+    Barrier(u64),
+    EndOfData,
+}
+
+/// One statement's operator, and where it reports at barriers.
 pub(super) struct StatementTask {
     /// The operator's key in checkpoints.
     pub key: String,
-    pub operator: Operator,
-    /// Its sinks, each with its key in checkpoints.
-    pub sinks: Vec<(String, SinkWriter)>,
-    /// Rows it cannot compute or write go to the source's dead-letter topic.
+    pub operator: Box<dyn Operator>,
+    /// Rows it cannot compute go to the source's dead-letter topic.
     pub rejects: Rejects,
     pub metrics: Arc<Metrics>,
     /// With checkpoints: the coordinator.
     pub reports: Option<mpsc::UnboundedSender<Report>>,
+    /// Its sinks' tasks.
+    sinks: Vec<mpsc::Sender<ToSink>>,
 }
 
-/// Every participant's part of a checkpoint, from one statement.
-pub(super) type Snapshots = Vec<(Participant, Snapshot)>;
+/// One sink of a statement.
+pub(super) struct SinkTask {
+    /// The sink's key in checkpoints.
+    pub key: String,
+    pub writer: SinkWriter,
+    /// Rows it cannot write go to the source's dead-letter topic.
+    pub rejects: Rejects,
+    /// With checkpoints: the coordinator.
+    pub reports: Option<mpsc::UnboundedSender<Report>>,
+}
 
 impl StatementTask {
-    /// The statement's state at barrier `epoch` (the rows it rejected before
-    /// the barrier are stored first: the checkpoint covers them).
-    async fn snapshot(&mut self, epoch: u64) -> Result<Snapshots> {
-        self.rejects.flush().await?;
-        let mut operator = Snapshot::default();
-        if let Some((watermark, windows)) = self.operator.snapshot() {
-            operator.meta = serde_json::json!({ "watermark": watermark });
-            if let Some(bytes) = batches_to_ipc(&windows)? {
-                operator.blobs.insert(WINDOWS.to_string(), bytes.into());
-            }
+    /// The task of `operator` (key `key` in checkpoints).
+    pub fn new(
+        key: String,
+        operator: Box<dyn Operator>,
+        rejects: Rejects,
+        metrics: Arc<Metrics>,
+        reports: Option<mpsc::UnboundedSender<Report>>,
+    ) -> Self {
+        Self {
+            key,
+            operator,
+            rejects,
+            metrics,
+            reports,
+            sinks: Vec::new(),
         }
-        let mut out = vec![(Participant::Operator(self.key.clone()), operator)];
-        for (key, sink) in &mut self.sinks {
-            out.push((
-                Participant::Sink(key.clone()),
-                sink.sink().pre_commit(epoch).await?,
-            ));
-        }
-        Ok(out)
+    }
+
+    /// Connects `sink`: returns it with the channel it reads, for its own task.
+    pub fn attach(&mut self, sink: SinkTask) -> (SinkTask, SinkInput) {
+        let (tx, rx) = mpsc::channel(SINK_CHANNEL_CAPACITY);
+        self.sinks.push(tx);
+        (sink, SinkInput(rx))
     }
 
     /// Continues the operator from its snapshot.
-    pub async fn restore_operator(&mut self, snapshot: &Snapshot) -> Result<()> {
+    pub async fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
         if snapshot.is_empty() {
             return Ok(());
         }
-        let watermark = snapshot.meta.get("watermark").and_then(|w| w.as_i64());
-        let rows = match snapshot.blobs.get(WINDOWS) {
-            Some(bytes) => batches_from_ipc(bytes.clone())?,
-            None => Vec::new(),
-        };
-        self.operator.restore(watermark, rows).await
+        self.operator.restore(snapshot).await
+    }
+
+    /// Runs until the input ends (bounded) or its channel closes (stopped);
+    /// returns the operator's final state (none without checkpoints).
+    pub async fn run(mut self, mut input: mpsc::Receiver<Message>) -> Result<Snapshots> {
+        while let Some(message) = input.recv().await {
+            if self.handle(message).await? {
+                break;
+            }
+        }
+        // Closing the sinks' channels ends their tasks, with their final state.
+        self.sinks.clear();
+        self.rejects.flush().await?;
+        if self.reports.is_none() {
+            return Ok(Vec::new());
+        }
+        let operator = self.operator.snapshot()?;
+        Ok(vec![(Participant::Operator(self.key), operator)])
     }
 
     /// Handles one message; returns whether it ended the input.
     async fn handle(&mut self, message: Message) -> Result<bool> {
-        let (rows, watermark) = match message {
-            Message::Data(batch) => {
-                let processed = self.operator.process_batch(batch).await?;
-                for r in &processed.rejected {
-                    self.rejects.send(&r.row, &r.error)?;
-                }
-                (processed.rows, None)
-            }
+        let mut out = Collector::default();
+        let mut after = None;
+        match message {
+            Message::Data(batch) => self.operator.process_batch(batch, &mut out).await?,
             Message::Signal(Signal::Watermark(w)) => {
                 self.metrics.watermark.fetch_max(w, Ordering::Relaxed);
-                (self.operator.handle_watermark(w).await?, Some(w))
+                self.operator.handle_watermark(w, &mut out).await?;
+                after = Some(ToSink::Watermark(w));
             }
             Message::Signal(Signal::Barrier(epoch)) => {
-                if self.reports.is_some() {
-                    let snapshots = self.snapshot(epoch).await?;
-                    self.report(epoch, snapshots);
+                if let Some(reports) = &self.reports {
+                    // The rows rejected before the barrier are stored first: it covers them.
+                    self.rejects.flush().await?;
+                    let snapshot = self.operator.snapshot()?;
+                    let from = Participant::Operator(self.key.clone());
+                    // The coordinator gone means the job is stopping; nothing to report to.
+                    let _ = reports.send(Report {
+                        epoch,
+                        from,
+                        snapshot,
+                    });
                 }
-                return Ok(false);
+                after = Some(ToSink::Barrier(epoch));
             }
             Message::Signal(Signal::EndOfData) => {
-                let rows = self.operator.handle_end_of_data().await?;
-                self.write(&rows).await?;
-                for (_, sink) in &mut self.sinks {
-                    sink.sink().end_of_data().await?;
-                }
-                return Ok(true);
-            }
-        };
-        self.write(&rows).await?;
-        if let Some(w) = watermark {
-            for (_, sink) in &mut self.sinks {
-                sink.sink().handle_watermark(w).await?;
+                self.operator.handle_end_of_data(&mut out).await?;
+                after = Some(ToSink::EndOfData);
             }
         }
-        Ok(false)
-    }
-
-    /// Writes the operator's rows to every sink; rows a sink refuses are dead-lettered.
-    async fn write(&mut self, rows: &[arrow::record_batch::RecordBatch]) -> Result<()> {
+        for r in out.take_rejected() {
+            self.rejects.send(&r.row, &r.error)?;
+        }
+        // Only the main output has sinks so far; other outputs are where late-data sinks attach.
+        let rows = out.take(MAIN);
         Metrics::add(
             &self.metrics.rows_emitted,
             rows.iter().map(|b| b.num_rows() as u64).sum(),
         );
         for batch in rows {
-            for (_, sink) in &mut self.sinks {
-                for (row, why) in sink.write(batch).await? {
-                    self.rejects.send(&batch.slice(row, 1), &why)?;
+            to_sinks(&self.sinks, || ToSink::Rows(batch.clone())).await?;
+        }
+        let ended = matches!(after, Some(ToSink::EndOfData));
+        if let Some(signal) = after {
+            to_sinks(&self.sinks, || match &signal {
+                ToSink::Watermark(w) => ToSink::Watermark(*w),
+                ToSink::Barrier(e) => ToSink::Barrier(*e),
+                _ => ToSink::EndOfData,
+            })
+            .await?;
+        }
+        Ok(ended)
+    }
+}
+
+/// Sends `message` to every sink, waiting while a sink's channel is full.
+async fn to_sinks(sinks: &[mpsc::Sender<ToSink>], message: impl Fn() -> ToSink) -> Result<()> {
+    for sink in sinks {
+        sink.send(message())
+            .await
+            .map_err(|_| EngineError::Execution("a sink stopped; stopping its statement".into()))?;
+    }
+    Ok(())
+}
+
+/// The channel a sink task reads.
+pub(super) struct SinkInput(mpsc::Receiver<ToSink>);
+
+impl SinkTask {
+    /// Runs until its statement ends; returns its final state (none
+    /// without checkpoints).
+    pub async fn run(mut self, SinkInput(mut input): SinkInput) -> Result<Snapshots> {
+        let mut ended = false;
+        while let Some(message) = input.recv().await {
+            match message {
+                ToSink::Rows(batch) => {
+                    for (row, why) in self.writer.write(&batch).await? {
+                        self.rejects.send(&batch.slice(row, 1), &why)?;
+                    }
+                }
+                ToSink::Watermark(w) => self.writer.sink().handle_watermark(w).await?,
+                ToSink::Barrier(epoch) => {
+                    if let Some(reports) = &self.reports {
+                        self.rejects.flush().await?;
+                        let snapshot = self.writer.sink().pre_commit(epoch).await?;
+                        let from = Participant::Sink(self.key.clone());
+                        let _ = reports.send(Report {
+                            epoch,
+                            from,
+                            snapshot,
+                        });
+                    }
+                }
+                ToSink::EndOfData => {
+                    self.writer.sink().end_of_data().await?;
+                    ended = true;
                 }
             }
         }
-        Ok(())
-    }
-
-    fn report(&self, epoch: u64, snapshots: Snapshots) {
-        if let Some(reports) = &self.reports {
-            for (from, snapshot) in snapshots {
-                // The coordinator gone means the job is stopping; nothing to report to.
-                let _ = reports.send(Report {
-                    epoch,
-                    from,
-                    snapshot,
-                });
-            }
+        // Stopped. With checkpoints, open files go into the final checkpoint as
+        // they are; without, what was written is made durable and partitions
+        // stay open unless complete.
+        if !ended && self.reports.is_none() {
+            self.writer.sink().flush().await?;
         }
-    }
-
-    /// The state for the final checkpoint (empty without checkpoints).
-    async fn final_state(mut self) -> Result<Snapshots> {
         self.rejects.flush().await?;
         if self.reports.is_none() {
             return Ok(Vec::new());
         }
-        // Epoch 0: the final checkpoint's number is known only once every task has ended.
-        self.snapshot(0).await
-    }
-
-    /// Runs until the input ends (bounded) or its channel closes (stopped).
-    pub async fn run(mut self, mut input: mpsc::Receiver<Message>) -> Result<Snapshots> {
-        while let Some(message) = input.recv().await {
-            if self.handle(message).await? {
-                return self.final_state().await;
-            }
-        }
-        // Stopped. With checkpoints, open files and windows go into the final
-        // checkpoint as they are; without, what was written is made durable and
-        // partitions stay open unless complete.
-        if self.reports.is_none() {
-            for (_, sink) in &mut self.sinks {
-                sink.sink().flush().await?;
-            }
-        }
-        self.final_state().await
-    }
-
-    /// The number of participants it reports at each barrier.
-    pub fn participants(&self) -> usize {
-        1 + self.sinks.len()
+        // The final checkpoint's number is known only once every task has ended.
+        let snapshot = self.writer.sink().pre_commit(FINAL_BARRIER).await?;
+        Ok(vec![(Participant::Sink(self.key), snapshot)])
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod kafka;
 pub mod lake;
+pub mod memory;
 pub mod registry;
 
 use std::any::Any;
@@ -179,10 +180,19 @@ impl SinkWriter {
 
 /// What a sink prepared for checkpoints not yet committed, shared by the
 /// sink (which adds at each barrier) and its committer (which drops what a
-/// commit covered): a snapshot carries all of it, so a checkpoint that
-/// never completes is covered by the next.
+/// commit covered). A snapshot carries all of it, tagged with the barrier
+/// it was prepared at, so a checkpoint that never completes is covered by
+/// the next, and a commit skips what an earlier commit already made visible
+/// (the final snapshot of a stopping job can be taken before the commit of
+/// the checkpoint in flight).
 #[derive(Debug)]
-pub struct Uncommitted<T>(Arc<std::sync::Mutex<Vec<(u64, Vec<T>)>>>);
+pub struct Uncommitted<T>(Arc<std::sync::Mutex<Pending<T>>>);
+
+#[derive(Debug)]
+struct Pending<T> {
+    prepared: Vec<(u64, Vec<T>)>,
+    committed_through: u64,
+}
 
 impl<T> Clone for Uncommitted<T> {
     fn clone(&self) -> Self {
@@ -192,27 +202,41 @@ impl<T> Clone for Uncommitted<T> {
 
 impl<T> Default for Uncommitted<T> {
     fn default() -> Self {
-        Self(Arc::default())
+        Self(Arc::new(std::sync::Mutex::new(Pending {
+            prepared: Vec::new(),
+            committed_through: 0,
+        })))
     }
 }
 
 impl<T: Clone> Uncommitted<T> {
     /// Adds `items` prepared at barrier `epoch`; returns everything not yet
-    /// committed, in the order prepared.
-    pub fn prepare(&self, epoch: u64, items: Vec<T>) -> Vec<T> {
-        let mut list = self.0.lock().expect("no panics while locked");
-        list.push((epoch, items));
-        list.iter()
-            .flat_map(|(_, items)| items.iter().cloned())
-            .collect()
+    /// committed, by the barrier it was prepared at, oldest first.
+    pub fn prepare(&self, epoch: u64, items: Vec<T>) -> Vec<(u64, Vec<T>)> {
+        let mut p = self.0.lock().expect("no panics while locked");
+        p.prepared.push((epoch, items));
+        p.prepared.clone()
     }
 
     /// Checkpoint `epoch` committed: what was prepared up to it is done.
     pub fn committed(&self, epoch: u64) {
-        let mut list = self.0.lock().expect("no panics while locked");
-        list.retain(|(e, _)| *e > epoch);
+        let mut p = self.0.lock().expect("no panics while locked");
+        p.prepared.retain(|(e, _)| *e > epoch);
+        p.committed_through = p.committed_through.max(epoch);
+    }
+
+    /// The newest checkpoint this process committed (0: none yet): what was
+    /// prepared at it or before is visible already.
+    pub fn committed_through(&self) -> u64 {
+        self.0
+            .lock()
+            .expect("no panics while locked")
+            .committed_through
     }
 }
+
+/// The barrier of a stopping job's final snapshot: after every other.
+pub const FINAL_BARRIER: u64 = u64::MAX;
 
 /// The `at` of a connector's option error: file, line and table.
 pub fn option_error(file: &str, table: &TableDef, (line, message): LineError) -> EngineError {

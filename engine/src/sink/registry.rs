@@ -24,34 +24,37 @@ pub fn connectors() -> &'static [SinkConnector] {
             names: &["lake", "filesystem"],
             spec: super::lake::spec,
         },
+        SinkConnector {
+            names: &["memory"],
+            spec: super::memory::spec,
+        },
     ]
 }
 
 /// The checked options of sink table `table` (declared in job file `file`).
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SinkSpec>> {
     let connectors = connectors();
-    match connectors
+    let found = connectors
         .iter()
-        .find(|c| c.names.contains(&table.connector.as_str()))
-    {
+        .find(|c| c.names.contains(&table.connector.as_str()));
+    match found {
         Some(c) => (c.spec)(file, table),
         None => {
-            let known: Vec<String> = connectors
-                .iter()
-                .flat_map(|c| c.names.iter().map(|n| format!("'{n}'")))
-                .collect();
-            Err(super::option_error(
-                file,
-                table,
-                (
-                    table.line,
-                    format!(
-                        "unknown sink connector '{}' (known: {})",
-                        table.connector,
-                        known.join(", ")
-                    ),
-                ),
-            ))
+            let known = known_names(connectors.iter().map(|c| c.names));
+            let message = format!(
+                "unknown sink connector '{}' (known: {known})",
+                table.connector
+            );
+            Err(super::option_error(file, table, (table.line, message)))
         }
     }
+}
+
+/// `'kafka', 'lake', ...`: the names of some connectors, for messages.
+pub fn known_names<'a>(names: impl Iterator<Item = &'a [&'static str]>) -> String {
+    names
+        .flatten()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use engine_sql::TableDef;
 
 pub use config::{CommitMode, KafkaSinkConfig, TimestampFormat};
-pub use sink::{EncodedRows, KafkaSink};
+pub use sink::{rows_blob, rows_blob_epoch, EncodedRows, KafkaSink};
 
 use super::{JobContext, OpenedSink, SinkContext, SinkSpec, Uncommitted};
 use crate::checkpoint::{batches_from_ipc, CommitPoint, Committer, Snapshot};
@@ -97,16 +97,27 @@ struct TransactionCommitter {
 }
 
 impl TransactionCommitter {
+    /// Hands the rows prepared after barrier `visible` over to the transaction of `point`.
     async fn hand_over(
         &self,
         point: &CommitPoint,
         snapshot: &Snapshot,
+        visible: u64,
         recovering: bool,
     ) -> Result<()> {
-        let rows = match snapshot.blobs.get(sink::ROWS) {
-            Some(bytes) => batches_from_ipc(bytes.clone())?,
-            None => Vec::new(),
-        };
+        let mut rows = Vec::new();
+        for (name, bytes) in &snapshot.blobs {
+            match rows_blob_epoch(name) {
+                Some(at) if at > visible => rows.extend(batches_from_ipc(bytes.clone())?),
+                Some(_) => {} // sent by an earlier checkpoint's transaction
+                None => {
+                    return Err(EngineError::Execution(format!(
+                        "checkpoint {} of sink `{}` holds an unknown file `{name}`",
+                        point.epoch, self.sink
+                    )))
+                }
+            }
+        }
         let part = Part::Records {
             sink: self.sink.clone(),
             rows,
@@ -120,16 +131,23 @@ impl TransactionCommitter {
 #[async_trait::async_trait]
 impl Committer for TransactionCommitter {
     async fn commit(&self, point: &CommitPoint, snapshot: &Snapshot) -> Result<()> {
-        self.hand_over(point, snapshot, false).await
+        let visible = self.uncommitted.committed_through();
+        self.hand_over(point, snapshot, visible, false).await
     }
 
+    /// Rows prepared at or before the checkpoint before the restored one were
+    /// sent by that checkpoint's transaction (its manifest is complete, and a
+    /// later checkpoint is written only after an earlier one's commit).
     async fn recover(
         &self,
         restored: Option<(&CommitPoint, &Snapshot)>,
-        _previous: Option<&Snapshot>,
+        previous: Option<(&CommitPoint, &Snapshot)>,
     ) -> Result<()> {
         match restored {
-            Some((point, snapshot)) => self.hand_over(point, snapshot, true).await,
+            Some((point, snapshot)) => {
+                let visible = previous.map_or(0, |(p, _)| p.epoch);
+                self.hand_over(point, snapshot, visible, true).await
+            }
             None => Ok(()),
         }
     }

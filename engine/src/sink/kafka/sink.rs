@@ -155,10 +155,11 @@ impl Sink for KafkaSink {
             self.flush_deliveries().await?;
             return Ok(Snapshot::default());
         };
-        let rows = self.uncommitted.prepare(epoch, std::mem::take(pending));
         let mut snapshot = Snapshot::default();
-        if let Some(bytes) = batches_to_ipc(&rows)? {
-            snapshot.blobs.insert(ROWS.to_string(), bytes.into());
+        for (at, rows) in self.uncommitted.prepare(epoch, std::mem::take(pending)) {
+            if let Some(bytes) = batches_to_ipc(&rows)? {
+                snapshot.blobs.insert(rows_blob(at), bytes.into());
+            }
         }
         Ok(snapshot)
     }
@@ -168,8 +169,18 @@ impl Sink for KafkaSink {
     }
 }
 
-/// The blob of an `exactly_once` sink's snapshot holding its rows.
-pub const ROWS: &str = "rows.arrow";
+/// The blob of an `exactly_once` sink's snapshot holding the rows prepared at barrier `epoch`.
+pub fn rows_blob(epoch: u64) -> String {
+    format!("rows-{epoch:020}.arrow")
+}
+
+/// The barrier a blob named by [`rows_blob`] was prepared at.
+pub fn rows_blob_epoch(name: &str) -> Option<u64> {
+    name.strip_prefix("rows-")?
+        .strip_suffix(".arrow")?
+        .parse()
+        .ok()
+}
 
 /// A batch encoded as Kafka records: JSON values, and keys and timestamps
 /// from the configured columns.

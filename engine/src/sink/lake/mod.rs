@@ -111,7 +111,7 @@ impl Committer for LakeCommitter {
     async fn recover(
         &self,
         restored: Option<(&CommitPoint, &Snapshot)>,
-        _previous: Option<&Snapshot>,
+        _previous: Option<(&CommitPoint, &Snapshot)>,
     ) -> Result<()> {
         let mut kept = Vec::new();
         if let Some((point, snapshot)) = restored {

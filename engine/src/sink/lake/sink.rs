@@ -204,7 +204,13 @@ impl LakeSink {
         let staging = self.staging.as_mut().expect("checked above");
         let staged = std::mem::take(&mut staging.pending);
         let state = LakeState {
-            publish: self.uncommitted_publish.prepare(epoch, staged),
+            // Publishing is idempotent: everything not known committed goes again.
+            publish: self
+                .uncommitted_publish
+                .prepare(epoch, staged)
+                .into_iter()
+                .flat_map(|(_, items)| items)
+                .collect(),
             open_files: self
                 .open
                 .iter()
@@ -219,7 +225,7 @@ impl LakeSink {
             watermark: self.watermark,
             next_file: self.next_file,
         };
-        staging.epoch = epoch + 1;
+        staging.epoch = epoch.saturating_add(1);
         staging.seq = 0;
         Ok(state)
     }

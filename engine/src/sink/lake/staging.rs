@@ -118,6 +118,9 @@ pub async fn publish(location: &Location, table: &str, items: &[Publish]) -> Res
         );
         match store.copy(&from, &to).await {
             Ok(()) => {
+                if let Some(f) = crate::failpoint::hit("lake::publish") {
+                    return Err(crate::failpoint::crashed(f));
+                }
                 let _ = store.delete(&from).await; // left behind, it is only garbage
             }
             Err(object_store::Error::NotFound { .. }) if store.head(&to).await.is_ok() => {}

@@ -18,39 +18,38 @@ use crate::checkpoint::{CommitPoint, Committer, Manifest, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::kafka::transaction::{Part, SharedTransaction, SourceOffsets};
 use crate::kafka::ConsumerLogs;
+use crate::source::SourceState;
 
-/// A Kafka source's entry in a checkpoint: where it stood at the barrier.
+/// A Kafka reader's positions in a checkpoint (the `positions` of its
+/// [`SourceState`]): the next offset to read per partition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KafkaPositions {
     /// The topic read.
     pub topic: String,
     /// The next offset to read, per partition.
     pub offsets: BTreeMap<i32, i64>,
-    /// Each partition's event-time clock (its own watermark, ms): a restore
-    /// sets it again, so rows after the checkpoint are judged late as
-    /// without a restart.
-    #[serde(default)]
-    pub clocks: BTreeMap<i32, i64>,
 }
 
 impl KafkaPositions {
-    /// As a checkpoint snapshot.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot::meta(serde_json::to_value(self).expect("positions are plain JSON"))
+    /// The positions in a source snapshot (`None` if it holds none).
+    pub fn from_snapshot(snapshot: &Snapshot) -> Result<Option<Self>> {
+        match SourceState::from_snapshot(snapshot)? {
+            Some(state) => Self::from_state(&state).map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// Read back from a snapshot (`None` if it holds none).
-    pub fn from_snapshot(snapshot: &Snapshot) -> Result<Option<Self>> {
-        if snapshot.meta.is_null() {
-            return Ok(None);
-        }
-        snapshot.decode("a Kafka source").map(Some)
+    fn from_state(state: &SourceState) -> Result<Self> {
+        serde_json::from_value(state.positions.clone()).map_err(|e| {
+            EngineError::Execution(format!(
+                "checkpointed Kafka positions do not read back: {e}"
+            ))
+        })
     }
 
     /// Source table `table`'s positions in `manifest`, if it has an entry.
     pub fn in_manifest(manifest: &Manifest, table: &str) -> Option<Self> {
-        let entry = manifest.sources.get(table)?;
-        serde_json::from_value(entry.meta.clone()).ok()
+        Self::from_state(&SourceState::in_manifest(manifest, table)?).ok()
     }
 
     fn as_offsets(&self) -> SourceOffsets {
@@ -161,7 +160,7 @@ impl Committer for OffsetCommitter {
     async fn recover(
         &self,
         restored: Option<(&CommitPoint, &Snapshot)>,
-        previous: Option<&Snapshot>,
+        previous: Option<(&CommitPoint, &Snapshot)>,
     ) -> Result<()> {
         let (Self::InTransaction(transaction), Some((point, snapshot))) = (self, restored) else {
             return Ok(());
@@ -170,7 +169,7 @@ impl Committer for OffsetCommitter {
             return Ok(());
         };
         let previous = match previous {
-            Some(p) => KafkaPositions::from_snapshot(p)?.map(|p| p.as_offsets()),
+            Some((_, p)) => KafkaPositions::from_snapshot(p)?.map(|p| p.as_offsets()),
             None => None,
         };
         let part = Part::Offsets {

@@ -12,6 +12,7 @@ use rdkafka::{ClientContext, Message};
 
 use crate::error::{EngineError, Result};
 use crate::kafka::KafkaClientOptions;
+use crate::source::{DeadLetterSink, Origin};
 
 /// Payload bytes a dead letter keeps. Brokers refuse records over their
 /// `message.max.bytes` (1 MB by default), so an oversized bad record is kept
@@ -50,17 +51,6 @@ impl ProducerContext for DeliveryCounter {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-/// Where a bad record came from.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin<'a> {
-    /// Source topic.
-    pub topic: &'a str,
-    /// Source partition and offset (unknown for a row a statement rejected).
-    pub position: Option<(i32, i64)>,
-    /// The statement that rejected the row (`job.sql:42`), when it was not the source.
-    pub statement: Option<&'a str>,
 }
 
 /// A producer to one dead-letter topic.
@@ -191,5 +181,24 @@ impl DeadLetters {
                 self.topic
             ))),
         }
+    }
+}
+impl DeadLetterSink for DeadLetters {
+    fn send(
+        &self,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        error: &str,
+        origin: Origin<'_>,
+    ) -> Result<()> {
+        DeadLetters::send(self, payload, key, error, origin)
+    }
+
+    fn flush(&self) -> Result<()> {
+        DeadLetters::flush(self)
+    }
+
+    fn describe(&self) -> String {
+        format!("dead-letter topic `{}`", self.topic)
     }
 }

@@ -12,7 +12,6 @@
 //! offsets to [`GroupCommits`], and the member commits them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
 use super::config::KafkaSourceConfig;
 use crate::error::{EngineError, Result};
@@ -104,9 +104,9 @@ impl GroupMember {
         Self { config, commits }
     }
 
-    /// Stays in the group until `stop` is set, reporting assignments to
+    /// Stays in the group until `stop` is cancelled, reporting assignments to
     /// `events`. Blocking: run it on its own thread.
-    pub fn run(self, events: UnboundedSender<GroupEvent>, stop: Arc<AtomicBool>) -> Result<()> {
+    pub fn run(self, events: UnboundedSender<GroupEvent>, stop: CancellationToken) -> Result<()> {
         let topic = self.config.topic.clone();
         let err = |what: &str, e: KafkaError| {
             EngineError::Kafka(format!(
@@ -132,7 +132,7 @@ impl GroupMember {
             .map_err(|e| err("joining the consumer group", e))?;
         tracing::info!(group = %self.config.group_id, topic = %topic, "joined the consumer group");
         let mut last_tick = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_cancelled() {
             // Partitions are paused: polling serves the group protocol and the callbacks.
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Err(e)) if e.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) => {

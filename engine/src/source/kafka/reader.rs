@@ -1,0 +1,311 @@
+//! Reading a Kafka topic: assign its partitions at their start offsets,
+//! poll records into the runner's buffer, keep each partition's position.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+
+use super::commit::{KafkaPositions, OffsetCommitter};
+use super::config::KafkaSourceConfig;
+use crate::error::{EngineError, Result};
+use crate::kafka::{partitions_of, ConsumerLogs, METADATA_TIMEOUT};
+use crate::source::runner::RecordBuffer;
+use crate::source::{SourceReader, StartupMode};
+
+/// Consumer defaults that `properties.*` may override.
+/// - librdkafka postpones a partition's next fetch by `fetch.queue.backoff.ms`
+///   (1 s) whenever its local queue passed a threshold; a consumer that drains
+///   the queue as fast as we do then mostly waits: 1M trades took 7.3 s with
+///   the default, 1.6 s with 10 ms.
+/// - librdkafka's prefetch queue holds each fetched record as a ~250-byte op
+///   beside its payload, and by default fills up to 100k records per partition
+///   from fetches of up to 50 MB: heaptrack found all 1M trades of a
+///   4-partition topic held there at the peak of a `--scale-out` run (one
+///   consumer per lane). Smaller fetches and queues keep it to a few MB per
+///   partition, no slower (1M trades, `ohlc_1m --bounded --no-checkpoints`:
+///   2.2-2.5 s, 211-228 MB peak RSS before; 2.1-2.2 s, 129 MB after; with
+///   `--scale-out` 467 -> 258 MB). 10k records per partition saved a few MB
+///   more but starved the reader.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.queue.backoff.ms", "10"),
+    ("fetch.max.bytes", "1048576"),
+    ("queued.min.messages", "30000"),
+    ("queued.max.messages.kbytes", "16384"),
+];
+
+/// Per-partition reading state.
+struct PartitionCursor {
+    next: i64,
+    /// Bounded mode: the end offset the broker listed at start. The partition
+    /// is done at the first end-of-partition event at or past it. The listed
+    /// end is only a lower bound: some brokers (Tansu 0.6) list the base offset
+    /// of the last batch + 1 rather than the true end, so records past it are
+    /// read too, never dropped.
+    end: Option<i64>,
+    finished: bool,
+}
+
+/// A Kafka topic's reader.
+pub struct KafkaReader {
+    config: KafkaSourceConfig,
+    /// Where to start without a checkpoint (the table's option, or `--reset --start`).
+    startup: StartupMode,
+    bounded: bool,
+    /// As a lane (`--scale-out`): the one partition read.
+    lane: Option<i32>,
+    consumer: Option<BaseConsumer<ConsumerLogs>>,
+    cursors: BTreeMap<i32, PartitionCursor>,
+    /// Commits positions after a run without checkpoints.
+    committer: Arc<OffsetCommitter>,
+}
+
+impl KafkaReader {
+    /// A reader of `config`'s topic (not connected until [`SourceReader::open`]).
+    pub fn new(
+        config: KafkaSourceConfig,
+        startup: StartupMode,
+        bounded: bool,
+        lane: Option<i32>,
+        committer: Arc<OffsetCommitter>,
+    ) -> Self {
+        Self {
+            config,
+            startup,
+            bounded,
+            lane,
+            consumer: None,
+            cursors: BTreeMap::new(),
+            committer,
+        }
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer<ConsumerLogs>> {
+        let topic = &self.config.topic;
+        self.config
+            .client
+            .client_config_with(CONSUMER_DEFAULTS)
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            // End-of-partition events mark the end of a bounded run; unbounded runs need none.
+            .set(
+                "enable.partition.eof",
+                if self.bounded { "true" } else { "false" },
+            )
+            .set(
+                "auto.offset.reset",
+                if self.config.offset_reset_earliest {
+                    "earliest"
+                } else {
+                    "latest"
+                },
+            )
+            .create_with_context(ConsumerLogs)
+            .map_err(|e| {
+                EngineError::Kafka(format!(
+                    "creating consumer for topic `{topic}`: {}",
+                    crate::kafka::redacted(&e)
+                ))
+            })
+    }
+
+    /// Assigns every partition of the topic (a lane: its one partition) at its start offset.
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<ConsumerLogs>,
+        restored: Option<&BTreeMap<i32, i64>>,
+    ) -> Result<BTreeMap<i32, PartitionCursor>> {
+        let topic = &self.config.topic;
+        let err = |what: &str, e: KafkaError| {
+            EngineError::Kafka(format!(
+                "{what} of topic `{topic}` on {}: {e}",
+                self.config.client.bootstrap_servers
+            ))
+        };
+        let mut partitions = partitions_of(
+            consumer.client(),
+            topic,
+            &self.config.client.bootstrap_servers,
+            "topic",
+        )?;
+        if let Some(lane) = &self.lane {
+            if !partitions.contains(lane) {
+                return Err(EngineError::Kafka(format!(
+                    "topic `{topic}` has no partition {lane} on {}",
+                    self.config.client.bootstrap_servers
+                )));
+            }
+            partitions = vec![*lane];
+        }
+        let mut all = TopicPartitionList::new();
+        for &p in &partitions {
+            all.add_partition(topic, p);
+        }
+        let committed = match self.startup {
+            StartupMode::GroupOffsets => Some(
+                consumer
+                    .committed_offsets(all, METADATA_TIMEOUT)
+                    .map_err(|e| err("reading committed offsets", e))?,
+            ),
+            _ => None,
+        };
+        let by_time = match self.startup {
+            StartupMode::Timestamp(ms) => {
+                let mut at = TopicPartitionList::new();
+                for &p in &partitions {
+                    at.add_partition_offset(topic, p, Offset::Offset(ms))
+                        .map_err(|e| err("looking up offsets by time", e))?;
+                }
+                Some(
+                    consumer
+                        .offsets_for_times(at, METADATA_TIMEOUT)
+                        .map_err(|e| err("looking up offsets by time", e))?,
+                )
+            }
+            _ => None,
+        };
+        let mut assignment = TopicPartitionList::new();
+        let mut cursors = BTreeMap::new();
+        for &p in &partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, METADATA_TIMEOUT)
+                .map_err(|e| err("reading end offsets", e))?;
+            let committed = committed.as_ref().and_then(|c| {
+                match c.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => Some(n),
+                    _ => None,
+                }
+            });
+            let checkpointed = restored.and_then(|o| o.get(&p).copied());
+            if checkpointed.is_some_and(|n| n < low) {
+                tracing::error!(
+                    topic = %topic, partition = p, checkpoint_offset = checkpointed, earliest = low,
+                    "records after the checkpoint were deleted by retention; resuming at the earliest left"
+                );
+            }
+            let at_time = by_time.as_ref().map(|tpl| {
+                match tpl.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => n,
+                    _ => high, // no record at or after that time
+                }
+            });
+            let start = match (self.startup, committed) {
+                _ if checkpointed.is_some() => checkpointed.unwrap_or(low).max(low),
+                (StartupMode::Timestamp(_), _) => at_time.unwrap_or(high).clamp(low, high),
+                (StartupMode::GroupOffsets, Some(n)) => n.max(low),
+                (StartupMode::Latest, _) => high,
+                (StartupMode::GroupOffsets, None) if !self.config.offset_reset_earliest => high,
+                _ => low,
+            };
+            assignment
+                .add_partition_offset(topic, p, Offset::Offset(start))
+                .map_err(|e| err("assigning", e))?;
+            cursors.insert(
+                p,
+                PartitionCursor {
+                    next: start,
+                    end: self.bounded.then_some(high),
+                    finished: false,
+                },
+            );
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| err("assigning partitions", e))?;
+        Ok(cursors)
+    }
+
+    /// A partition's end-of-partition event: in a bounded run, the
+    /// partition is done once its position has reached the end listed at start.
+    fn at_end(&mut self, p: i32, out: &mut RecordBuffer) {
+        let (Some(consumer), Some(c)) = (self.consumer.as_ref(), self.cursors.get_mut(&p)) else {
+            return;
+        };
+        // Control records (transaction markers) can sit at the end, so the
+        // consumer's position, not the last message, says where the end is.
+        let position = consumer.position().ok().and_then(|tpl| {
+            tpl.find_partition(&self.config.topic, p)
+                .map(|e| e.offset())
+        });
+        if let Some(Offset::Offset(pos)) = position {
+            c.next = c.next.max(pos);
+        }
+        if c.end.is_some_and(|end| c.next >= end) && !c.finished {
+            c.finished = true;
+            out.end_split(p);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.config.topic, p);
+            // Stop fetching: a bounded run reads what was there when it caught up.
+            let _ = consumer.pause(&tpl);
+        }
+    }
+}
+
+impl SourceReader for KafkaReader {
+    fn open(&mut self, restored: Option<&serde_json::Value>) -> Result<Vec<(i32, bool)>> {
+        let restored: Option<KafkaPositions> = match restored {
+            Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+                EngineError::Execution(format!(
+                    "checkpointed positions of topic `{}` do not read back: {e}",
+                    self.config.topic
+                ))
+            })?),
+            None => None,
+        };
+        let consumer = self.consumer()?;
+        self.cursors = self.assign(&consumer, restored.as_ref().map(|p| &p.offsets))?;
+        self.consumer = Some(consumer);
+        tracing::info!(table = %self.config.table, topic = %self.config.topic, group = %self.config.group_id, "kafka consumer assigned");
+        Ok(self.cursors.iter().map(|(&p, c)| (p, c.finished)).collect())
+    }
+
+    fn poll(&mut self, timeout: Duration, out: &mut RecordBuffer) -> Result<()> {
+        let Some(consumer) = self.consumer.as_ref() else {
+            return Err(EngineError::Internal(
+                "a Kafka reader polled before open".into(),
+            ));
+        };
+        match consumer.poll(timeout) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => self.at_end(p, out),
+            Some(Err(e)) => {
+                tracing::warn!(topic = %self.config.topic, error = %e, "consumer error (librdkafka retries)")
+            }
+            Some(Ok(m)) => {
+                let p = m.partition();
+                if let Some(c) = self.cursors.get_mut(&p) {
+                    c.next = m.offset() + 1;
+                    out.push(
+                        p,
+                        m.offset(),
+                        m.payload(),
+                        m.key(),
+                        m.timestamp().to_millis(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn positions(&self) -> serde_json::Value {
+        let positions = KafkaPositions {
+            topic: self.config.topic.clone(),
+            offsets: self.cursors.iter().map(|(&p, c)| (p, c.next)).collect(),
+        };
+        serde_json::to_value(positions).expect("positions are plain JSON")
+    }
+
+    fn name(&self) -> &str {
+        &self.config.topic
+    }
+
+    fn commit(&mut self, positions: &serde_json::Value) -> Result<()> {
+        let positions: KafkaPositions = serde_json::from_value(positions.clone())
+            .map_err(|e| EngineError::Internal(format!("Kafka positions: {e}")))?;
+        self.committer.commit_now(&positions)
+    }
+}

@@ -1,0 +1,377 @@
+//! The loop every source runs in, around its reader.
+//!
+//! It runs on a blocking thread (readers poll synchronously and decoding is
+//! CPU work), buffers records per split, decodes each buffer into one
+//! `RecordBatch`, dead-letters the records that do not make a row, tracks
+//! each split's event time, puts barriers into the stream when the
+//! coordinator asks, and sends everything downstream over bounded channels,
+//! so a slow statement slows reading instead of growing memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine_sql::TableDef;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{DeadLetterSink, Origin, ReadOptions, SourceReader, SourceState};
+use crate::checkpoint::{BarrierRequests, Participant, Report};
+use crate::decode::{JsonDecoder, RawRecord, RowRules};
+use crate::error::{EngineError, Result};
+use crate::message::{Message, Signal};
+use crate::metrics::Metrics;
+use crate::watermark::{WatermarkExpr, WatermarkTracker};
+
+/// Bad records logged one by one before the log switches to every 1000th.
+const BAD_RECORDS_LOGGED: u64 = 20;
+
+/// How long one poll of the reader may wait: the loop looks at barriers and
+/// the stop flag at least this often.
+const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// How the checkpoint coordinator and a source talk: the coordinator raises
+/// `requests`; the source puts `Barrier(epoch)` in its stream after the data
+/// before it and reports its state there.
+#[derive(Debug, Clone)]
+pub struct SourceBarriers {
+    /// The newest epoch the coordinator asked for.
+    pub requests: BarrierRequests,
+    /// Where the source reports its state at each barrier.
+    pub reports: mpsc::UnboundedSender<Report>,
+}
+
+/// Records polled and not yet decoded: one buffer per split, each record's
+/// bytes copied once into the split's arena (so the reader can let go of
+/// its own buffers at once).
+#[derive(Default)]
+pub struct RecordBuffer {
+    splits: BTreeMap<i32, SplitBuffer>,
+    buffered: usize,
+    ended: Vec<i32>,
+    /// Records added since the last look (counted into `records_in`).
+    added: u64,
+}
+
+#[derive(Default)]
+struct SplitBuffer {
+    bytes: Vec<u8>,
+    records: Vec<Buffered>,
+}
+
+struct Buffered {
+    payload: Option<(usize, usize)>,
+    key: Option<(usize, usize)>,
+    offset: i64,
+    timestamp: Option<i64>,
+}
+
+impl RecordBuffer {
+    /// Appends one record of `split` at `offset`.
+    pub fn push(
+        &mut self,
+        split: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+        key: Option<&[u8]>,
+        timestamp: Option<i64>,
+    ) {
+        let buffer = self.splits.entry(split).or_default();
+        let mut keep = |bytes: Option<&[u8]>| {
+            bytes.map(|b| {
+                let start = buffer.bytes.len();
+                buffer.bytes.extend_from_slice(b);
+                (start, b.len())
+            })
+        };
+        let (payload, key) = (keep(payload), keep(key));
+        buffer.records.push(Buffered {
+            payload,
+            key,
+            offset,
+            timestamp,
+        });
+        self.buffered += 1;
+        self.added += 1;
+    }
+
+    /// Marks `split` as read to its end (bounded).
+    pub fn end_split(&mut self, split: i32) {
+        self.ended.push(split);
+    }
+}
+
+/// How a source ended.
+pub struct SourceEnd {
+    /// The reader (to commit positions after a run without checkpoints).
+    pub reader: Box<dyn SourceReader>,
+    /// Where it stopped.
+    pub state: SourceState,
+    /// Bounded: every split was read to its end (not stopped before).
+    pub reached_end: bool,
+}
+
+/// A source table's reader, and everything around it.
+pub struct SourceRunner {
+    table: String,
+    reader: Box<dyn SourceReader>,
+    decoder: JsonDecoder,
+    watermark: Option<WatermarkExpr>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    options: ReadOptions,
+    metrics: Arc<Metrics>,
+    bounded: bool,
+    barriers: Option<SourceBarriers>,
+    restored: Option<SourceState>,
+}
+
+impl SourceRunner {
+    /// The runner of source `table` (declared in job file `file`) reading
+    /// with `reader`, its row rules and watermark compiled.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        file: &str,
+        table: &TableDef,
+        reader: Box<dyn SourceReader>,
+        dead_letters: Arc<dyn DeadLetterSink>,
+        options: ReadOptions,
+        metrics: Arc<Metrics>,
+        bounded: bool,
+    ) -> Result<Self> {
+        let rules = row_rules(file, table, &options)?;
+        let decoder =
+            JsonDecoder::new(table, reader.name(), options.max_message_bytes).with_rules(rules);
+        let watermark = WatermarkExpr::for_table(file, table, decoder.schema())?;
+        Ok(Self {
+            table: table.name.clone(),
+            reader,
+            decoder,
+            watermark,
+            dead_letters,
+            options,
+            metrics,
+            bounded,
+            barriers: None,
+            restored: None,
+        })
+    }
+
+    /// Starts from a checkpoint's state.
+    pub fn with_restored(mut self, state: SourceState) -> Self {
+        self.restored = Some(state);
+        self
+    }
+
+    /// Takes part in checkpoints.
+    pub fn with_barriers(mut self, barriers: SourceBarriers) -> Self {
+        self.barriers = Some(barriers);
+        self
+    }
+
+    /// Reads until every split's end (bounded) or until `stop` is cancelled,
+    /// sending to every output. Bounded runs end with `EndOfData`; a stop
+    /// just closes the channels. Blocking: run it on a blocking thread.
+    pub fn run(
+        mut self,
+        outputs: Vec<mpsc::Sender<Message>>,
+        stop: CancellationToken,
+    ) -> Result<SourceEnd> {
+        let splits = self
+            .reader
+            .open(self.restored.as_ref().map(|s| &s.positions))?;
+        let mut tracker = WatermarkTracker::new(self.options.idle_timeout);
+        let now = Instant::now();
+        let mut open = BTreeSet::new();
+        for &(split, finished) in &splits {
+            tracker.assign(split, now);
+            match finished {
+                true => tracker.finish(split),
+                false => {
+                    open.insert(split);
+                }
+            }
+        }
+        if let Some(s) = &self.restored {
+            tracker.restore(&s.clocks, now);
+        }
+        tracing::info!(
+            table = %self.table, topic = %self.reader.name(), bounded = self.bounded,
+            partitions = splits.len(), "source started"
+        );
+        let ended = self.poll_loop(&mut tracker, &mut open, &outputs, &stop)?;
+        if ended {
+            send(&outputs, Message::Signal(Signal::EndOfData))?;
+        }
+        let state = SourceState {
+            positions: self.reader.positions(),
+            clocks: tracker.clocks(),
+        };
+        tracing::info!(table = %self.table, topic = %self.reader.name(), positions = %state.positions, "source stopped");
+        Ok(SourceEnd {
+            reader: self.reader,
+            state,
+            reached_end: ended,
+        })
+    }
+
+    /// The loop: barriers, polls, batches, watermarks. Returns whether the
+    /// input ended (bounded) rather than being stopped.
+    fn poll_loop(
+        &mut self,
+        tracker: &mut WatermarkTracker,
+        open: &mut BTreeSet<i32>,
+        outputs: &[mpsc::Sender<Message>],
+        stop: &CancellationToken,
+    ) -> Result<bool> {
+        let mut buffer = RecordBuffer::default();
+        let mut last_flush = Instant::now();
+        let mut last_barrier = self
+            .barriers
+            .as_ref()
+            .map_or(0, |b| b.requests.requested.load(Ordering::Acquire));
+        loop {
+            if let Some(barriers) = &self.barriers {
+                let wanted = barriers.requests.requested.load(Ordering::Acquire);
+                if wanted > last_barrier {
+                    self.flush(&mut buffer, tracker, outputs)?;
+                    last_flush = Instant::now();
+                    self.barrier(wanted, tracker, outputs)?;
+                    last_barrier = wanted;
+                }
+            }
+            if self.bounded && open.is_empty() {
+                self.flush(&mut buffer, tracker, outputs)?;
+                return Ok(true);
+            }
+            if stop.is_cancelled() {
+                self.flush(&mut buffer, tracker, outputs)?;
+                return Ok(false);
+            }
+            self.reader.poll(POLL_TIMEOUT, &mut buffer)?;
+            Metrics::add(&self.metrics.records_in, std::mem::take(&mut buffer.added));
+            for split in std::mem::take(&mut buffer.ended) {
+                open.remove(&split);
+                tracker.finish(split);
+            }
+            if buffer.buffered >= self.options.batch_size
+                || (buffer.buffered > 0 && last_flush.elapsed() >= self.options.batch_linger)
+            {
+                self.flush(&mut buffer, tracker, outputs)?;
+                last_flush = Instant::now();
+            }
+            if let Some(wm) = tracker.advance(Instant::now()) {
+                send(outputs, Message::Signal(Signal::Watermark(wm)))?;
+            }
+        }
+    }
+
+    /// Sends barrier `epoch` (the buffers are flushed) and reports the state it covers.
+    fn barrier(
+        &self,
+        epoch: u64,
+        tracker: &WatermarkTracker,
+        outputs: &[mpsc::Sender<Message>],
+    ) -> Result<()> {
+        // The dead letters before the barrier are part of what it covers.
+        self.dead_letters.flush()?;
+        send(outputs, Message::Signal(Signal::Barrier(epoch)))?;
+        let state = SourceState {
+            positions: self.reader.positions(),
+            clocks: tracker.clocks(),
+        };
+        if let Some(barriers) = &self.barriers {
+            // The coordinator gone means the job is stopping; nothing to report to.
+            let _ = barriers.reports.send(Report {
+                epoch,
+                from: Participant::Source(self.table.clone()),
+                snapshot: state.snapshot(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Decodes each split's buffer into one batch and sends it on.
+    fn flush(
+        &self,
+        buffer: &mut RecordBuffer,
+        tracker: &mut WatermarkTracker,
+        outputs: &[mpsc::Sender<Message>],
+    ) -> Result<()> {
+        for (&split, b) in buffer.splits.iter_mut() {
+            if b.records.is_empty() {
+                continue;
+            }
+            let bytes = &b.bytes;
+            let slice = |r: Option<(usize, usize)>| r.map(|(at, len)| &bytes[at..at + len]);
+            let raw: Vec<RawRecord> = b
+                .records
+                .iter()
+                .map(|r| RawRecord {
+                    payload: slice(r.payload),
+                    key: slice(r.key),
+                    partition: split,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                })
+                .collect();
+            let (batch, bad) = self.decoder.decode(&raw)?;
+            for bad in &bad {
+                self.dead_letter(&raw[bad.index], &bad.error)?;
+            }
+            let wm = match &self.watermark {
+                Some(expr) if batch.num_rows() > 0 => expr.max_over(&batch)?,
+                _ => None,
+            };
+            tracker.observe(split, wm, Instant::now());
+            if batch.num_rows() > 0 {
+                send(outputs, Message::Data(batch))?;
+            }
+            b.records.clear();
+            b.bytes.clear();
+        }
+        buffer.buffered = 0;
+        Ok(())
+    }
+
+    fn dead_letter(&self, r: &RawRecord, error: &str) -> Result<()> {
+        let origin = Origin {
+            topic: self.reader.name(),
+            position: Some((r.partition, r.offset)),
+            statement: None,
+        };
+        self.dead_letters
+            .send(r.payload.unwrap_or_default(), r.key, error, origin)?;
+        let n = self.metrics.bad_records.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= BAD_RECORDS_LOGGED || n.is_multiple_of(1000) {
+            tracing::warn!(
+                topic = %self.reader.name(), partition = r.partition, offset = r.offset, error = %error,
+                dead_letters = %self.dead_letters.describe(), bad_records = n,
+                "bad record sent to the dead-letter topic"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The row rules of source `table` (declared in job file `file`): an error names file and line.
+pub fn row_rules(file: &str, table: &TableDef, options: &ReadOptions) -> Result<RowRules> {
+    RowRules::for_table(table, options.max_ahead, options.key_field.as_deref()).map_err(
+        |(line, message)| {
+            EngineError::Config(engine_sql::SqlError {
+                file: file.to_string(),
+                line,
+                message: format!("table `{}`: {message}", table.name),
+            })
+        },
+    )
+}
+
+fn send(outputs: &[mpsc::Sender<Message>], message: Message) -> Result<()> {
+    for out in outputs {
+        out.blocking_send(message.clone()).map_err(|_| {
+            EngineError::Execution("a statement stopped; stopping its source".into())
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Trades and the independent fold the engine's output is checked against.
+
+use super::*;
+
+/// One trade, as the producer sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trade {
+    pub symbol: String,
+    pub price: f64,
+    pub size: f64,
+    pub ts: i64,
+}
+
+/// Trades over `symbols` symbols starting at `start_ms`, one every `spacing_ms`
+/// (so event times are unique, and first/last by time are well defined),
+/// random-walk prices with cent ticks, integer sizes.
+pub fn generate_trades(
+    seed: u64,
+    n: usize,
+    symbols: usize,
+    start_ms: i64,
+    spacing_ms: i64,
+) -> Vec<Trade> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:02}")).collect();
+    let mut prices: Vec<f64> = (0..symbols).map(|i| 50.0 + 25.0 * i as f64).collect();
+    (0..n)
+        .map(|i| {
+            let s = rng.random_range(0..symbols);
+            let step = rng.random_range(-5i64..=5) as f64 / 100.0;
+            prices[s] = ((prices[s] + step).max(1.0) * 100.0).round() / 100.0;
+            Trade {
+                symbol: names[s].clone(),
+                price: prices[s],
+                size: rng.random_range(1..=1000) as f64,
+                ts: start_ms + i as i64 * spacing_ms,
+            }
+        })
+        .collect()
+}
+
+/// A trade as the contract's JSON, with `ts` written as given (a number or a quoted string).
+pub fn trade_json(t: &Trade, ts: &str) -> Vec<u8> {
+    format!(
+        r#"{{"symbol":"{}","price":{},"size":{},"ts":{ts}}}"#,
+        t.symbol, t.price, t.size
+    )
+    .into_bytes()
+}
+
+/// Kafka records (key = symbol) for trades, `ts` in epoch milliseconds.
+pub fn trade_records(trades: &[Trade]) -> Vec<(String, Vec<u8>)> {
+    trades
+        .iter()
+        .map(|t| (t.symbol.clone(), trade_json(t, &t.ts.to_string())))
+        .collect()
+}
+
+/// The order trades reach Kafka: each delayed by up to `max_delay_ms` (< the watermark delay).
+pub fn arrival_order(trades: &[Trade], seed: u64, max_delay_ms: i64) -> Vec<Trade> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut keyed: Vec<(i64, usize)> = trades
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.ts + rng.random_range(0..max_delay_ms), i))
+        .collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, i)| trades[i].clone()).collect()
+}
+
+/// A window's aggregates, computed independently of the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candle {
+    pub window_end: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    pub notional: f64,
+    pub trades: i64,
+    first_ts: i64,
+    last_ts: i64,
+}
+
+impl Candle {
+    pub fn vwap(&self) -> f64 {
+        self.notional / self.volume
+    }
+}
+
+/// Plain fold: every trade into each window `[start, start + size)` containing
+/// it, starts multiple of `slide`. Keyed by (symbol, window_start).
+pub fn fold_windows(
+    trades: &[Trade],
+    size_ms: i64,
+    slide_ms: i64,
+) -> BTreeMap<(String, i64), Candle> {
+    let mut out: BTreeMap<(String, i64), Candle> = BTreeMap::new();
+    for t in trades {
+        let last_start = t.ts.div_euclid(slide_ms) * slide_ms;
+        let mut start = last_start;
+        while start > t.ts - size_ms {
+            let c = out.entry((t.symbol.clone(), start)).or_insert(Candle {
+                window_end: start + size_ms,
+                open: t.price,
+                high: t.price,
+                low: t.price,
+                close: t.price,
+                volume: 0.0,
+                notional: 0.0,
+                trades: 0,
+                first_ts: t.ts,
+                last_ts: t.ts,
+            });
+            if t.ts < c.first_ts {
+                (c.first_ts, c.open) = (t.ts, t.price);
+            }
+            if t.ts > c.last_ts {
+                (c.last_ts, c.close) = (t.ts, t.price);
+            }
+            c.high = c.high.max(t.price);
+            c.low = c.low.min(t.price);
+            c.volume += t.size;
+            c.notional += t.price * t.size;
+            c.trades += 1;
+            start -= slide_ms;
+        }
+    }
+    out
+}
+
+/// `a` and `b` equal to `rel` relative error.
+pub fn close_to(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(f64::MIN_POSITIVE)
+}
+
+/// Trades of a JSON-lines file in the trade contract (every line a trade).
+pub fn read_trades_file(path: &std::path::Path) -> Vec<Trade> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Trade {
+                symbol: v["symbol"].as_str().unwrap().to_string(),
+                price: v["price"].as_f64().unwrap(),
+                size: v["size"].as_f64().unwrap(),
+                ts: v["ts"].as_i64().unwrap(),
+            }
+        })
+        .collect()
+}
