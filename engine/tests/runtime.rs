@@ -138,8 +138,13 @@ impl Setup {
         candles(&batches)
     }
 
-    /// Both outputs equal the fold of `trades`, window by window.
+    /// Both outputs equal the fold of `trades`, window by window, and every
+    /// lake partition written is committed (its `_SUCCESS` marker published).
     fn assert_exact(&self, trades: &[Trade]) {
+        for file in parquet_files(&self.lake()) {
+            let marker = file.parent().unwrap().join("_SUCCESS");
+            assert!(marker.exists(), "no {}", marker.display());
+        }
         let expected = fold_windows(trades, 60_000, 60_000);
         for (what, got) in [
             ("memory table", self.table_candles()),

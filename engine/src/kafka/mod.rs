@@ -14,6 +14,21 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use crate::error::{EngineError, Result};
 
+/// librdkafka's verdict on table `table`'s `properties.*` (in job file
+/// `file`): an error at the line of the property at fault, without its value.
+pub fn check_properties(
+    file: &str,
+    table: &engine_sql::TableDef,
+    client: &KafkaClientOptions,
+) -> Result<()> {
+    client.validate().map_err(|(key, message)| {
+        let line = table
+            .options
+            .line_of(&format!("properties.{key}"), table.line);
+        crate::sink::option_error(file, table, (line, message))
+    })
+}
+
 /// How long a metadata look-up may take before the engine gives up.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 

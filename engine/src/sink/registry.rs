@@ -33,28 +33,33 @@ pub fn connectors() -> &'static [SinkConnector] {
 
 /// The checked options of sink table `table` (declared in job file `file`).
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SinkSpec>> {
-    let connectors = connectors();
-    let found = connectors
-        .iter()
-        .find(|c| c.names.contains(&table.connector.as_str()));
-    match found {
-        Some(c) => (c.spec)(file, table),
-        None => {
-            let known = known_names(connectors.iter().map(|c| c.names));
-            let message = format!(
-                "unknown sink connector '{}' (known: {known})",
-                table.connector
-            );
-            Err(super::option_error(file, table, (table.line, message)))
-        }
-    }
+    let c = pick(connectors(), |c| c.names, "sink", file, table)?;
+    (c.spec)(file, table)
 }
 
-/// `'kafka', 'lake', ...`: the names of some connectors, for messages.
-pub fn known_names<'a>(names: impl Iterator<Item = &'a [&'static str]>) -> String {
-    names
-        .flatten()
-        .map(|n| format!("'{n}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The connector of `connectors` that table `table` names; an unknown name
+/// is an error at the table's line listing the known ones.
+pub fn pick<'c, C>(
+    connectors: &'c [C],
+    names: impl Fn(&C) -> &'static [&'static str],
+    kind: &str,
+    file: &str,
+    table: &TableDef,
+) -> Result<&'c C> {
+    if let Some(c) = connectors
+        .iter()
+        .find(|c| names(c).contains(&table.connector.as_str()))
+    {
+        return Ok(c);
+    }
+    let known: Vec<String> = connectors
+        .iter()
+        .flat_map(|c| names(c).iter().map(|n| format!("'{n}'")))
+        .collect();
+    let message = format!(
+        "unknown {kind} connector '{}' (known: {})",
+        table.connector,
+        known.join(", ")
+    );
+    Err(super::option_error(file, table, (table.line, message)))
 }

@@ -29,23 +29,6 @@ pub fn connectors() -> &'static [SourceConnector] {
 
 /// The checked options of source table `table` (declared in job file `file`).
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SourceSpec>> {
-    let connectors = connectors();
-    let found = connectors
-        .iter()
-        .find(|c| c.names.contains(&table.connector.as_str()));
-    match found {
-        Some(c) => (c.spec)(file, table),
-        None => {
-            let known = crate::sink::registry::known_names(connectors.iter().map(|c| c.names));
-            let message = format!(
-                "unknown source connector '{}' (known: {known})",
-                table.connector
-            );
-            Err(crate::sink::option_error(
-                file,
-                table,
-                (table.line, message),
-            ))
-        }
-    }
+    let c = crate::sink::registry::pick(connectors(), |c| c.names, "source", file, table)?;
+    (c.spec)(file, table)
 }

@@ -23,12 +23,7 @@ use crate::kafka::transaction::{Part, SharedTransaction, RESOURCE};
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SinkSpec>> {
     let at = |e| super::option_error(file, table, e);
     let config = KafkaSinkConfig::from_table(table).map_err(at)?;
-    config.client.validate().map_err(|(key, message)| {
-        let line = table
-            .options
-            .line_of(&format!("properties.{key}"), table.line);
-        at((line, message))
-    })?;
+    crate::kafka::check_properties(file, table, &config.client)?;
     Ok(Box::new(config))
 }
 

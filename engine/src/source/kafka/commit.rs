@@ -76,19 +76,13 @@ pub enum OffsetCommitter {
 impl OffsetCommitter {
     /// A direct committer for `config`'s group.
     pub fn direct(config: &KafkaSourceConfig) -> Result<Self> {
-        let consumer: BaseConsumer<ConsumerLogs> = config
-            .client
-            .client_config()
-            .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            .create_with_context(ConsumerLogs)
-            .map_err(|e| {
-                EngineError::Kafka(format!(
-                    "creating a client of group `{}`: {}",
-                    config.group_id,
-                    crate::kafka::redacted(&e)
-                ))
-            })?;
+        let consumer = super::group::group_client(config).map_err(|e| {
+            EngineError::Kafka(format!(
+                "creating a client of group `{}`: {}",
+                config.group_id,
+                crate::kafka::redacted(&e)
+            ))
+        })?;
         Ok(Self::Direct {
             consumer: Arc::new(consumer),
             group: config.group_id.clone(),

@@ -198,19 +198,26 @@ fn commit<C: ConsumerContext>(
     }
 }
 
+/// A client of the source's consumer group that never subscribes: for
+/// offset look-ups and commits outside the group's membership.
+pub(super) fn group_client(
+    config: &KafkaSourceConfig,
+) -> std::result::Result<BaseConsumer<ConsumerLogs>, KafkaError> {
+    config
+        .client
+        .client_config()
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .create_with_context(ConsumerLogs)
+}
+
 /// A consumer of the source's group that reads nothing (for offset look-ups),
 /// and the partitions of the source's topic; errors name what was being `done`.
 fn lookup_consumer(
     config: &KafkaSourceConfig,
     doing: &str,
 ) -> Result<(BaseConsumer<ConsumerLogs>, Vec<i32>)> {
-    let consumer: BaseConsumer<ConsumerLogs> = config
-        .client
-        .client_config()
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .create_with_context(ConsumerLogs)
-        .map_err(|e| lookup_error(config, doing, &e))?;
+    let consumer = group_client(config).map_err(|e| lookup_error(config, doing, &e))?;
     let partitions = partitions_of(
         consumer.client(),
         &config.topic,

@@ -33,12 +33,7 @@ pub const GROUP_COMMITS: &str = "kafka.group_commits";
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SourceSpec>> {
     let at = |e| crate::sink::option_error(file, table, e);
     let config = KafkaSourceConfig::from_table(table).map_err(at)?;
-    config.client.validate().map_err(|(key, message)| {
-        let line = table
-            .options
-            .line_of(&format!("properties.{key}"), table.line);
-        at((line, message))
-    })?;
+    crate::kafka::check_properties(file, table, &config.client)?;
     Ok(Box::new(config))
 }
 
