@@ -235,6 +235,20 @@ impl<T: Clone> Uncommitted<T> {
     }
 }
 
+/// The blob of a sink's snapshot holding the rows it prepared at barrier
+/// `epoch` (sinks that keep their rows until a commit: `exactly_once` Kafka, memory).
+pub fn rows_blob(epoch: u64) -> String {
+    format!("rows-{epoch:020}.arrow")
+}
+
+/// The barrier a blob named by [`rows_blob`] was prepared at.
+pub fn rows_blob_epoch(name: &str) -> Option<u64> {
+    name.strip_prefix("rows-")?
+        .strip_suffix(".arrow")?
+        .parse()
+        .ok()
+}
+
 /// The barrier of a stopping job's final snapshot: after every other.
 pub const FINAL_BARRIER: u64 = u64::MAX;
 

@@ -12,9 +12,9 @@ use arrow::record_batch::RecordBatch;
 use engine_sql::TableDef;
 
 pub use config::{CommitMode, KafkaSinkConfig, TimestampFormat};
-pub use sink::{rows_blob, rows_blob_epoch, EncodedRows, KafkaSink};
+pub use sink::{EncodedRows, KafkaSink};
 
-use super::{JobContext, OpenedSink, SinkContext, SinkSpec, Uncommitted};
+use super::{rows_blob_epoch, JobContext, OpenedSink, SinkContext, SinkSpec, Uncommitted};
 use crate::checkpoint::{batches_from_ipc, CommitPoint, Committer, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::kafka::transaction::{Part, SharedTransaction, RESOURCE};

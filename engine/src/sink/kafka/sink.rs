@@ -158,7 +158,9 @@ impl Sink for KafkaSink {
         let mut snapshot = Snapshot::default();
         for (at, rows) in self.uncommitted.prepare(epoch, std::mem::take(pending)) {
             if let Some(bytes) = batches_to_ipc(&rows)? {
-                snapshot.blobs.insert(rows_blob(at), bytes.into());
+                snapshot
+                    .blobs
+                    .insert(crate::sink::rows_blob(at), bytes.into());
             }
         }
         Ok(snapshot)
@@ -167,19 +169,6 @@ impl Sink for KafkaSink {
     async fn flush(&mut self) -> Result<()> {
         self.flush_deliveries().await
     }
-}
-
-/// The blob of an `exactly_once` sink's snapshot holding the rows prepared at barrier `epoch`.
-pub fn rows_blob(epoch: u64) -> String {
-    format!("rows-{epoch:020}.arrow")
-}
-
-/// The barrier a blob named by [`rows_blob`] was prepared at.
-pub fn rows_blob_epoch(name: &str) -> Option<u64> {
-    name.strip_prefix("rows-")?
-        .strip_suffix(".arrow")?
-        .parse()
-        .ok()
 }
 
 /// A batch encoded as Kafka records: JSON values, and keys and timestamps

@@ -131,9 +131,7 @@ impl Sink for MemorySink {
         let mut snapshot = Snapshot::default();
         for (at, rows) in self.uncommitted.prepare(epoch, std::mem::take(pending)) {
             if let Some(bytes) = batches_to_ipc(&rows)? {
-                snapshot
-                    .blobs
-                    .insert(super::kafka::rows_blob(at), bytes.into());
+                snapshot.blobs.insert(super::rows_blob(at), bytes.into());
             }
         }
         Ok(snapshot)
@@ -156,7 +154,7 @@ impl MemoryCommitter {
     fn apply(&self, point: &CommitPoint, snapshot: &Snapshot, visible: u64) -> Result<()> {
         let mut rows = Vec::new();
         for (name, bytes) in &snapshot.blobs {
-            let at = super::kafka::rows_blob_epoch(name).ok_or_else(|| {
+            let at = super::rows_blob_epoch(name).ok_or_else(|| {
                 EngineError::Execution(format!("memory sink: unknown checkpoint file `{name}`"))
             })?;
             if at > visible {
