@@ -125,21 +125,7 @@ impl KafkaReader {
                 self.config.client.bootstrap_servers
             ))
         };
-        let mut partitions = partitions_of(
-            consumer.client(),
-            topic,
-            &self.config.client.bootstrap_servers,
-            "topic",
-        )?;
-        if let Some(lane) = &self.lane {
-            if !partitions.contains(lane) {
-                return Err(EngineError::Kafka(format!(
-                    "topic `{topic}` has no partition {lane} on {}",
-                    self.config.client.bootstrap_servers
-                )));
-            }
-            partitions = vec![*lane];
-        }
+        let partitions = self.partitions(consumer)?;
         let mut all = TopicPartitionList::new();
         for &p in &partitions {
             all.add_partition(topic, p);
@@ -192,14 +178,7 @@ impl KafkaReader {
                     _ => high, // no record at or after that time
                 }
             });
-            let start = match (self.startup, committed) {
-                _ if checkpointed.is_some() => checkpointed.unwrap_or(low).max(low),
-                (StartupMode::Timestamp(_), _) => at_time.unwrap_or(high).clamp(low, high),
-                (StartupMode::GroupOffsets, Some(n)) => n.max(low),
-                (StartupMode::Latest, _) => high,
-                (StartupMode::GroupOffsets, None) if !self.config.offset_reset_earliest => high,
-                _ => low,
-            };
+            let start = self.start_offset((low, high), checkpointed, committed, at_time);
             assignment
                 .add_partition_offset(topic, p, Offset::Offset(start))
                 .map_err(|e| err("assigning", e))?;
@@ -216,6 +195,39 @@ impl KafkaReader {
             .assign(&assignment)
             .map_err(|e| err("assigning partitions", e))?;
         Ok(cursors)
+    }
+
+    /// The partitions read: every one of the topic, or a lane's one.
+    fn partitions(&self, consumer: &BaseConsumer<ConsumerLogs>) -> Result<Vec<i32>> {
+        let (topic, servers) = (&self.config.topic, &self.config.client.bootstrap_servers);
+        let partitions = partitions_of(consumer.client(), topic, servers, "topic")?;
+        match &self.lane {
+            None => Ok(partitions),
+            Some(lane) if partitions.contains(lane) => Ok(vec![*lane]),
+            Some(lane) => Err(EngineError::Kafka(format!(
+                "topic `{topic}` has no partition {lane} on {servers}"
+            ))),
+        }
+    }
+
+    /// Where a partition whose offsets run `low..high` starts: at its
+    /// checkpointed offset, else as the startup mode says (the group's
+    /// committed offset, the first record at a time, the end, the start).
+    fn start_offset(
+        &self,
+        (low, high): (i64, i64),
+        checkpointed: Option<i64>,
+        committed: Option<i64>,
+        at_time: Option<i64>,
+    ) -> i64 {
+        match (self.startup, committed) {
+            _ if checkpointed.is_some() => checkpointed.unwrap_or(low).max(low),
+            (StartupMode::Timestamp(_), _) => at_time.unwrap_or(high).clamp(low, high),
+            (StartupMode::GroupOffsets, Some(n)) => n.max(low),
+            (StartupMode::Latest, _) => high,
+            (StartupMode::GroupOffsets, None) if !self.config.offset_reset_earliest => high,
+            _ => low,
+        }
     }
 
     /// A partition's end-of-partition event: in a bounded run, the
