@@ -7,43 +7,47 @@
 //! - [`feed`]: the market simulator and replay that feed `trades` (`engine produce`).
 //! - [`source`]: sources behind one trait and a registry (`kafka`, `memory`); the
 //!   runner around every reader: batches, dead letters, per-split watermarks, barriers.
-//! - [`kafka`]: what the Kafka source and sink share (client settings, the transaction).
+//! - `kafka`: what the Kafka source and sink share (client settings, the transaction).
 //! - [`decode`]: JSON payloads -> Arrow batches, bad records isolated, row rules.
 //! - `watermark`: the `WATERMARK` expression and per-split event time.
-//! - [`message`]: what flows: `Data(RecordBatch)` or a `Signal`.
+//! - `message`: what flows: `Data(RecordBatch)` or a `Signal`.
 //! - [`operator`]: the `Operator` trait and its collector; window assignment,
 //!   windowed aggregates, stateless statements.
 //! - [`sink`]: sinks behind one trait and a registry (`kafka`, `lake`, `memory`),
 //!   each with its commit phase.
+//! - `connector`: what source and sink registries share (the entry, the lookup, option errors).
 //! - [`storage`]: object stores (S3, local) for lake tables and state dirs.
 //! - [`checkpoint`]: the coordinator (phases only), the versioned manifest, the state dir.
-//! - [`pipeline`]: a job as a graph, run under a supervisor until done or stopped.
-//! - [`resources`]: what connectors share within one run.
-//! - [`metrics`]: counters of what was read, dropped and written.
+//! - `pipeline`: a job as a graph, run under a supervisor until done or stopped.
+//! - `resources`: what connectors share within one run.
+//! - `metrics`: counters of what was read, dropped and written.
 //! - [`catalog`], [`query`]: the lake's tables for Glue/Athena, and local queries over them.
 //! - [`failpoint`]: commit-phase crash injection for tests.
-//! - [`error`]: the engine's error type.
+//! - `error`: the engine's error type.
 #![warn(missing_docs)]
 
 pub mod catalog;
 pub mod checkpoint;
+pub(crate) mod connector;
 pub mod decode;
-pub mod error;
+pub(crate) mod error;
 pub mod failpoint;
 pub mod feed;
-pub mod kafka;
-pub mod message;
-pub mod metrics;
+pub(crate) mod kafka;
+pub(crate) mod message;
+pub(crate) mod metrics;
 pub mod operator;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod query;
-pub mod resources;
+pub(crate) mod resources;
 pub mod sink;
 pub mod source;
 pub mod storage;
 pub(crate) mod watermark;
 
-pub use error::{EngineError, Result};
+pub use error::{Cause, Chain, EngineError, Result};
+/// How our Kafka consumers log (end-of-partition events are not errors): for tools reading topics.
+pub use kafka::ConsumerLogs;
 pub use metrics::Metrics;
 pub use pipeline::{CheckpointOptions, Job, RunOptions, RunReport};
 /// How a caller stops a running job cleanly (`Job::run`), and how its tasks learn of it.

@@ -28,7 +28,7 @@ async fn main() -> std::process::ExitCode {
     match cli.command.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", engine::Chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -40,7 +40,7 @@ impl Location {
         self.store
             .put(path, PutPayload::from(Bytes::from(bytes)))
             .await
-            .map_err(|e| EngineError::Store(format!("writing `{path}` under {}: {e}", self.url)))?;
+            .map_err(|e| EngineError::store(format!("writing `{path}` under {}", self.url), e))?;
         Ok(FileRef {
             path: path.to_string(),
             size,
@@ -56,14 +56,14 @@ pub fn open(path: &str) -> Result<Location> {
     if let Some(rest) = path.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(EngineError::Store(format!(
+            return Err(EngineError::store_msg(format!(
                 "`{path}` names no bucket (expected s3://bucket/prefix)"
             )));
         }
         let store = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .build()
-            .map_err(|e| EngineError::Store(format!("opening `{path}`: {e}")))?;
+            .map_err(|e| EngineError::store(format!("opening `{path}`"), e))?;
         return Ok(Location {
             store: Arc::new(store),
             prefix: Path::from(prefix.trim_matches('/')),
@@ -72,14 +72,14 @@ pub fn open(path: &str) -> Result<Location> {
     }
     let dir = path.strip_prefix("file://").unwrap_or(path);
     if dir.contains("://") {
-        return Err(EngineError::Store(format!(
+        return Err(EngineError::store_msg(format!(
             "`{path}`: unsupported scheme (use s3://, file:// or a local directory)"
         )));
     }
     std::fs::create_dir_all(dir)
-        .map_err(|e| EngineError::Store(format!("creating directory `{dir}`: {e}")))?;
+        .map_err(|e| EngineError::store(format!("creating directory `{dir}`"), e))?;
     let store = LocalFileSystem::new_with_prefix(dir)
-        .map_err(|e| EngineError::Store(format!("opening `{dir}`: {e}")))?;
+        .map_err(|e| EngineError::store(format!("opening `{dir}`"), e))?;
     Ok(Location {
         store: Arc::new(store),
         prefix: Path::default(),

@@ -286,7 +286,6 @@ async fn a_failing_state_dir_is_retried_then_reported() {
         }
         panic!("no `{what}` within {within:?}:\n{}", log.join("\n"));
     };
-    wait_line(&mut log, "source started", Duration::from_secs(60));
     let lake_dir = Path::new(&s.lake).join("trades");
     wait_for("the first files", Duration::from_secs(60), || {
         !parquet_files(&lake_dir).is_empty()

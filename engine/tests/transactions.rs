@@ -129,9 +129,12 @@ async fn a_transaction_cut_short_by_a_crash_is_sent_again_and_every_candle_is_in
     let (live_log, last_log) = (dir.path().join("live.log"), dir.path().join("bounded.log"));
 
     let mut live = spawn_engine(&run_args(&[]), &vars, &live_log);
-    wait_for("the live run to start", Duration::from_secs(60), || {
-        log_text(&live_log).contains("source started")
-    });
+    // Its first checkpoint: the source is reading (from the end, as records come).
+    wait_for(
+        "the live run's first checkpoint",
+        Duration::from_secs(60),
+        || newest_checkpoint(&state_dir) > 0,
+    );
     let mut feed_run = replay_live(&feed, &topic, "30");
     // Some transactions have committed offsets (and candles, once windows close).
     wait_for("a committed transaction", Duration::from_secs(60), || {

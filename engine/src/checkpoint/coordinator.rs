@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::manifest::{Entry, Manifest, MANIFEST_VERSION};
 use super::participant::{CommitPoint, Committer, Snapshot};
 use super::store::{CheckpointStore, KEPT};
-use crate::error::{EngineError, Result};
+use crate::error::{Chain, EngineError, Result};
 use crate::failpoint;
 use crate::metrics::Metrics;
 
@@ -121,11 +121,6 @@ impl Coordinator {
     /// Adds a participant's commit phase. Committers run in the order added.
     pub fn add_committer(&mut self, who: Participant, committer: Arc<dyn Committer>) {
         self.committers.push((who, committer));
-    }
-
-    /// The state directory.
-    pub fn store(&self) -> &CheckpointStore {
-        &self.store
     }
 
     /// Marks the next checkpoint as taken at the end of a bounded input.
@@ -237,7 +232,7 @@ impl Coordinator {
         }
         // Clean-up only: what is left now goes with a later checkpoint's.
         if let Err(e) = self.clean_up(epoch).await {
-            tracing::warn!(state_dir = %self.store.url(), epoch, error = %e, "removing old checkpoints and staged files; retried after the next checkpoint");
+            tracing::warn!(state_dir = %self.store.url(), epoch, error = %Chain(&e), "removing old checkpoints and staged files; retried after the next checkpoint");
         }
         Ok(())
     }
@@ -253,7 +248,7 @@ impl Coordinator {
     ) -> Result<Manifest> {
         let epoch = manifest.epoch;
         if let Some(f) = failpoint::hit("checkpoint::write") {
-            return Err(EngineError::Store(format!(
+            return Err(EngineError::store_msg(format!(
                 "failpoint {f}: the state dir is unavailable"
             )));
         }
@@ -337,11 +332,11 @@ impl<'m> Retry<'m> {
     /// the error back when it is not a store failure or time is up.
     async fn after(&mut self, error: EngineError, what: &str) -> Result<()> {
         Metrics::add(&self.metrics.checkpoint_failures, 1);
-        let retryable = matches!(error, EngineError::Store(_));
+        let retryable = matches!(error, EngineError::Store { .. });
         let elapsed = self.started.elapsed();
         if !retryable || elapsed >= self.retry_for {
             tracing::error!(
-                epoch = self.epoch, attempts = self.attempts + 1, error = %error,
+                epoch = self.epoch, attempts = self.attempts + 1, error = %Chain(&error),
                 "checkpoint failed {what}; stopping the job (retried for {:?}, --checkpoint-retry-for {:?})",
                 elapsed, self.retry_for
             );
@@ -354,7 +349,7 @@ impl<'m> Retry<'m> {
             .max(Duration::from_millis(100));
         self.attempts += 1;
         tracing::warn!(
-            epoch = self.epoch, attempt = self.attempts, error = %error, retry_in = ?backoff,
+            epoch = self.epoch, attempt = self.attempts, error = %Chain(&error), retry_in = ?backoff,
             "checkpoint failed {what}; retrying (the job goes on reading; output waits for this checkpoint)"
         );
         tokio::time::sleep(backoff).await;

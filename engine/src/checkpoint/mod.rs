@@ -20,8 +20,8 @@ mod manifest;
 mod participant;
 mod store;
 
-pub use coordinator::{run_periodic, BarrierRequests, Coordinator, Participant, Report};
-pub use ipc::{batches_from_ipc, batches_to_ipc};
-pub use manifest::{Entry, FileRef, Manifest, MANIFEST_VERSION};
+pub(crate) use coordinator::{run_periodic, BarrierRequests, Coordinator, Participant, Report};
+pub(crate) use ipc::{batches_from_ipc, batches_to_ipc};
+pub use manifest::{Entry, Manifest, MANIFEST_VERSION};
 pub use participant::{CommitPoint, Committer, Snapshot};
 pub use store::CheckpointStore;

@@ -252,7 +252,7 @@ impl CheckpointStore {
     }
 
     fn error(&self, what: &str, path: &Path, e: object_store::Error) -> EngineError {
-        EngineError::Store(format!("{what} `{path}` in state dir {}: {e}", self.url))
+        EngineError::store(format!("{what} `{path}` in state dir {}", self.url), e)
     }
 }
 

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use anyhow::{bail, Context};
 use clap::Args;
 use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
-use engine::pipeline::CheckpointOptions;
 use engine::source::StartupMode;
+use engine::CheckpointOptions;
 use engine::{Job, Metrics, RunOptions};
 use rdkafka::mocking::MockCluster;
 

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use engine::kafka::ConsumerLogs;
 use engine::query::escape_control;
+use engine::ConsumerLogs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};

@@ -48,6 +48,17 @@ pub struct RowRules {
     key: Option<(usize, String)>,
 }
 
+/// Each rejected row's first reason.
+#[derive(Default)]
+struct Reasons(BTreeMap<usize, String>);
+
+impl Reasons {
+    /// Rejects `row` for `reason`, unless an earlier rule rejected it already.
+    fn note(&mut self, row: usize, reason: impl FnOnce() -> String) {
+        self.0.entry(row).or_insert_with(reason);
+    }
+}
+
 /// A row of a decoded batch that broke a rule, and which.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
@@ -145,10 +156,21 @@ impl RowRules {
     ) -> Result<Vec<Rejected>> {
         // Each rule first checks the whole column at once (the usual batch
         // breaks none) and walks it row by row only when some row breaks it.
-        let mut reasons: BTreeMap<usize, String> = BTreeMap::new();
-        let mut note = |row: usize, reason: &dyn Fn() -> String| {
-            reasons.entry(row).or_insert_with(reason);
-        };
+        let mut reasons = Reasons::default();
+        self.not_finite(batch, &mut reasons);
+        self.out_of_range(batch, &mut reasons);
+        self.too_far_ahead(batch, now, &mut reasons);
+        self.failed_checks(batch, &mut reasons)?;
+        self.wrong_key(batch, key, &mut reasons);
+        Ok(reasons
+            .0
+            .into_iter()
+            .map(|(row, reason)| Rejected { row, reason })
+            .collect())
+    }
+
+    /// Floating-point values that are not finite (`1e400`, `"NaN"`).
+    fn not_finite(&self, batch: &RecordBatch, reasons: &mut Reasons) {
         for (i, name) in &self.finite {
             let column = batch.column(*i);
             let values: Vec<Option<f64>> =
@@ -167,24 +189,28 @@ impl RowRules {
                 };
             for (row, v) in values.into_iter().enumerate() {
                 if let Some(v) = v.filter(|v| !v.is_finite()) {
-                    note(row, &|| {
+                    reasons.note(row, || {
                         format!("field `{name}` is not a finite number ({v})")
                     });
                 }
             }
         }
+    }
+
+    /// Times outside 0001-01-01 .. 9999-12-31.
+    fn out_of_range(&self, batch: &RecordBatch, reasons: &mut Reasons) {
+        let representable = MIN_EVENT_TIME..=MAX_EVENT_TIME;
         for (i, name) in &self.times {
             let Some(times) = timestamps(batch.column(*i)) else {
                 continue;
             };
-            let in_range =
-                |t: Option<i64>| t.is_none_or(|t| (MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(&t));
+            let in_range = |t: Option<i64>| t.is_none_or(|t| representable.contains(&t));
             if in_range(min(times)) && in_range(max(times)) {
                 continue;
             }
             for (row, t) in times.iter().enumerate() {
-                if let Some(t) = t.filter(|t| !(MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(t)) {
-                    note(row, &|| {
+                if let Some(t) = t.filter(|t| !representable.contains(t)) {
+                    reasons.note(row, || {
                         format!(
                             "field `{name}` = {t} ms is outside the times the engine represents \
                              (0001-01-01 to 9999-12-31 UTC)"
@@ -193,60 +219,80 @@ impl RowRules {
                 }
             }
         }
-        if let Some((i, name, ahead)) = &self.ahead {
-            let limit = now.saturating_add(ahead.as_millis().min(i64::MAX as u128) as i64);
-            let times = timestamps(batch.column(*i)).filter(|t| max(*t).is_some_and(|m| m > limit));
-            if let Some(times) = times {
-                for (row, t) in times.iter().enumerate() {
-                    if let Some(t) = t.filter(|t| *t > limit && *t <= MAX_EVENT_TIME) {
-                        note(row, &|| {
-                            let when = chrono::DateTime::from_timestamp_millis(t)
-                                .map(|d| d.to_rfc3339())
-                                .unwrap_or_else(|| format!("{t} ms"));
-                            format!(
-                                "event time `{name}` = {when} is {} ahead of the wall clock; \
-                                 the limit is event_time.max_ahead = {}",
-                                human(Duration::from_millis((t - now).max(0) as u64)),
-                                human(*ahead)
-                            )
-                        });
-                    }
-                }
+    }
+
+    /// Event times further ahead of the wall clock than `event_time.max_ahead`.
+    fn too_far_ahead(&self, batch: &RecordBatch, now: EventTime, reasons: &mut Reasons) {
+        let Some((i, name, ahead)) = &self.ahead else {
+            return;
+        };
+        let limit = now.saturating_add(ahead.as_millis().min(i64::MAX as u128) as i64);
+        let Some(times) =
+            timestamps(batch.column(*i)).filter(|t| max(*t).is_some_and(|m| m > limit))
+        else {
+            return;
+        };
+        for (row, t) in times.iter().enumerate() {
+            // Past the representable range is `out_of_range`'s to say.
+            if let Some(t) = t.filter(|t| *t > limit && *t <= MAX_EVENT_TIME) {
+                reasons.note(row, || {
+                    let when = chrono::DateTime::from_timestamp_millis(t)
+                        .map(|d| d.to_rfc3339())
+                        .unwrap_or_else(|| format!("{t} ms"));
+                    format!(
+                        "event time `{name}` = {when} is {} ahead of the wall clock; \
+                         the limit is event_time.max_ahead = {}",
+                        human(Duration::from_millis((t - now).max(0) as u64)),
+                        human(*ahead)
+                    )
+                });
             }
         }
+    }
+
+    /// Rows for which a `CHECK` is false (or cannot be evaluated).
+    fn failed_checks(&self, batch: &RecordBatch, reasons: &mut Reasons) -> Result<()> {
         for (label, expr) in &self.checks {
             let passed = evaluate_check(expr, batch)?;
             for (row, ok) in passed.iter().enumerate() {
                 if let Some(failure) = ok {
-                    note(row, &|| format!("{label} failed{failure}"));
+                    reasons.note(row, || format!("{label} failed{failure}"));
                 }
             }
         }
-        if let Some((i, name)) = &self.key {
-            if let Some(values) = batch.column(*i).as_any().downcast_ref::<StringArray>() {
-                for row in 0..batch.num_rows() {
-                    let value = values.is_valid(row).then(|| values.value(row).as_bytes());
-                    let k = key(row);
-                    if value != k {
-                        note(row, &|| {
-                            let shown = |b: Option<&[u8]>| {
-                                b.map(|b| format!("'{}'", excerpt(&String::from_utf8_lossy(b), 64)))
-                                    .unwrap_or_else(|| "none".into())
-                            };
-                            format!(
-                                "record key {} is not the value of key_field `{name}` ({})",
-                                shown(k),
-                                shown(value)
-                            )
-                        });
-                    }
-                }
+        Ok(())
+    }
+
+    /// Rows whose record key is not their `key_field` column.
+    fn wrong_key<'k>(
+        &self,
+        batch: &RecordBatch,
+        key: impl Fn(usize) -> Option<&'k [u8]>,
+        reasons: &mut Reasons,
+    ) {
+        let Some((i, name)) = &self.key else {
+            return;
+        };
+        let Some(values) = batch.column(*i).as_any().downcast_ref::<StringArray>() else {
+            return;
+        };
+        for row in 0..batch.num_rows() {
+            let value = values.is_valid(row).then(|| values.value(row).as_bytes());
+            let k = key(row);
+            if value != k {
+                reasons.note(row, || {
+                    let shown = |b: Option<&[u8]>| {
+                        b.map(|b| format!("'{}'", excerpt(&String::from_utf8_lossy(b), 64)))
+                            .unwrap_or_else(|| "none".into())
+                    };
+                    format!(
+                        "record key {} is not the value of key_field `{name}` ({})",
+                        shown(k),
+                        shown(value)
+                    )
+                });
             }
         }
-        Ok(reasons
-            .into_iter()
-            .map(|(row, reason)| Rejected { row, reason })
-            .collect())
     }
 
     /// Whether any rule could reject a row (the decoder skips the pass otherwise).

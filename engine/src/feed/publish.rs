@@ -68,7 +68,7 @@ pub fn feed_producer(brokers: &str) -> Result<ThreadedProducer<DefaultProducerCo
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000")
         .create()
-        .map_err(|e| EngineError::Kafka(format!("creating the feed producer for {brokers}: {e}")))
+        .map_err(|e| EngineError::kafka(format!("creating the feed producer for {brokers}"), e))
 }
 
 /// Queues one record, waiting while the producer queue is full.
@@ -88,9 +88,7 @@ pub async fn send(
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             Err((e, _)) => {
-                return Err(EngineError::Kafka(format!(
-                    "sending to topic `{topic}`: {e}"
-                )))
+                return Err(EngineError::kafka(format!("sending to topic `{topic}`"), e))
             }
         }
     }

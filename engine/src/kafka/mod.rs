@@ -25,7 +25,7 @@ pub fn check_properties(
         let line = table
             .options
             .line_of(&format!("properties.{key}"), table.line);
-        crate::sink::option_error(file, table, (line, message))
+        crate::connector::option_error(file, table, (line, message))
     })
 }
 
@@ -154,9 +154,10 @@ pub fn partitions_of<C: ClientContext>(
     let metadata = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|e| {
-            EngineError::Kafka(format!(
-                "reading metadata of {role} `{topic}` on {bootstrap_servers}: {e}"
-            ))
+            EngineError::kafka(
+                format!("reading metadata of {role} `{topic}` on {bootstrap_servers}"),
+                e,
+            )
         })?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -165,9 +166,7 @@ pub fn partitions_of<C: ClientContext>(
         .map(|t| t.partitions().iter().map(|p| p.id()).collect())
         .unwrap_or_default();
     if partitions.is_empty() {
-        return Err(EngineError::Kafka(format!(
-            "{role} `{topic}` does not exist on {bootstrap_servers}: create it first (or check `topic` and `bootstrap_servers`)"
-        )));
+        return Err(EngineError::kafka_msg(format!("{role} `{topic}` does not exist on {bootstrap_servers}: create it first (or check `topic` and `bootstrap_servers`)")));
     }
     Ok(partitions)
 }

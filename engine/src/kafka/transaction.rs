@@ -26,7 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::CommitPoint;
-use crate::error::{EngineError, Result};
+use crate::error::{Chain, EngineError, Result};
 use crate::kafka::{ConsumerLogs, KafkaClientOptions, METADATA_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::sink::kafka::{EncodedRows, KafkaSinkConfig};
@@ -169,18 +169,22 @@ impl Transactions {
             .set("transactional.id", &transactional_id)
             .create()
             .map_err(|e| {
-                EngineError::Kafka(format!(
-                    "creating transactional producer `{transactional_id}`: {e}"
-                ))
+                EngineError::kafka(
+                    format!("creating transactional producer `{transactional_id}`"),
+                    e,
+                )
             })?;
         producer
             .init_transactions(TRANSACTION_TIMEOUT)
             .map_err(|e| {
-                EngineError::Kafka(format!(
-                    "starting transactions as `{transactional_id}` on {}: {e} \
+                EngineError::kafka(
+                    format!(
+                        "starting transactions as `{transactional_id}` on {} \
                      (sink.commit_mode = 'exactly_once' needs a broker with transactions)",
-                    client.bootstrap_servers
-                ))
+                        client.bootstrap_servers
+                    ),
+                    e,
+                )
             })?;
         let group: BaseConsumer<ConsumerLogs> = source
             .client_config()
@@ -188,7 +192,7 @@ impl Transactions {
             .set("enable.auto.commit", "false")
             .create_with_context(ConsumerLogs)
             .map_err(|e| {
-                EngineError::Kafka(format!("creating a client of group `{group_id}`: {e}"))
+                EngineError::kafka(format!("creating a client of group `{group_id}`"), e)
             })?;
         Ok(Self {
             producer,
@@ -207,10 +211,10 @@ impl Transactions {
             .group
             .committed_offsets(tpl, METADATA_TIMEOUT)
             .map_err(|e| {
-                EngineError::Kafka(format!(
-                    "reading the committed offsets of group `{}`: {e}",
-                    self.group_id
-                ))
+                EngineError::kafka(
+                    format!("reading the committed offsets of group `{}`", self.group_id),
+                    e,
+                )
             })?;
         let mut commit = GroupCommit::default();
         for e in committed.elements() {
@@ -252,7 +256,7 @@ impl Transactions {
             );
         }
         if let Err(e) = &result {
-            tracing::warn!(transactional_id = %self.transactional_id, epoch = mark.epoch, error = %e, "aborting transaction");
+            tracing::warn!(transactional_id = %self.transactional_id, epoch = mark.epoch, error = %Chain(e), "aborting transaction");
             // Best effort: the broker aborts it after the transaction timeout anyway.
             let _ = self.producer.abort_transaction(TRANSACTION_TIMEOUT);
         }
@@ -267,10 +271,13 @@ impl Transactions {
     ) -> Result<u64> {
         let epoch = mark.epoch;
         let failed = |step: &str, e: KafkaError| {
-            EngineError::Kafka(format!(
-                "transaction of checkpoint {epoch} (`{}`): {step}: {e}",
-                self.transactional_id
-            ))
+            EngineError::kafka(
+                format!(
+                    "transaction of checkpoint {epoch} (`{}`): {step}",
+                    self.transactional_id
+                ),
+                e,
+            )
         };
         self.producer
             .begin_transaction()
@@ -329,7 +336,7 @@ impl Transactions {
                 let mut element = tpl.add_partition(topic, p);
                 element
                     .set_offset(Offset::Offset(next))
-                    .map_err(|e| EngineError::Kafka(format!("offset list of `{topic}`: {e}")))?;
+                    .map_err(|e| EngineError::kafka(format!("offset list of `{topic}`"), e))?;
                 if let Some(mark) = mark {
                     element.set_metadata(mark.to_metadata());
                 }

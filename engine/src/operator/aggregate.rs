@@ -108,11 +108,6 @@ impl WindowAggregate {
         })
     }
 
-    /// Number of open windows.
-    pub fn open_windows(&self) -> usize {
-        self.windows.len()
-    }
-
     /// Folds a batch into the state of the windows it touches; returns the
     /// rows the query could not compute (each input row once).
     async fn fold(&mut self, batch: RecordBatch) -> Result<Vec<RejectedRow>> {

@@ -19,9 +19,8 @@ use engine_sql::PlannedStatement;
 
 use crate::checkpoint::Snapshot;
 
-pub use aggregate::WindowAggregate;
-pub use assign::assign_windows;
-pub use stateless::StatelessQuery;
+pub(crate) use aggregate::WindowAggregate;
+pub(crate) use stateless::StatelessQuery;
 
 use crate::error::Result;
 use crate::message::EventTime;

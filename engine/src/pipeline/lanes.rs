@@ -23,9 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{join, CheckpointOptions, Job, Lane, RunOptions, RunReport};
 use crate::checkpoint::CheckpointStore;
-use crate::error::{EngineError, Result};
+use crate::error::{Chain, EngineError, Result};
 use crate::metrics::Metrics;
-use crate::source::kafka::{end_offsets, GroupCommits, GroupEvent, GroupMember, KafkaPositions};
+use crate::source::kafka::{
+    end_offsets, GroupCommits, GroupEvent, GroupMember, KafkaPositions, KafkaSourceConfig,
+};
 
 /// How often the loop looks for lanes that ended and for a stop request.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
@@ -37,6 +39,108 @@ const DONE_CHECK_EVERY: Duration = Duration::from_secs(1);
 struct RunningLane {
     stop: CancellationToken,
     handle: JoinHandle<Result<RunReport>>,
+}
+
+/// The lanes this process runs, and the first error any of them met.
+struct Lanes<'a> {
+    job: &'a Job,
+    options: &'a RunOptions,
+    checkpoint: &'a CheckpointOptions,
+    topic: &'a str,
+    commits: GroupCommits,
+    metrics: Arc<Metrics>,
+    running: BTreeMap<i32, RunningLane>,
+    first_error: Option<EngineError>,
+}
+
+impl Lanes<'_> {
+    /// Starts a lane for each newly assigned partition.
+    async fn start(&mut self, partitions: Vec<i32>) {
+        for p in partitions {
+            if self.running.contains_key(&p) {
+                continue;
+            }
+            let lane = lane_options(self.options, self.checkpoint, self.topic, p, &self.commits);
+            match self.job.start_lane(lane, &self.metrics).await {
+                Ok(running) => {
+                    self.running.insert(p, running);
+                }
+                Err(e) => self.failed(e),
+            }
+        }
+    }
+
+    /// Stops the lanes of revoked partitions (final checkpoints, offsets recorded).
+    async fn stop(&mut self, partitions: Vec<i32>) {
+        for p in partitions {
+            if let Some(lane) = self.running.remove(&p) {
+                if let Err(e) = stop_lane(p, lane).await {
+                    self.failed(e);
+                }
+            }
+        }
+    }
+
+    /// Stops every lane.
+    async fn stop_all(&mut self) {
+        let all = self.running.keys().copied().collect();
+        self.stop(all).await;
+    }
+
+    /// Joins the lanes that ended: a bounded lane at its partition's end, or one that failed.
+    async fn join_ended(&mut self) {
+        let ended: Vec<i32> = (self.running.iter())
+            .filter(|(_, l)| l.handle.is_finished())
+            .map(|(&p, _)| p)
+            .collect();
+        for p in ended {
+            let lane = self.running.remove(&p).expect("listed above");
+            match join(lane.handle).await {
+                Ok(_) => tracing::info!(partition = p, "lane finished"),
+                Err(e) => {
+                    tracing::error!(partition = p, error = %Chain(&e), "lane failed");
+                    self.failed(e);
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, e: EngineError) {
+        self.first_error.get_or_insert(e);
+    }
+}
+
+/// In a bounded run: whether every partition's lane, in whichever process,
+/// has finished its input up to the end offsets listed at the start.
+struct GroupDone {
+    ends: BTreeMap<i32, i64>,
+    done: bool,
+    last_check: tokio::time::Instant,
+}
+
+impl GroupDone {
+    /// Not done: the end offsets of `source`'s topic are listed now.
+    async fn new(source: &KafkaSourceConfig) -> Result<Self> {
+        let config = source.clone();
+        let ends = join(tokio::task::spawn_blocking(move || end_offsets(&config))).await?;
+        Ok(Self {
+            ends,
+            done: false,
+            last_check: tokio::time::Instant::now(),
+        })
+    }
+
+    /// Looks at the lanes' newest checkpoints at most every [`DONE_CHECK_EVERY`].
+    async fn check(&mut self, state_dir: &str, table: &str, topic: &str) -> bool {
+        if !self.done && self.last_check.elapsed() >= DONE_CHECK_EVERY {
+            self.last_check = tokio::time::Instant::now();
+            self.done = group_finished(state_dir, table, topic, &self.ends).await;
+            if self.done {
+                tracing::info!(topic, "every partition's lane has finished its input");
+            }
+        }
+        self.done
+    }
 }
 
 impl Job {
@@ -56,14 +160,10 @@ impl Job {
         metrics: Arc<Metrics>,
     ) -> Result<RunReport> {
         let (source, checkpoint) = self.scale_out_source(&options)?;
-        let ends = match options.bounded {
-            true => {
-                let config = source.clone();
-                Some(join(tokio::task::spawn_blocking(move || end_offsets(&config))).await?)
-            }
+        let mut group_done = match options.bounded {
+            true => Some(GroupDone::new(&source).await?),
             false => None,
         };
-        let (mut group_done, mut last_done_check) = (false, tokio::time::Instant::now());
         let commits = GroupCommits::default();
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let member_stop = CancellationToken::new();
@@ -72,72 +172,54 @@ impl Job {
             let stop = member_stop.clone();
             tokio::task::spawn_blocking(move || member.run(events_tx, stop))
         };
-
-        let mut lanes: BTreeMap<i32, RunningLane> = BTreeMap::new();
-        let mut first_error: Option<EngineError> = None;
+        let mut lanes = Lanes {
+            job: &self,
+            options: &options,
+            checkpoint: &checkpoint,
+            topic: &source.topic,
+            commits,
+            metrics: Arc::clone(&metrics),
+            running: BTreeMap::new(),
+            first_error: None,
+        };
         let mut tick = tokio::time::interval(CHECK_EVERY);
         loop {
             tokio::select! {
                 event = events.recv() => match event {
                     // The member left the group: stopped, or the bounded input is done.
                     None => break,
-                    Some(GroupEvent::Assigned(partitions)) => {
-                        if stop.is_cancelled() || member_stop.is_cancelled() {
-                            continue; // stopping: start nothing new
-                        }
-                        for p in partitions {
-                            if lanes.contains_key(&p) {
-                                continue;
-                            }
-                            let lane = lane_options(&options, &checkpoint, &source.topic, p, &commits);
-                            match self.start_lane(lane, &metrics).await {
-                                Ok(running) => {
-                                    lanes.insert(p, running);
-                                }
-                                Err(e) => {
-                                    first_error.get_or_insert(e);
-                                }
-                            }
-                        }
-                    }
+                    // Stopping: start nothing new.
+                    Some(GroupEvent::Assigned(_)) if stop.is_cancelled() || member_stop.is_cancelled() => {}
+                    Some(GroupEvent::Assigned(partitions)) => lanes.start(partitions).await,
                     Some(GroupEvent::Revoked(partitions, done)) => {
-                        for p in partitions {
-                            if let Some(lane) = lanes.remove(&p) {
-                                if let Err(e) = stop_lane(p, lane).await {
-                                    first_error.get_or_insert(e);
-                                }
-                            }
-                        }
+                        lanes.stop(partitions).await;
                         let _ = done.send(());
                     }
                 },
                 _ = tick.tick() => {}
             }
-            join_ended(&mut lanes, &mut first_error).await;
-            if let Some(ends) = &ends {
-                if !group_done && last_done_check.elapsed() >= DONE_CHECK_EVERY {
-                    last_done_check = tokio::time::Instant::now();
-                    group_done =
-                        group_finished(&checkpoint.state_dir, &source.table, &source.topic, ends)
-                            .await;
-                    if group_done {
-                        tracing::info!(topic = %source.topic, "every partition's lane has finished its input");
-                    }
+            lanes.join_ended().await;
+            let finished = match &mut group_done {
+                Some(g) => {
+                    g.check(&checkpoint.state_dir, &source.table, &source.topic)
+                        .await
                 }
-            }
+                None => false,
+            };
             // Bounded lanes still running end by themselves: stopping them would
             // leave a newest checkpoint that is not the finished one.
-            let stopping =
-                stop.is_cancelled() || first_error.is_some() || (group_done && lanes.is_empty());
+            let stopping = stop.is_cancelled()
+                || lanes.first_error.is_some()
+                || (finished && lanes.running.is_empty());
             if stopping && !member_stop.is_cancelled() {
                 // Lanes first: their final checkpoints and offsets, then the member commits and leaves.
-                stop_all(&mut lanes, &mut first_error).await;
+                lanes.stop_all().await;
                 member_stop.cancel();
             }
         }
-        stop_all(&mut lanes, &mut first_error).await;
+        lanes.stop_all().await;
         let left = join(member).await;
-        match first_error {
+        match lanes.first_error {
             Some(e) => Err(e),
             None => left.map(|()| RunReport {
                 metrics,
@@ -151,14 +233,17 @@ impl Job {
     fn scale_out_source(
         &self,
         options: &RunOptions,
-    ) -> Result<(crate::source::kafka::KafkaSourceConfig, CheckpointOptions)> {
+    ) -> Result<(KafkaSourceConfig, CheckpointOptions)> {
         let Some(checkpoint) = options.checkpoint.clone() else {
             return Err(EngineError::Execution(
                 "--scale-out needs checkpoints: a partition's state moves between processes through them"
                     .into(),
             ));
         };
-        if let Some(sink) = self.exactly_once_sinks().keys().next() {
+        if let Some(sink) = crate::sink::kafka::exactly_once_sinks(&self.sinks)
+            .keys()
+            .next()
+        {
             return Err(EngineError::Execution(format!(
                 "--scale-out cannot run {}: sink `{sink}` has sink.commit_mode = 'exactly_once', \
                  whose transactions commit every source partition's offsets at once (one process)",
@@ -196,14 +281,8 @@ impl Job {
     /// or the column the source declares as `key_field` (which the source
     /// enforces). Otherwise every lane would emit its own partial row for
     /// the same window.
-    fn check_partitioned_by_key(
-        &self,
-        source: &crate::source::kafka::KafkaSourceConfig,
-    ) -> Result<()> {
-        let table = self
-            .file
-            .table(&source.table)
-            .expect("sources come from the job's tables");
+    fn check_partitioned_by_key(&self, source: &KafkaSourceConfig) -> Result<()> {
+        let table = self.table(&source.table);
         let mut key_columns: Vec<&str> = table
             .columns
             .iter()
@@ -270,40 +349,12 @@ fn lane_options(
     }
 }
 
-/// Joins the lanes that ended: a bounded lane at its partition's end, or one that failed.
-async fn join_ended(lanes: &mut BTreeMap<i32, RunningLane>, first_error: &mut Option<EngineError>) {
-    let ended: Vec<i32> = lanes
-        .iter()
-        .filter(|(_, l)| l.handle.is_finished())
-        .map(|(&p, _)| p)
-        .collect();
-    for p in ended {
-        let lane = lanes.remove(&p).expect("listed above");
-        match join(lane.handle).await {
-            Ok(_) => tracing::info!(partition = p, "lane finished"),
-            Err(e) => {
-                tracing::error!(partition = p, error = %e, "lane failed");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-}
-
 /// Stops a lane as a clean stop does: final checkpoint, offsets recorded.
 async fn stop_lane(partition: i32, lane: RunningLane) -> Result<()> {
     lane.stop.cancel();
     join(lane.handle).await?;
     tracing::info!(partition, "lane stopped");
     Ok(())
-}
-
-/// Stops every lane in `lanes`, keeping the first error.
-async fn stop_all(lanes: &mut BTreeMap<i32, RunningLane>, first_error: &mut Option<EngineError>) {
-    for (p, lane) in std::mem::take(lanes) {
-        if let Err(e) = stop_lane(p, lane).await {
-            first_error.get_or_insert(e);
-        }
-    }
 }
 
 /// Whether every partition's newest checkpoint was taken at the end of a

@@ -28,7 +28,6 @@ use tokio::task::JoinHandle;
 
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
-use crate::sink::kafka::{CommitMode, KafkaSinkConfig};
 use crate::sink::lake::LakeSinkConfig;
 use crate::sink::SinkSpec;
 use crate::source::kafka::{GroupCommits, KafkaSourceConfig};
@@ -42,7 +41,7 @@ mod run;
 mod statement;
 mod supervisor;
 
-pub use graph::{JobGraph, Node, StatementNode};
+pub use graph::JobGraph;
 
 /// Batches in flight between a source and one statement: the backpressure bound.
 const CHANNEL_CAPACITY: usize = 16;
@@ -230,17 +229,6 @@ impl Job {
                 let config = sink.as_any().downcast_ref::<LakeSinkConfig>()?;
                 let table = self.file.table(name)?;
                 Some((config.clone(), table.schema()))
-            })
-            .collect()
-    }
-
-    /// The Kafka sinks with `sink.commit_mode = 'exactly_once'`, by table name.
-    pub fn exactly_once_sinks(&self) -> BTreeMap<String, KafkaSinkConfig> {
-        self.sinks
-            .iter()
-            .filter_map(|(name, sink)| {
-                let k = sink.as_any().downcast_ref::<KafkaSinkConfig>()?;
-                (k.commit_mode == CommitMode::ExactlyOnce).then(|| (name.clone(), k.clone()))
             })
             .collect()
     }

@@ -29,7 +29,6 @@ use crate::checkpoint::{
     run_periodic, BarrierRequests, Committer, Coordinator, Manifest, Participant, Report,
 };
 use crate::error::{EngineError, Result};
-use crate::kafka::transaction::{SharedTransaction, Transactions, RESOURCE};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::resources::Resources;
@@ -45,13 +44,28 @@ type Periodic = JoinHandle<Result<(Coordinator, Option<u64>)>>;
 
 /// One source and what it feeds, built but not started.
 struct SourcePlan {
+    reader: Box<dyn SourceReader>,
+    /// The source's commit phase.
+    committer: Arc<dyn Committer>,
+    /// The commit phases of its statements' sinks.
+    sink_committers: Vec<(Participant, Arc<dyn Committer>)>,
+    tasks: SourceTasks,
+}
+
+/// The tasks a source's runner feeds, and what they share with it.
+struct SourceTasks {
     table: String,
-    source: OpenedSource,
+    dead_letters: Arc<dyn DeadLetterSink>,
     statements: Vec<(StatementTask, mpsc::Receiver<Message>)>,
     sinks: Vec<(SinkTask, SinkInput)>,
     outputs: Vec<mpsc::Sender<Message>>,
-    /// The commit phases of its statements' sinks.
-    sink_committers: Vec<(Participant, Arc<dyn Committer>)>,
+}
+
+/// One statement's task and its sinks' tasks, built but not started.
+struct StatementPlan {
+    task: StatementTask,
+    sinks: Vec<(SinkTask, SinkInput)>,
+    committers: Vec<(Participant, Arc<dyn Committer>)>,
 }
 
 /// What a task of the run ends with.
@@ -97,9 +111,7 @@ impl Job {
         if let Some(lane) = &options.lane {
             resources.insert(GROUP_COMMITS, Arc::new(lane.commits.clone()));
         }
-        self.check_sinks(&options, &resources)?;
-        self.open_transaction(&options, &resources, &metrics)
-            .await?;
+        self.prepare_sinks(&options, &resources, &metrics).await?;
         let mut checkpointing = self.open_checkpoints(&options, &metrics).await?;
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let reports = checkpointing.as_ref().map(|_| reports_tx.clone());
@@ -123,7 +135,7 @@ impl Job {
         barriers.requested.store(first_epoch - 1, Ordering::Release);
         let participants = plans
             .iter()
-            .map(|p| 1 + p.statements.len() + p.sinks.len())
+            .map(|p| 1 + p.tasks.statements.len() + p.tasks.sinks.len())
             .sum();
         let manifest = checkpointing.as_ref().and_then(|c| c.manifest.clone());
         let mut runners = Vec::new();
@@ -168,71 +180,27 @@ impl Job {
             .await
     }
 
-    /// Checks every sink against the whole job (e.g. `exactly_once` needs checkpoints).
-    fn check_sinks(&self, options: &RunOptions, resources: &Resources) -> Result<()> {
-        for (table, sink) in &self.sinks {
-            sink.check(&JobContext {
-                job: &self.name,
-                table,
-                checkpoints: options.checkpoint.is_some(),
-                resources,
-            })?;
-        }
-        Ok(())
-    }
-
-    /// With `exactly_once` Kafka sinks: checks that they can run as asked
-    /// (one consumer group, on the source's brokers: a transaction commits
-    /// the group's offsets there) and opens the job's transaction, shared by
-    /// the sources and those sinks through `resources`.
-    async fn open_transaction(
+    /// Prepares every sink against the whole job: checks what only the job
+    /// tells, and sets up what sinks share with it (a Kafka transaction).
+    async fn prepare_sinks(
         &self,
         options: &RunOptions,
         resources: &Resources,
         metrics: &Arc<Metrics>,
     ) -> Result<()> {
-        let sinks = self.exactly_once_sinks();
-        let Some(first) = sinks.keys().next() else {
-            return Ok(());
-        };
-        let fail = |message: String| {
-            Err(EngineError::Execution(format!(
-                "{}: sink `{first}` has sink.commit_mode = 'exactly_once'; {message}",
-                self.name
-            )))
-        };
-        if options.lane.is_some() {
-            return fail(
-                "--scale-out cannot run it (its transactions commit every partition at once)"
-                    .into(),
-            );
+        for (table, sink) in &self.sinks {
+            let job = JobContext {
+                job: &self.name,
+                table,
+                checkpoints: options.checkpoint.is_some(),
+                lane: options.lane.is_some(),
+                sources: &self.sources,
+                sinks: &self.sinks,
+                resources,
+                metrics,
+            };
+            sink.prepare(&job).await?;
         }
-        let kafka = self.kafka_sources();
-        if kafka.len() != self.sources.len() {
-            return fail("its transactions commit the offsets of a Kafka consumer group: every source must be Kafka".into());
-        }
-        let groups: std::collections::BTreeSet<&str> =
-            kafka.values().map(|s| s.group_id.as_str()).collect();
-        let Some(source) = kafka.values().next().filter(|_| groups.len() == 1) else {
-            return fail(format!(
-                "its transactions commit the offsets of one consumer group, but the sources use {groups:?}"
-            ));
-        };
-        for (name, sink) in &sinks {
-            if sink.client.bootstrap_servers != source.client.bootstrap_servers {
-                return fail(format!(
-                    "sink `{name}` writes to {} but the source reads from {}: a transaction \
-                     commits the source offsets on the cluster it writes to, so they must be the same",
-                    sink.client.bootstrap_servers, source.client.bootstrap_servers
-                ));
-            }
-        }
-        let participants = sinks.len() + self.sources.len();
-        let (client, group) = (source.client.clone(), source.group_id.clone());
-        let open = tokio::task::spawn_blocking(move || Transactions::open(&client, &group, sinks));
-        let transactions = join(open).await?;
-        let shared = SharedTransaction::new(transactions, participants, Arc::clone(metrics));
-        resources.insert(RESOURCE, Arc::new(shared));
         Ok(())
     }
 
@@ -279,12 +247,13 @@ impl Job {
         spec: &dyn SourceSpec,
         ctx: BuildContext<'_>,
     ) -> Result<SourcePlan> {
-        let source = spec
+        let OpenedSource {
+            reader,
+            dead_letters,
+            committer,
+        } = spec
             .open(SourceContext {
-                table: self
-                    .file
-                    .table(table)
-                    .expect("sources come from the job's tables"),
+                table: self.table(table),
                 bounded: ctx.options.bounded,
                 start: ctx.options.reset,
                 lane: ctx.options.lane.as_ref().map(|l| l.partition),
@@ -294,64 +263,90 @@ impl Job {
             })
             .await?;
         let mut plan = SourcePlan {
-            table: table.to_string(),
-            source,
-            statements: Vec::new(),
-            sinks: Vec::new(),
-            outputs: Vec::new(),
+            committer,
             sink_committers: Vec::new(),
+            tasks: SourceTasks {
+                table: table.to_string(),
+                dead_letters,
+                statements: Vec::new(),
+                sinks: Vec::new(),
+                outputs: Vec::new(),
+            },
+            reader,
         };
         for (index, st) in self.statements.iter().enumerate() {
             if st.insert.source != table {
                 continue;
             }
-            let rejects = || {
-                Rejects::new(
-                    Arc::clone(&plan.source.dead_letters),
-                    plan.source.reader.name(),
-                    format!("{}:{}", self.name, st.insert.line),
-                    Arc::clone(ctx.metrics),
-                )
-            };
-            let mut task = StatementTask::new(
+            let input = (&plan.tasks.dead_letters, plan.reader.name().to_string());
+            let built = self.build_statement(index, st, input, ctx).await?;
+            let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+            plan.tasks.outputs.push(tx);
+            plan.tasks.statements.push((built.task, rx));
+            plan.tasks.sinks.extend(built.sinks);
+            plan.sink_committers.extend(built.committers);
+        }
+        Ok(plan)
+    }
+
+    /// Builds statement `index`, with its sinks open; what it rejects goes
+    /// to the dead letters of its source (`source` names it).
+    async fn build_statement(
+        &self,
+        index: usize,
+        st: &engine_sql::PlannedStatement,
+        (dead_letters, source): (&Arc<dyn DeadLetterSink>, String),
+        ctx: BuildContext<'_>,
+    ) -> Result<StatementPlan> {
+        let rejects = || {
+            Rejects::new(
+                Arc::clone(dead_letters),
+                &source,
+                format!("{}:{}", self.name, st.insert.line),
+                Arc::clone(ctx.metrics),
+            )
+        };
+        let mut built = StatementPlan {
+            task: StatementTask::new(
                 index.to_string(),
                 crate::operator::for_statement(st, Arc::clone(ctx.metrics))?,
                 rejects(),
                 Arc::clone(ctx.metrics),
                 ctx.reports.clone(),
-            );
-            let mut sinks = Vec::new();
-            for name in &st.sinks {
-                let sink_table = self
-                    .file
-                    .table(name)
-                    .expect("sinks come from the job's tables");
-                let opened = self.sinks[name]
-                    .open(SinkContext {
-                        table: sink_table,
-                        window: st.window().map(|w| w.spec),
-                        checkpoints: ctx.scope.clone(),
-                        metrics: Arc::clone(ctx.metrics),
-                        resources: ctx.resources,
-                    })
-                    .await?;
-                if let Some(committer) = opened.committer {
-                    plan.sink_committers
-                        .push((Participant::Sink(name.clone()), committer));
-                }
-                sinks.push(task.attach(SinkTask {
-                    key: name.clone(),
-                    writer: SinkWriter::new(sink_table, opened.sink),
-                    rejects: rejects(),
-                    reports: ctx.reports.clone(),
-                }));
+            ),
+            sinks: Vec::new(),
+            committers: Vec::new(),
+        };
+        for name in &st.sinks {
+            let sink_table = self.table(name);
+            let opened = self.sinks[name]
+                .open(SinkContext {
+                    table: sink_table,
+                    window: st.window().map(|w| w.spec),
+                    checkpoints: ctx.scope.clone(),
+                    metrics: Arc::clone(ctx.metrics),
+                    resources: ctx.resources,
+                })
+                .await?;
+            if let Some(committer) = opened.committer {
+                (built.committers).push((Participant::Sink(name.clone()), committer));
             }
-            let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-            plan.outputs.push(tx);
-            plan.statements.push((task, rx));
-            plan.sinks.extend(sinks);
+            let sink = built.task.attach(SinkTask {
+                key: name.clone(),
+                writer: SinkWriter::new(sink_table, opened.sink),
+                rejects: rejects(),
+                reports: ctx.reports.clone(),
+            });
+            built.sinks.push(sink);
         }
-        Ok(plan)
+        Ok(built)
+    }
+
+    /// A table the job declares (sources and sinks come from them).
+    pub(super) fn table(&self, name: &str) -> &engine_sql::TableDef {
+        self.file
+            .table(name)
+            .expect("sources and sinks come from the job's tables")
     }
 
     /// The runner of a built source, restored and taking part in checkpoints.
@@ -362,29 +357,24 @@ impl Job {
         metrics: &Arc<Metrics>,
         manifest: Option<&Manifest>,
         barriers: Option<SourceBarriers>,
-    ) -> Result<(SourceRunner, SourcePlan)> {
-        let table = self
-            .file
-            .table(&plan.table)
-            .expect("sources come from the job's tables");
-        let mut plan = plan;
-        let reader = std::mem::replace(&mut plan.source.reader, Box::new(Drained));
+    ) -> Result<(SourceRunner, SourceTasks)> {
+        let tasks = plan.tasks;
         let mut runner = SourceRunner::new(
             &self.name,
-            table,
-            reader,
-            Arc::clone(&plan.source.dead_letters),
-            self.sources[&plan.table].read_options().clone(),
+            self.table(&tasks.table),
+            plan.reader,
+            Arc::clone(&tasks.dead_letters),
+            self.sources[&tasks.table].read_options().clone(),
             Arc::clone(metrics),
             options.bounded,
         )?;
-        if let Some(state) = manifest.and_then(|m| SourceState::in_manifest(m, &plan.table)) {
+        if let Some(state) = manifest.and_then(|m| SourceState::in_manifest(m, &tasks.table)) {
             runner = runner.with_restored(state);
         }
         if let Some(b) = barriers {
             runner = runner.with_barriers(b);
         }
-        Ok((runner, plan))
+        Ok((runner, tasks))
     }
 
     /// Ends a run: the final checkpoint on a clean stop or at the end of a
@@ -499,33 +489,11 @@ struct BuildContext<'a> {
     reports: &'a Option<mpsc::UnboundedSender<Report>>,
 }
 
-/// Where a source's reader was, once its runner has it.
-struct Drained;
-
-impl SourceReader for Drained {
-    fn open(&mut self, _: Option<&serde_json::Value>) -> Result<Vec<(i32, bool)>> {
-        Err(EngineError::Internal(
-            "a source's reader was taken by its runner".into(),
-        ))
-    }
-    fn poll(&mut self, _: std::time::Duration, _: &mut crate::source::RecordBuffer) -> Result<()> {
-        Err(EngineError::Internal(
-            "a source's reader was taken by its runner".into(),
-        ))
-    }
-    fn positions(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-    fn name(&self) -> &str {
-        ""
-    }
-}
-
 /// Starts a source's thread and its statements' and sinks' tasks.
 fn start(
     supervisor: &mut Supervisor<TaskEnd>,
     runner: SourceRunner,
-    plan: SourcePlan,
+    plan: SourceTasks,
     cancel: &CancellationToken,
 ) {
     for (task, rx) in plan.statements {
@@ -540,7 +508,7 @@ fn start(
         );
     }
     let (outputs, stop) = (plan.outputs, cancel.clone());
-    let (table, dead_letters) = (plan.table, plan.source.dead_letters);
+    let (table, dead_letters) = (plan.table, plan.dead_letters);
     supervisor.spawn_blocking(format!("source {table}"), move || {
         let end = runner.run(outputs, stop)?;
         Ok(TaskEnd::Source(SourceEnd {
@@ -564,8 +532,8 @@ async fn restore(c: &mut Checkpointing, plans: &mut [SourcePlan]) -> Result<()> 
     }
     for plan in plans.iter() {
         c.coordinator.add_committer(
-            Participant::Source(plan.table.clone()),
-            Arc::clone(&plan.source.committer),
+            Participant::Source(plan.tasks.table.clone()),
+            Arc::clone(&plan.committer),
         );
     }
     c.coordinator.recover().await?;
@@ -573,12 +541,12 @@ async fn restore(c: &mut Checkpointing, plans: &mut [SourcePlan]) -> Result<()> 
         return Ok(());
     };
     for plan in plans.iter_mut() {
-        for (task, _) in &mut plan.statements {
+        for (task, _) in &mut plan.tasks.statements {
             let operator = Participant::Operator(task.key.clone());
             let snapshot = c.coordinator.snapshot_of(manifest, &operator).await?;
             task.restore(&snapshot).await?;
         }
-        for (task, _) in &mut plan.sinks {
+        for (task, _) in &mut plan.tasks.sinks {
             let sink = Participant::Sink(task.key.clone());
             let snapshot = c.coordinator.snapshot_of(manifest, &sink).await?;
             task.writer.sink().restore(&snapshot).await?;

@@ -27,6 +27,7 @@ pub(super) const SINK_CHANNEL_CAPACITY: usize = 8;
 pub(super) type Snapshots = Vec<(Participant, Snapshot)>;
 
 /// What a statement hands a sink.
+#[derive(Clone)]
 enum ToSink {
     Rows(RecordBatch),
     Watermark(EventTime),
@@ -152,25 +153,21 @@ impl StatementTask {
             rows.iter().map(|b| b.num_rows() as u64).sum(),
         );
         for batch in rows {
-            to_sinks(&self.sinks, || ToSink::Rows(batch.clone())).await?;
+            to_sinks(&self.sinks, ToSink::Rows(batch)).await?;
         }
         let ended = matches!(after, Some(ToSink::EndOfData));
         if let Some(signal) = after {
-            to_sinks(&self.sinks, || match &signal {
-                ToSink::Watermark(w) => ToSink::Watermark(*w),
-                ToSink::Barrier(e) => ToSink::Barrier(*e),
-                _ => ToSink::EndOfData,
-            })
-            .await?;
+            to_sinks(&self.sinks, signal).await?;
         }
         Ok(ended)
     }
 }
 
 /// Sends `message` to every sink, waiting while a sink's channel is full.
-async fn to_sinks(sinks: &[mpsc::Sender<ToSink>], message: impl Fn() -> ToSink) -> Result<()> {
+/// (A batch's columns are shared, not copied, by each sink's clone.)
+async fn to_sinks(sinks: &[mpsc::Sender<ToSink>], message: ToSink) -> Result<()> {
     for sink in sinks {
-        sink.send(message())
+        sink.send(message.clone())
             .await
             .map_err(|_| EngineError::Execution("a sink stopped; stopping its statement".into()))?;
     }

@@ -8,7 +8,7 @@ use std::future::Future;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{EngineError, Result};
+use crate::error::{Chain, EngineError, Result};
 
 /// The running tasks of a job, each ending with a `T`.
 pub(super) struct Supervisor<T> {
@@ -50,7 +50,7 @@ impl<T: Send + 'static> Supervisor<T> {
                     continue;
                 }
                 Ok((name, Err(e))) => {
-                    tracing::debug!(task = %name, error = %e, "task failed; stopping the job");
+                    tracing::debug!(task = %name, error = %Chain(&e), "task failed; stopping the job");
                     e
                 }
                 Err(e) => EngineError::Internal(format!("a task panicked or was cancelled: {e}")),

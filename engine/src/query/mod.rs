@@ -98,7 +98,7 @@ impl LakeQuery {
         if let Some(rest) = location.strip_prefix("s3://") {
             let bucket = rest.split('/').next().unwrap_or_default();
             let url = url::Url::parse(&format!("s3://{bucket}"))
-                .map_err(|e| EngineError::Store(format!("`{location}`: {e}")))?;
+                .map_err(|e| EngineError::store(format!("`{location}`"), e))?;
             self.ctx
                 .register_object_store(&url, store::open(&format!("s3://{bucket}"))?.store);
         }

@@ -1,7 +1,7 @@
 //! Sinks: where a statement's rows leave the engine.
 //!
-//! A sink table's `connector` picks its [`SinkConnector`] from
-//! [`registry::connectors`]: the connector checks the table's options into a
+//! A sink table's `connector` picks its `SinkConnector` from
+//! `registry::connectors()`: the connector checks the table's options into a
 //! [`SinkSpec`] (all `engine check` needs), and the spec opens a [`Sink`] for
 //! each run. A sink that makes output visible only with a checkpoint (staged
 //! lake files, a Kafka transaction) returns a [`Committer`] beside it: the
@@ -9,29 +9,30 @@
 //! visible once the checkpoint is written.
 //!
 //! Adding a sink: a folder here with its config, sink and committer, and one
-//! line in [`registry`].
+//! line in `registry.rs`.
 
-pub mod kafka;
+pub(crate) mod kafka;
 pub mod lake;
 pub mod memory;
-pub mod registry;
+pub(crate) mod registry;
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef};
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use engine_sql::{LineError, TableDef, WindowSpec};
+use engine_sql::{TableDef, WindowSpec};
 
 use crate::checkpoint::{Committer, Snapshot};
+pub(crate) use crate::connector::option_error;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
 use crate::resources::Resources;
-
-pub use registry::SinkConnector;
+use crate::source::SourceSpec;
 
 /// A sink table's checked options: what `engine check` validates, and what
 /// opens the sink when the job runs.
@@ -44,9 +45,12 @@ pub trait SinkSpec: Send + Sync + std::fmt::Debug {
     /// reads lake tables, the embedded broker creates Kafka topics).
     fn as_any(&self) -> &dyn Any;
 
-    /// Checks what only the whole job tells (e.g. that a transaction has a
-    /// consumer group to commit): called once per job before it runs.
-    fn check(&self, _job: &JobContext<'_>) -> Result<()> {
+    /// Checks what only the whole job tells (e.g. that `exactly_once` has
+    /// checkpoints and one consumer group to commit) and sets up what this
+    /// sink shares with the rest of the job in `job.resources` (the Kafka
+    /// transaction the sources' offsets go into too). Called once per sink
+    /// table, before any source or sink opens.
+    async fn prepare(&self, _job: &JobContext<'_>) -> Result<()> {
         Ok(())
     }
 
@@ -62,8 +66,16 @@ pub struct JobContext<'a> {
     pub table: &'a str,
     /// The job takes checkpoints.
     pub checkpoints: bool,
+    /// The job runs as a lane of `--scale-out` (one source partition).
+    pub lane: bool,
+    /// Every source table's spec, by name.
+    pub sources: &'a BTreeMap<String, Box<dyn SourceSpec>>,
+    /// Every sink table's spec, by name.
+    pub sinks: &'a BTreeMap<String, Box<dyn SinkSpec>>,
     /// The job's resources (e.g. the Kafka connectors' transaction).
     pub resources: &'a Resources,
+    /// The job's counters.
+    pub metrics: &'a Arc<Metrics>,
 }
 
 /// What a sink is opened with.
@@ -235,14 +247,54 @@ impl<T: Clone> Uncommitted<T> {
     }
 }
 
-/// The blob of a sink's snapshot holding the rows it prepared at barrier
-/// `epoch` (sinks that keep their rows until a commit: `exactly_once` Kafka, memory).
-pub fn rows_blob(epoch: u64) -> String {
+/// Rows a sink keeps until a commit makes them visible (`exactly_once`
+/// Kafka, memory): its snapshot holds one Arrow IPC blob per barrier.
+impl Uncommitted<RecordBatch> {
+    /// Adds `rows` prepared at barrier `epoch`; the snapshot of every row not yet committed.
+    pub fn snapshot_rows(&self, epoch: u64, rows: Vec<RecordBatch>) -> Result<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        for (at, rows) in self.prepare(epoch, rows) {
+            if let Some(bytes) = crate::checkpoint::batches_to_ipc(&rows)? {
+                snapshot.blobs.insert(rows_blob(at), bytes.into());
+            }
+        }
+        Ok(snapshot)
+    }
+}
+
+/// The rows sink `sink`'s snapshot in checkpoint `epoch` holds that were
+/// prepared after barrier `visible` (those at or before it were made
+/// visible by an earlier commit).
+pub fn rows_after(
+    snapshot: &Snapshot,
+    visible: u64,
+    sink: &str,
+    epoch: u64,
+) -> Result<Vec<RecordBatch>> {
+    let mut rows = Vec::new();
+    for (name, bytes) in &snapshot.blobs {
+        match rows_blob_epoch(name) {
+            Some(at) if at > visible => {
+                rows.extend(crate::checkpoint::batches_from_ipc(bytes.clone())?)
+            }
+            Some(_) => {}
+            None => {
+                return Err(EngineError::Execution(format!(
+                    "checkpoint {epoch} of sink `{sink}` holds an unknown file `{name}`"
+                )))
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The blob holding the rows prepared at barrier `epoch`.
+fn rows_blob(epoch: u64) -> String {
     format!("rows-{epoch:020}.arrow")
 }
 
 /// The barrier a blob named by [`rows_blob`] was prepared at.
-pub fn rows_blob_epoch(name: &str) -> Option<u64> {
+fn rows_blob_epoch(name: &str) -> Option<u64> {
     name.strip_prefix("rows-")?
         .strip_suffix(".arrow")?
         .parse()
@@ -251,15 +303,6 @@ pub fn rows_blob_epoch(name: &str) -> Option<u64> {
 
 /// The barrier of a stopping job's final snapshot: after every other.
 pub const FINAL_BARRIER: u64 = u64::MAX;
-
-/// The `at` of a connector's option error: file, line and table.
-pub fn option_error(file: &str, table: &TableDef, (line, message): LineError) -> EngineError {
-    EngineError::Config(engine_sql::SqlError {
-        file: file.to_string(),
-        line,
-        message: format!("table `{}`: {message}", table.name),
-    })
-}
 
 /// `batch` cast to `schema` as [`conform`] does, less the rows that cannot
 /// be: a value whose cast fails, or a NULL in a column that may not hold

@@ -1,20 +1,20 @@
 //! Sources: where records enter the engine.
 //!
-//! A source table's `connector` picks its [`SourceConnector`] from
-//! [`registry::connectors`]: the connector checks the table's options into a
+//! A source table's `connector` picks its `SourceConnector` from
+//! `registry::connectors()`: the connector checks the table's options into a
 //! [`SourceSpec`], and the spec opens a [`SourceReader`] for each run. The
-//! reader only reads (assign, poll, positions); the [`SourceRunner`] around
+//! reader only reads (assign, poll, positions); the `SourceRunner` around
 //! it does what every source needs: batching per split, decoding JSON into
 //! Arrow, dead-lettering bad records, per-split watermarks, barriers, and
 //! the end of a bounded input.
 //!
 //! Adding a source: a folder here with its config and reader, and one line
-//! in [`registry`].
+//! in `registry.rs`.
 
 pub mod kafka;
 pub mod memory;
 mod read_options;
-pub mod registry;
+pub(crate) mod registry;
 mod runner;
 
 use std::any::Any;
@@ -31,8 +31,8 @@ use crate::metrics::Metrics;
 use crate::resources::Resources;
 
 pub use read_options::{ReadOptions, StartupMode, DEFAULT_MAX_AHEAD};
-pub use registry::SourceConnector;
-pub use runner::{row_rules, RecordBuffer, SourceBarriers, SourceEnd, SourceRunner};
+pub use runner::{row_rules, RecordBuffer};
+pub(crate) use runner::{SourceBarriers, SourceRunner};
 
 /// A source table's checked options: what `engine check` validates, and
 /// what opens the source when the job runs.

@@ -70,12 +70,12 @@ pub struct ReadRecord {
 pub fn read_all(topic: &str) -> Vec<ReadRecord> {
     use rdkafka::error::KafkaError;
     use rdkafka::message::Headers;
-    let consumer: BaseConsumer<engine::kafka::ConsumerLogs> = ClientConfig::new()
+    let consumer: BaseConsumer<engine::ConsumerLogs> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create_with_context(engine::kafka::ConsumerLogs)
+        .create_with_context(engine::ConsumerLogs)
         .expect("consumer");
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))

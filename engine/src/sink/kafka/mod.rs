@@ -3,6 +3,7 @@
 //! [`crate::kafka::transaction`]).
 
 mod config;
+mod exactly_once;
 mod sink;
 
 use std::any::Any;
@@ -11,11 +12,12 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 use engine_sql::TableDef;
 
-pub use config::{CommitMode, KafkaSinkConfig, TimestampFormat};
+pub use config::{CommitMode, KafkaSinkConfig};
+pub use exactly_once::exactly_once_sinks;
 pub use sink::{EncodedRows, KafkaSink};
 
-use super::{rows_blob_epoch, JobContext, OpenedSink, SinkContext, SinkSpec, Uncommitted};
-use crate::checkpoint::{batches_from_ipc, CommitPoint, Committer, Snapshot};
+use super::{JobContext, OpenedSink, SinkContext, SinkSpec, Uncommitted};
+use crate::checkpoint::{CommitPoint, Committer, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::kafka::transaction::{Part, SharedTransaction, RESOURCE};
 
@@ -40,15 +42,13 @@ impl SinkSpec for KafkaSinkConfig {
         self
     }
 
-    fn check(&self, job: &JobContext<'_>) -> Result<()> {
-        if self.commit_mode == CommitMode::ExactlyOnce && !job.checkpoints {
-            return Err(EngineError::Execution(format!(
-                "{}: sink `{}` has sink.commit_mode = 'exactly_once'; it needs checkpoints \
-                 (its records are sent when a checkpoint completes): remove --no-checkpoints",
-                job.job, job.table
-            )));
+    /// `exactly_once`: checks the job can run it and opens the job's
+    /// transaction (once, for every such sink: see [`exactly_once`]).
+    async fn prepare(&self, job: &JobContext<'_>) -> Result<()> {
+        match self.commit_mode {
+            CommitMode::AtLeastOnce => Ok(()),
+            CommitMode::ExactlyOnce => exactly_once::open_transaction(job).await,
         }
-        Ok(())
     }
 
     async fn open(&self, ctx: SinkContext<'_>) -> Result<OpenedSink> {
@@ -100,19 +100,8 @@ impl TransactionCommitter {
         visible: u64,
         recovering: bool,
     ) -> Result<()> {
-        let mut rows = Vec::new();
-        for (name, bytes) in &snapshot.blobs {
-            match rows_blob_epoch(name) {
-                Some(at) if at > visible => rows.extend(batches_from_ipc(bytes.clone())?),
-                Some(_) => {} // sent by an earlier checkpoint's transaction
-                None => {
-                    return Err(EngineError::Execution(format!(
-                        "checkpoint {} of sink `{}` holds an unknown file `{name}`",
-                        point.epoch, self.sink
-                    )))
-                }
-            }
-        }
+        // Rows up to `visible` were sent by an earlier checkpoint's transaction.
+        let rows = super::rows_after(snapshot, visible, &self.sink, point.epoch)?;
         let part = Part::Records {
             sink: self.sink.clone(),
             rows,

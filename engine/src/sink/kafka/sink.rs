@@ -14,7 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::config::{CommitMode, KafkaSinkConfig, TimestampFormat};
-use crate::checkpoint::{batches_to_ipc, Snapshot};
+use crate::checkpoint::Snapshot;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
@@ -52,10 +52,7 @@ impl KafkaSink {
             .set("compression.type", "lz4")
             .create()
             .map_err(|e| {
-                EngineError::Kafka(format!(
-                    "creating producer for topic `{}`: {e}",
-                    config.topic
-                ))
+                EngineError::kafka(format!("creating producer for topic `{}`", config.topic), e)
             })?;
         crate::kafka::ensure_topic(
             producer.client(),
@@ -98,10 +95,10 @@ impl KafkaSink {
                         }
                     }
                     Err((e, _)) => {
-                        return Err(EngineError::Kafka(format!(
-                            "sending to topic `{}`: {e}",
-                            self.config.topic
-                        )))
+                        return Err(EngineError::kafka(
+                            format!("sending to topic `{}`", self.config.topic),
+                            e,
+                        ))
                     }
                 }
             }
@@ -125,11 +122,11 @@ impl KafkaSink {
     async fn await_delivery(&self, delivery: DeliveryFuture) -> Result<()> {
         match delivery.await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(EngineError::Kafka(format!(
-                "delivery to topic `{}` failed: {e}",
-                self.config.topic
-            ))),
-            Err(_) => Err(EngineError::Kafka(format!(
+            Ok(Err((e, _))) => Err(EngineError::kafka(
+                format!("delivery to topic `{}` failed", self.config.topic),
+                e,
+            )),
+            Err(_) => Err(EngineError::kafka_msg(format!(
                 "producer for topic `{}` shut down before delivery",
                 self.config.topic
             ))),
@@ -155,15 +152,8 @@ impl Sink for KafkaSink {
             self.flush_deliveries().await?;
             return Ok(Snapshot::default());
         };
-        let mut snapshot = Snapshot::default();
-        for (at, rows) in self.uncommitted.prepare(epoch, std::mem::take(pending)) {
-            if let Some(bytes) = batches_to_ipc(&rows)? {
-                snapshot
-                    .blobs
-                    .insert(crate::sink::rows_blob(at), bytes.into());
-            }
-        }
-        Ok(snapshot)
+        self.uncommitted
+            .snapshot_rows(epoch, std::mem::take(pending))
     }
 
     async fn flush(&mut self) -> Result<()> {
@@ -207,11 +197,6 @@ impl EncodedRows {
     /// The number of records.
     pub fn len(&self) -> usize {
         self.values.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
     }
 
     /// Record `row`, to `topic`.

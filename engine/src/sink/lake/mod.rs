@@ -8,7 +8,7 @@
 mod config;
 mod partition;
 mod sink;
-pub mod staging;
+pub(crate) mod staging;
 mod state;
 
 use std::any::Any;
@@ -18,7 +18,7 @@ use engine_sql::TableDef;
 
 pub use config::{Compression, LakeSinkConfig, PartitionScheme};
 pub use sink::{LakeSink, SUCCESS_MARKER};
-pub use state::{LakeState, OpenFileState, Publish};
+pub(crate) use state::{LakeState, Publish};
 
 use super::{OpenedSink, SinkContext, SinkSpec, Uncommitted};
 use crate::checkpoint::{CommitPoint, Committer, Snapshot};

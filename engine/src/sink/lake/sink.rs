@@ -249,10 +249,10 @@ impl LakeSink {
                     .store
                     .get(&path)
                     .await
-                    .map_err(|e| EngineError::Store(format!("reading segment `{path}`: {e}")))?
+                    .map_err(|e| EngineError::store(format!("reading segment `{path}`"), e))?
                     .bytes()
                     .await
-                    .map_err(|e| EngineError::Store(format!("reading segment `{path}`: {e}")))?;
+                    .map_err(|e| EngineError::store(format!("reading segment `{path}`"), e))?;
                 for batch in batches_from_ipc(bytes)? {
                     writer.write(&batch)?;
                 }

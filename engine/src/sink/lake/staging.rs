@@ -125,9 +125,10 @@ pub async fn publish(location: &Location, table: &str, items: &[Publish]) -> Res
             }
             Err(object_store::Error::NotFound { .. }) if store.head(&to).await.is_ok() => {}
             Err(e) => {
-                return Err(EngineError::Store(format!(
-                    "lake table `{table}`: publishing `{from}` as `{to}`: {e}"
-                )))
+                return Err(EngineError::store(
+                    format!("lake table `{table}`: publishing `{from}` as `{to}`"),
+                    e,
+                ))
             }
         }
     }
@@ -149,7 +150,7 @@ pub async fn roll_back_after(
         .list(Some(&location.prefix))
         .try_collect()
         .await
-        .map_err(|e| EngineError::Store(format!("lake table `{table}`: listing: {e}")))?;
+        .map_err(|e| EngineError::store(format!("lake table `{table}`: listing"), e))?;
     for o in objects {
         let newer = o
             .location
@@ -161,10 +162,7 @@ pub async fn roll_back_after(
         if newer && !staged {
             tracing::warn!(table, file = %o.location, "removing a file published by a lost checkpoint");
             location.store.delete(&o.location).await.map_err(|e| {
-                EngineError::Store(format!(
-                    "lake table `{table}`: removing {}: {e}",
-                    o.location
-                ))
+                EngineError::store(format!("lake table `{table}`: removing {}", o.location), e)
             })?;
         }
     }

@@ -18,8 +18,8 @@ use arrow::record_batch::RecordBatch;
 use engine_sql::TableDef;
 
 use super::{OpenedSink, Sink, SinkContext, SinkSpec, Uncommitted};
-use crate::checkpoint::{batches_from_ipc, batches_to_ipc, CommitPoint, Committer, Snapshot};
-use crate::error::{EngineError, Result};
+use crate::checkpoint::{CommitPoint, Committer, Snapshot};
+use crate::error::Result;
 
 static TABLES: LazyLock<Mutex<BTreeMap<String, Arc<Table>>>> = LazyLock::new(Default::default);
 
@@ -91,6 +91,7 @@ impl SinkSpec for MemorySinkConfig {
         let staged = ctx.checkpoints.is_some();
         let committer: Option<Arc<dyn Committer>> = staged.then(|| {
             Arc::new(MemoryCommitter {
+                sink: ctx.table.name.clone(),
                 table: Arc::clone(&table),
                 uncommitted: uncommitted.clone(),
             }) as Arc<dyn Committer>
@@ -128,13 +129,8 @@ impl Sink for MemorySink {
         let Some(pending) = self.pending.as_mut() else {
             return Ok(Snapshot::default());
         };
-        let mut snapshot = Snapshot::default();
-        for (at, rows) in self.uncommitted.prepare(epoch, std::mem::take(pending)) {
-            if let Some(bytes) = batches_to_ipc(&rows)? {
-                snapshot.blobs.insert(super::rows_blob(at), bytes.into());
-            }
-        }
-        Ok(snapshot)
+        self.uncommitted
+            .snapshot_rows(epoch, std::mem::take(pending))
     }
 
     async fn flush(&mut self) -> Result<()> {
@@ -144,6 +140,8 @@ impl Sink for MemorySink {
 
 /// Makes a checkpoint's rows visible, once per checkpoint.
 struct MemoryCommitter {
+    /// The sink table (in errors).
+    sink: String,
     table: Arc<Table>,
     uncommitted: Uncommitted<RecordBatch>,
 }
@@ -152,15 +150,7 @@ impl MemoryCommitter {
     /// Makes the rows `snapshot` prepared after barrier `visible` visible, unless
     /// checkpoint `point` did so already.
     fn apply(&self, point: &CommitPoint, snapshot: &Snapshot, visible: u64) -> Result<()> {
-        let mut rows = Vec::new();
-        for (name, bytes) in &snapshot.blobs {
-            let at = super::rows_blob_epoch(name).ok_or_else(|| {
-                EngineError::Execution(format!("memory sink: unknown checkpoint file `{name}`"))
-            })?;
-            if at > visible {
-                rows.extend(batches_from_ipc(bytes.clone())?);
-            }
-        }
+        let rows = super::rows_after(snapshot, visible, &self.sink, point.epoch)?;
         let key = (
             point.generation.clone(),
             point.epoch,

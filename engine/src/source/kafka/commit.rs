@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::config::KafkaSourceConfig;
 use super::group::GroupCommits;
 use crate::checkpoint::{CommitPoint, Committer, Manifest, Snapshot};
-use crate::error::{EngineError, Result};
+use crate::error::{Chain, EngineError, Result};
 use crate::kafka::transaction::{Part, SharedTransaction, SourceOffsets};
 use crate::kafka::ConsumerLogs;
 use crate::source::SourceState;
@@ -77,11 +77,10 @@ impl OffsetCommitter {
     /// A direct committer for `config`'s group.
     pub fn direct(config: &KafkaSourceConfig) -> Result<Self> {
         let consumer = super::group::group_client(config).map_err(|e| {
-            EngineError::Kafka(format!(
-                "creating a client of group `{}`: {}",
-                config.group_id,
-                crate::kafka::redacted(&e)
-            ))
+            EngineError::kafka(
+                format!("creating a client of group `{}`", config.group_id),
+                e,
+            )
         })?;
         Ok(Self::Direct {
             consumer: Arc::new(consumer),
@@ -98,17 +97,17 @@ impl OffsetCommitter {
                 for (&p, &next) in &positions.offsets {
                     tpl.add_partition_offset(&positions.topic, p, Offset::Offset(next))
                         .map_err(|e| {
-                            EngineError::Kafka(format!(
-                                "offset list for `{}`: {e}",
-                                positions.topic
-                            ))
+                            EngineError::kafka(format!("offset list for `{}`", positions.topic), e)
                         })?;
                 }
                 consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
-                    EngineError::Kafka(format!(
-                        "committing offsets of `{}` for group `{group}`: {e}",
-                        positions.topic
-                    ))
+                    EngineError::kafka(
+                        format!(
+                            "committing offsets of `{}` for group `{group}`",
+                            positions.topic
+                        ),
+                        e,
+                    )
                 })
             }
             Self::Lane(commits) => {
@@ -143,7 +142,7 @@ impl Committer for OffsetCommitter {
             .await
             .map_err(|e| EngineError::Internal(format!("committing offsets: {e}")))?;
         if let Err(e) = result {
-            tracing::warn!(epoch = point.epoch, error = %e, "committing group offsets; the next checkpoint commits them again");
+            tracing::warn!(epoch = point.epoch, error = %Chain(&e), "committing group offsets; the next checkpoint commits them again");
         }
         Ok(())
     }

@@ -73,9 +73,10 @@ impl DeadLetters {
             .set("linger.ms", "20")
             .create_with_context(context)
             .map_err(|e| {
-                EngineError::Kafka(format!(
-                    "creating the dead-letter producer for `{topic}`: {e}"
-                ))
+                EngineError::kafka(
+                    format!("creating the dead-letter producer for `{topic}`"),
+                    e,
+                )
             })?;
         crate::kafka::ensure_topic(
             producer.client(),
@@ -95,17 +96,19 @@ impl DeadLetters {
             message_max_bytes,
         })
     }
+}
 
+impl DeadLetterSink for DeadLetters {
     /// Queues one bad record. Blocks while the producer queue is full. The
     /// error, key and payload are cut so that the record always fits the
     /// producer's `message.max.bytes`: a dead letter too large to send would
     /// stop the job on every restart.
-    pub fn send(
+    fn send(
         &self,
         payload: &[u8],
         key: Option<&[u8]>,
         error: &str,
-        origin: Origin,
+        origin: Origin<'_>,
     ) -> Result<()> {
         let error = crate::decode::excerpt(error, MAX_DEAD_LETTER_ERROR);
         let mut headers: Vec<(&str, String)> = vec![
@@ -160,42 +163,27 @@ impl DeadLetters {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
-                    return Err(EngineError::Kafka(format!(
-                        "dead-letter topic `{}`: {e}",
-                        self.topic
-                    )))
+                    return Err(EngineError::kafka(
+                        format!("dead-letter topic `{}`", self.topic),
+                        e,
+                    ))
                 }
             }
         }
     }
 
     /// Waits until every queued record is acknowledged; fails if any was lost.
-    pub fn flush(&self) -> Result<()> {
+    fn flush(&self) -> Result<()> {
         self.producer.flush(Duration::from_secs(60)).map_err(|e| {
-            EngineError::Kafka(format!("flushing dead-letter topic `{}`: {e}", self.topic))
+            EngineError::kafka(format!("flushing dead-letter topic `{}`", self.topic), e)
         })?;
         match self.failed.load(Ordering::Relaxed) {
             0 => Ok(()),
-            n => Err(EngineError::Kafka(format!(
+            n => Err(EngineError::kafka_msg(format!(
                 "{n} records could not be written to dead-letter topic `{}`",
                 self.topic
             ))),
         }
-    }
-}
-impl DeadLetterSink for DeadLetters {
-    fn send(
-        &self,
-        payload: &[u8],
-        key: Option<&[u8]>,
-        error: &str,
-        origin: Origin<'_>,
-    ) -> Result<()> {
-        DeadLetters::send(self, payload, key, error, origin)
-    }
-
-    fn flush(&self) -> Result<()> {
-        DeadLetters::flush(self)
     }
 
     fn describe(&self) -> String {

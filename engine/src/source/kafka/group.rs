@@ -109,10 +109,10 @@ impl GroupMember {
     pub fn run(self, events: UnboundedSender<GroupEvent>, stop: CancellationToken) -> Result<()> {
         let topic = self.config.topic.clone();
         let err = |what: &str, e: KafkaError| {
-            EngineError::Kafka(format!(
-                "{what} (group `{}`, topic `{topic}`): {e}",
-                self.config.group_id
-            ))
+            EngineError::kafka(
+                format!("{what} (group `{}`, topic `{topic}`)", self.config.group_id),
+                e,
+            )
         };
         let context = MemberContext {
             topic: topic.clone(),
@@ -217,7 +217,7 @@ fn lookup_consumer(
     config: &KafkaSourceConfig,
     doing: &str,
 ) -> Result<(BaseConsumer<ConsumerLogs>, Vec<i32>)> {
-    let consumer = group_client(config).map_err(|e| lookup_error(config, doing, &e))?;
+    let consumer = group_client(config).map_err(|e| lookup_error(config, doing, e))?;
     let partitions = partitions_of(
         consumer.client(),
         &config.topic,
@@ -227,13 +227,14 @@ fn lookup_consumer(
     Ok((consumer, partitions))
 }
 
-fn lookup_error(config: &KafkaSourceConfig, doing: &str, e: &KafkaError) -> EngineError {
-    EngineError::Kafka(format!(
-        "{doing} of topic `{}` on {}: {}",
-        config.topic,
-        config.client.bootstrap_servers,
-        crate::kafka::redacted(e)
-    ))
+fn lookup_error(config: &KafkaSourceConfig, doing: &str, e: KafkaError) -> EngineError {
+    EngineError::kafka(
+        format!(
+            "{doing} of topic `{}` on {}",
+            config.topic, config.client.bootstrap_servers
+        ),
+        e,
+    )
 }
 
 /// The end offset of every partition of the source's topic now (a lower
@@ -246,7 +247,7 @@ pub fn end_offsets(config: &KafkaSourceConfig) -> Result<BTreeMap<i32, i64>> {
         .map(|p| {
             let (_, high) = consumer
                 .fetch_watermarks(&config.topic, p, METADATA_TIMEOUT)
-                .map_err(|e| lookup_error(config, doing, &e))?;
+                .map_err(|e| lookup_error(config, doing, e))?;
             Ok((p, high))
         })
         .collect()
@@ -273,7 +274,7 @@ pub fn committed_offsets(
     }
     let committed = consumer
         .committed_offsets(tpl, METADATA_TIMEOUT)
-        .map_err(|e| lookup_error(config, &doing, &e))?;
+        .map_err(|e| lookup_error(config, &doing, e))?;
     Ok(committed
         .elements()
         .iter()

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use engine_sql::TableDef;
 
-pub use commit::{KafkaPositions, OffsetCommitter};
+pub(crate) use commit::{KafkaPositions, OffsetCommitter};
 pub use config::KafkaSourceConfig;
-pub use dlq::DeadLetters;
-pub use group::{committed_offsets, end_offsets, GroupCommits, GroupEvent, GroupMember};
-pub use reader::KafkaReader;
+pub(crate) use dlq::DeadLetters;
+pub(crate) use group::{committed_offsets, end_offsets, GroupCommits, GroupEvent, GroupMember};
+pub(crate) use reader::KafkaReader;
 
 use super::{OpenedSource, ReadOptions, SourceContext, SourceSpec};
 use crate::error::{EngineError, Result};
@@ -31,7 +31,7 @@ pub const GROUP_COMMITS: &str = "kafka.group_commits";
 
 /// `connector = 'kafka'`: checks a source table's options.
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SourceSpec>> {
-    let at = |e| crate::sink::option_error(file, table, e);
+    let at = |e| crate::connector::option_error(file, table, e);
     let config = KafkaSourceConfig::from_table(table).map_err(at)?;
     crate::kafka::check_properties(file, table, &config.client)?;
     Ok(Box::new(config))

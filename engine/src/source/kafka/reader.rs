@@ -104,12 +104,7 @@ impl KafkaReader {
                 },
             )
             .create_with_context(ConsumerLogs)
-            .map_err(|e| {
-                EngineError::Kafka(format!(
-                    "creating consumer for topic `{topic}`: {}",
-                    crate::kafka::redacted(&e)
-                ))
-            })
+            .map_err(|e| EngineError::kafka(format!("creating consumer for topic `{topic}`"), e))
     }
 
     /// Assigns every partition of the topic (a lane: its one partition) at its start offset.
@@ -119,52 +114,17 @@ impl KafkaReader {
         restored: Option<&BTreeMap<i32, i64>>,
     ) -> Result<BTreeMap<i32, PartitionCursor>> {
         let topic = &self.config.topic;
-        let err = |what: &str, e: KafkaError| {
-            EngineError::Kafka(format!(
-                "{what} of topic `{topic}` on {}: {e}",
-                self.config.client.bootstrap_servers
-            ))
-        };
+        let err = |doing: &str, e: KafkaError| self.error(doing, e);
         let partitions = self.partitions(consumer)?;
-        let mut all = TopicPartitionList::new();
-        for &p in &partitions {
-            all.add_partition(topic, p);
-        }
-        let committed = match self.startup {
-            StartupMode::GroupOffsets => Some(
-                consumer
-                    .committed_offsets(all, METADATA_TIMEOUT)
-                    .map_err(|e| err("reading committed offsets", e))?,
-            ),
-            _ => None,
-        };
-        let by_time = match self.startup {
-            StartupMode::Timestamp(ms) => {
-                let mut at = TopicPartitionList::new();
-                for &p in &partitions {
-                    at.add_partition_offset(topic, p, Offset::Offset(ms))
-                        .map_err(|e| err("looking up offsets by time", e))?;
-                }
-                Some(
-                    consumer
-                        .offsets_for_times(at, METADATA_TIMEOUT)
-                        .map_err(|e| err("looking up offsets by time", e))?,
-                )
-            }
-            _ => None,
-        };
+        let committed = self.committed_offsets(consumer, &partitions)?;
+        let by_time = self.offsets_at_time(consumer, &partitions)?;
         let mut assignment = TopicPartitionList::new();
         let mut cursors = BTreeMap::new();
         for &p in &partitions {
             let (low, high) = consumer
                 .fetch_watermarks(topic, p, METADATA_TIMEOUT)
                 .map_err(|e| err("reading end offsets", e))?;
-            let committed = committed.as_ref().and_then(|c| {
-                match c.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(n)) => Some(n),
-                    _ => None,
-                }
-            });
+            let committed = committed.as_ref().and_then(|c| offset_in(c, topic, p));
             let checkpointed = restored.and_then(|o| o.get(&p).copied());
             if checkpointed.is_some_and(|n| n < low) {
                 tracing::error!(
@@ -172,12 +132,8 @@ impl KafkaReader {
                     "records after the checkpoint were deleted by retention; resuming at the earliest left"
                 );
             }
-            let at_time = by_time.as_ref().map(|tpl| {
-                match tpl.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(n)) => n,
-                    _ => high, // no record at or after that time
-                }
-            });
+            // No offset: no record at or after that time.
+            let at_time = (by_time.as_ref()).map(|t| offset_in(t, topic, p).unwrap_or(high));
             let start = self.start_offset((low, high), checkpointed, committed, at_time);
             assignment
                 .add_partition_offset(topic, p, Offset::Offset(start))
@@ -197,6 +153,50 @@ impl KafkaReader {
         Ok(cursors)
     }
 
+    /// With `StartupMode::GroupOffsets`: the group's committed offsets of `partitions`.
+    fn committed_offsets(
+        &self,
+        consumer: &BaseConsumer<ConsumerLogs>,
+        partitions: &[i32],
+    ) -> Result<Option<TopicPartitionList>> {
+        if self.startup != StartupMode::GroupOffsets {
+            return Ok(None);
+        }
+        let mut all = TopicPartitionList::new();
+        for &p in partitions {
+            all.add_partition(&self.config.topic, p);
+        }
+        let committed = consumer.committed_offsets(all, METADATA_TIMEOUT);
+        committed
+            .map(Some)
+            .map_err(|e| self.error("reading committed offsets", e))
+    }
+
+    /// With `StartupMode::Timestamp`: each partition's first offset at or after that time.
+    fn offsets_at_time(
+        &self,
+        consumer: &BaseConsumer<ConsumerLogs>,
+        partitions: &[i32],
+    ) -> Result<Option<TopicPartitionList>> {
+        let StartupMode::Timestamp(ms) = self.startup else {
+            return Ok(None);
+        };
+        let doing = "looking up offsets by time";
+        let mut at = TopicPartitionList::new();
+        for &p in partitions {
+            at.add_partition_offset(&self.config.topic, p, Offset::Offset(ms))
+                .map_err(|e| self.error(doing, e))?;
+        }
+        let found = consumer.offsets_for_times(at, METADATA_TIMEOUT);
+        found.map(Some).map_err(|e| self.error(doing, e))
+    }
+
+    /// An error of `doing` something to the topic.
+    fn error(&self, doing: &str, e: KafkaError) -> EngineError {
+        let (topic, servers) = (&self.config.topic, &self.config.client.bootstrap_servers);
+        EngineError::kafka(format!("{doing} of topic `{topic}` on {servers}"), e)
+    }
+
     /// The partitions read: every one of the topic, or a lane's one.
     fn partitions(&self, consumer: &BaseConsumer<ConsumerLogs>) -> Result<Vec<i32>> {
         let (topic, servers) = (&self.config.topic, &self.config.client.bootstrap_servers);
@@ -204,7 +204,7 @@ impl KafkaReader {
         match &self.lane {
             None => Ok(partitions),
             Some(lane) if partitions.contains(lane) => Ok(vec![*lane]),
-            Some(lane) => Err(EngineError::Kafka(format!(
+            Some(lane) => Err(EngineError::kafka_msg(format!(
                 "topic `{topic}` has no partition {lane} on {servers}"
             ))),
         }
@@ -253,6 +253,14 @@ impl KafkaReader {
             // Stop fetching: a bounded run reads what was there when it caught up.
             let _ = consumer.pause(&tpl);
         }
+    }
+}
+
+/// A partition's offset in a list the broker returned, if it has one.
+fn offset_in(list: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    match list.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(n)) => Some(n),
+        _ => None,
     }
 }
 

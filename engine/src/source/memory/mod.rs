@@ -142,7 +142,7 @@ pub struct MemorySourceConfig {
 
 /// `connector = 'memory'`: checks a source table's options.
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SourceSpec>> {
-    let at = |e| crate::sink::option_error(file, table, e);
+    let at = |e| crate::connector::option_error(file, table, e);
     let mut o = table.options.clone();
     let read = ReadOptions::from_options(&mut o).map_err(at)?;
     let startup = match o
