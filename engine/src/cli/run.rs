@@ -240,7 +240,9 @@ impl RunArgs {
             .await;
         stop.cancel();
         match feed_task.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "the simulated feed stopped with an error"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %engine::Chain(&e), "the simulated feed stopped with an error")
+            }
             Err(e) => tracing::warn!(error = %e, "the simulated feed task failed"),
             Ok(Ok(_)) => {}
         }

@@ -189,7 +189,7 @@ impl Job {
                     // The member left the group: stopped, or the bounded input is done.
                     None => break,
                     // Stopping: start nothing new.
-                    Some(GroupEvent::Assigned(_)) if stop.is_cancelled() || member_stop.is_cancelled() => {}
+                    Some(GroupEvent::Assigned(_)) if stop.is_cancelled() || member_stop.is_cancelled() => continue,
                     Some(GroupEvent::Assigned(partitions)) => lanes.start(partitions).await,
                     Some(GroupEvent::Revoked(partitions, done)) => {
                         lanes.stop(partitions).await;

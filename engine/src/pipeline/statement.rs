@@ -21,7 +21,7 @@ use crate::sink::{SinkWriter, FINAL_BARRIER};
 
 /// Messages queued for one sink: the backpressure bound between a
 /// statement and each of its sinks.
-pub(super) const SINK_CHANNEL_CAPACITY: usize = 8;
+pub(super) const SINK_CHANNEL_CAPACITY: usize = 2;
 
 /// Every participant's part of a checkpoint.
 pub(super) type Snapshots = Vec<(Participant, Snapshot)>;

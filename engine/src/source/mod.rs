@@ -98,9 +98,12 @@ pub trait SourceReader: Send + Sync {
     /// (a bounded run with nothing to read there).
     fn open(&mut self, restored: Option<&serde_json::Value>) -> Result<Vec<(i32, bool)>>;
 
-    /// Waits up to `timeout` for records and appends them to `out`; splits
-    /// read to their end (bounded) are marked there too.
-    fn poll(&mut self, timeout: Duration, out: &mut RecordBuffer) -> Result<()>;
+    /// Waits up to `timeout` for records and appends at most `max` of them
+    /// (at least 1) to `out`, as many as are at hand: the runner's checks
+    /// between polls (barriers, stop, linger, watermarks) then cost per
+    /// poll, not per record. Splits read to their end (bounded) are marked
+    /// there too.
+    fn poll(&mut self, timeout: Duration, max: usize, out: &mut RecordBuffer) -> Result<()>;
 
     /// The positions after every record handed out, for a checkpoint.
     fn positions(&self) -> serde_json::Value;

@@ -7,7 +7,7 @@
 //! coordinator asks, and sends everything downstream over bounded channels,
 //! so a slow statement slows reading instead of growing memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,25 +42,22 @@ pub struct SourceBarriers {
     pub reports: mpsc::UnboundedSender<Report>,
 }
 
-/// Records polled and not yet decoded: one buffer per split, each record's
-/// bytes copied once into the split's arena (so the reader can let go of
-/// its own buffers at once).
+/// Records polled and not yet decoded, each record's bytes copied once into
+/// one arena (so the reader can let go of its own buffers at once). One
+/// arena for every split, not one each: a reader hands over a split's
+/// records in runs of a whole fetch, so per-split arenas would each grow to
+/// a fetch's size (heaptrack: 4 MB more at the peak over 4 partitions).
 #[derive(Default)]
 pub struct RecordBuffer {
-    splits: BTreeMap<i32, SplitBuffer>,
-    buffered: usize,
+    bytes: Vec<u8>,
+    records: Vec<Buffered>,
     ended: Vec<i32>,
     /// Records added since the last look (counted into `records_in`).
     added: u64,
 }
 
-#[derive(Default)]
-struct SplitBuffer {
-    bytes: Vec<u8>,
-    records: Vec<Buffered>,
-}
-
 struct Buffered {
+    split: i32,
     payload: Option<(usize, usize)>,
     key: Option<(usize, usize)>,
     offset: i64,
@@ -77,22 +74,22 @@ impl RecordBuffer {
         key: Option<&[u8]>,
         timestamp: Option<i64>,
     ) {
-        let buffer = self.splits.entry(split).or_default();
+        let arena = &mut self.bytes;
         let mut keep = |bytes: Option<&[u8]>| {
             bytes.map(|b| {
-                let start = buffer.bytes.len();
-                buffer.bytes.extend_from_slice(b);
+                let start = arena.len();
+                arena.extend_from_slice(b);
                 (start, b.len())
             })
         };
         let (payload, key) = (keep(payload), keep(key));
-        buffer.records.push(Buffered {
+        self.records.push(Buffered {
+            split,
             payload,
             key,
             offset,
             timestamp,
         });
-        self.buffered += 1;
         self.added += 1;
     }
 
@@ -248,14 +245,16 @@ impl SourceRunner {
                 self.flush(&mut buffer, tracker, outputs)?;
                 return Ok(false);
             }
-            self.reader.poll(POLL_TIMEOUT, &mut buffer)?;
+            let room = self.options.batch_size.saturating_sub(buffer.records.len());
+            self.reader.poll(POLL_TIMEOUT, room.max(1), &mut buffer)?;
             Metrics::add(&self.metrics.records_in, std::mem::take(&mut buffer.added));
             for split in std::mem::take(&mut buffer.ended) {
                 open.remove(&split);
                 tracker.finish(split);
             }
-            if buffer.buffered >= self.options.batch_size
-                || (buffer.buffered > 0 && last_flush.elapsed() >= self.options.batch_linger)
+            let buffered = buffer.records.len();
+            if buffered >= self.options.batch_size
+                || (buffered > 0 && last_flush.elapsed() >= self.options.batch_linger)
             {
                 self.flush(&mut buffer, tracker, outputs)?;
                 last_flush = Instant::now();
@@ -298,15 +297,12 @@ impl SourceRunner {
         tracker: &mut WatermarkTracker,
         outputs: &[mpsc::Sender<Message>],
     ) -> Result<()> {
-        for (&split, b) in buffer.splits.iter_mut() {
-            if b.records.is_empty() {
-                continue;
-            }
-            let bytes = &b.bytes;
-            let slice = |r: Option<(usize, usize)>| r.map(|(at, len)| &bytes[at..at + len]);
-            let raw: Vec<RawRecord> = b
-                .records
-                .iter()
+        let bytes = &buffer.bytes;
+        let slice = |r: Option<(usize, usize)>| r.map(|(at, len)| &bytes[at..at + len]);
+        let splits: BTreeSet<i32> = buffer.records.iter().map(|r| r.split).collect();
+        for split in splits {
+            let raw: Vec<RawRecord> = (buffer.records.iter())
+                .filter(|r| r.split == split)
                 .map(|r| RawRecord {
                     payload: slice(r.payload),
                     key: slice(r.key),
@@ -327,10 +323,9 @@ impl SourceRunner {
             if batch.num_rows() > 0 {
                 send(outputs, Message::Data(batch))?;
             }
-            b.records.clear();
-            b.bytes.clear();
         }
-        buffer.buffered = 0;
+        buffer.records.clear();
+        buffer.bytes.clear();
         Ok(())
     }
 

@@ -282,29 +282,36 @@ impl SourceReader for KafkaReader {
         Ok(self.cursors.iter().map(|(&p, c)| (p, c.finished)).collect())
     }
 
-    fn poll(&mut self, timeout: Duration, out: &mut RecordBuffer) -> Result<()> {
+    fn poll(&mut self, timeout: Duration, max: usize, out: &mut RecordBuffer) -> Result<()> {
         let Some(consumer) = self.consumer.as_ref() else {
             return Err(EngineError::Internal(
                 "a Kafka reader polled before open".into(),
             ));
         };
-        match consumer.poll(timeout) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => self.at_end(p, out),
-            Some(Err(e)) => {
-                tracing::warn!(topic = %self.config.topic, error = %e, "consumer error (librdkafka retries)")
-            }
-            Some(Ok(m)) => {
-                let p = m.partition();
-                if let Some(c) = self.cursors.get_mut(&p) {
-                    c.next = m.offset() + 1;
-                    out.push(
-                        p,
-                        m.offset(),
-                        m.payload(),
-                        m.key(),
-                        m.timestamp().to_millis(),
-                    );
+        // Waits for the first record only; the rest are what librdkafka has at hand.
+        let mut wait = timeout;
+        let mut handed = 0;
+        while handed < max {
+            let polled = consumer.poll(wait);
+            wait = Duration::ZERO;
+            match polled {
+                None => break,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    self.at_end(p, out);
+                    break;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %self.config.topic, error = %e, "consumer error (librdkafka retries)");
+                    break;
+                }
+                Some(Ok(m)) => {
+                    let p = m.partition();
+                    if let Some(c) = self.cursors.get_mut(&p) {
+                        c.next = m.offset() + 1;
+                        let timestamp = m.timestamp().to_millis();
+                        out.push(p, m.offset(), m.payload(), m.key(), timestamp);
+                        handed += 1;
+                    }
                 }
             }
         }

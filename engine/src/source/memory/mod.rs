@@ -265,7 +265,7 @@ impl SourceReader for MemoryReader {
         Ok(splits)
     }
 
-    fn poll(&mut self, timeout: Duration, out: &mut RecordBuffer) -> Result<()> {
+    fn poll(&mut self, timeout: Duration, max: usize, out: &mut RecordBuffer) -> Result<()> {
         let mut handed = 0;
         {
             let s = self.stream.lock();
@@ -277,7 +277,7 @@ impl SourceReader for MemoryReader {
                     .copied()
                     .unwrap_or(records.len() as i64);
                 let was = *next;
-                while *next < end && (*next - was) < PER_POLL as i64 {
+                while *next < end && (*next - was) < PER_POLL as i64 && handed < max {
                     let r = &records[*next as usize];
                     out.push(
                         split,
