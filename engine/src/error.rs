@@ -48,6 +48,10 @@ pub enum EngineError {
     /// Parquet encoding or decoding failed.
     #[error("execution: parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A market-data provider's feed cannot be read as configured (a key
+    /// not set, a refused key or subscription); never holds a key.
+    #[error("provider: {0}")]
+    Provider(String),
     /// A bug: an invariant did not hold.
     #[error("internal error (please report): {0}")]
     Internal(String),

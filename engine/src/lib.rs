@@ -5,6 +5,8 @@
 //!
 //! # Layout (in the order a trade flows)
 //! - [`feed`]: the market simulator and replay that feed `trades` (`engine produce`).
+//! - [`ingest`]: live provider websocket feeds (Finnhub, Alpaca, Coinbase, Binance,
+//!   Polygon) normalized to the trade contract (`engine ingest`, the `websocket` source).
 //! - [`source`]: sources behind one trait and a registry (`kafka`, `memory`); the
 //!   runner around every reader: batches, dead letters, per-split watermarks, barriers.
 //! - `kafka`: what the Kafka source and sink share (client settings, the transaction).
@@ -33,6 +35,7 @@ pub mod decode;
 pub(crate) mod error;
 pub mod failpoint;
 pub mod feed;
+pub mod ingest;
 pub(crate) mod kafka;
 pub(crate) mod message;
 pub(crate) mod metrics;

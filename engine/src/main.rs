@@ -13,16 +13,21 @@ async fn main() -> std::process::ExitCode {
     let levels = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // sqlparser logs the statements it parses at debug level: a job file's
-    // text after `${VAR}` substitution, passwords included. Never shown, at
-    // any RUST_LOG.
-    let no_job_text =
-        tracing_subscriber::filter::filter_fn(|meta| !meta.target().starts_with("sqlparser"));
+    // text after `${VAR}` substitution, passwords included; tungstenite logs
+    // the URL it connects to and every frame it sends at debug and trace
+    // level, a provider's token and keys included. Never shown, at any RUST_LOG.
+    let no_secrets = tracing_subscriber::filter::filter_fn(|meta| {
+        let target = meta.target();
+        !(target.starts_with("sqlparser")
+            || ((target.starts_with("tungstenite") || target.starts_with("tokio_tungstenite"))
+                && *meta.level() > tracing::Level::INFO))
+    });
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_filter(levels)
-                .with_filter(no_job_text),
+                .with_filter(no_secrets),
         )
         .init();
     match cli.command.run().await {

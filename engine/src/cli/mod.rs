@@ -2,6 +2,7 @@
 
 mod catalog;
 mod check;
+mod ingest;
 mod produce;
 mod query;
 mod run;
@@ -30,6 +31,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Simulate a market: trades to a Kafka topic or a JSON-lines file.
     Produce(produce::ProduceArgs),
+    /// Live trades from a market-data provider's websocket to a Kafka topic (or a file).
+    Ingest(ingest::IngestArgs),
     /// Print the records of a topic (e.g. ohlc_1m) as they arrive.
     Tail(tail::TailArgs),
     /// Print the Athena DDL (or Glue table input) of a job's lake tables.
@@ -45,6 +48,7 @@ impl Command {
             Command::Run(args) => args.run().await,
             Command::Check(args) => args.run().await,
             Command::Produce(args) => args.run().await,
+            Command::Ingest(args) => args.run().await,
             Command::Tail(args) => args.run().await,
             Command::Catalog(args) => args.run().await,
             Command::Query(args) => args.run().await,

@@ -11,11 +11,7 @@ use engine::feed::{
     Simulator, Speed,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
 
 /// Arguments of `engine produce`.
 #[derive(Debug, Args)]
@@ -203,7 +199,7 @@ fn progress_bar(len: Option<u64>) -> ProgressBar {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     engine_sql::options::parse_duration(s)
         .ok_or_else(|| format!("`{s}` is not a duration (e.g. 90s, 10min, 2h)"))
 }
@@ -364,24 +360,8 @@ impl ProduceArgs {
     }
 
     async fn kafka_producer(&self) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create()?;
         let dlq = format!("{}.dlq", self.topic);
-        let topics = [
-            NewTopic::new(&self.topic, self.partitions, TopicReplication::Fixed(1)),
-            NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
-        ];
-        for result in admin
-            .create_topics(&topics, &AdminOptions::new())
-            .await
-            .with_context(|| format!("creating topics on {}", self.brokers))?
-        {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, e)) => bail!("creating topic `{topic}` on {}: {e}", self.brokers),
-            }
-        }
+        feed::create_topics(&self.brokers, &[(&self.topic, self.partitions), (&dlq, 1)]).await?;
         Ok(feed::feed_producer(&self.brokers)?)
     }
 }

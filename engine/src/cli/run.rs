@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use anyhow::{bail, Context};
 use clap::Args;
 use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
+use engine::ingest::{IngestConfig, IngestStats, KafkaOutput, LiveFeed, Provider};
 use engine::source::StartupMode;
 use engine::CheckpointOptions;
 use engine::{Job, Metrics, RunOptions};
@@ -68,6 +69,14 @@ pub struct RunArgs {
     /// exits once the group has read all partitions to their end.
     #[arg(long, conflicts_with = "no_checkpoints")]
     pub scale_out: bool,
+    /// Embedded default only: feed the embedded broker from this provider's
+    /// live websocket instead of the simulator (coinbase and binance need no
+    /// key; see `engine ingest --help` for the others).
+    #[arg(long, value_parser = super::ingest::parse_provider, requires = "symbols")]
+    pub feed: Option<Provider>,
+    /// With --feed: the symbols subscribed to (e.g. BTC-USD,ETH-USD).
+    #[arg(long, requires = "feed", value_parser = super::ingest::parse_symbols)]
+    pub symbols: Option<super::ingest::Symbols>,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -89,6 +98,9 @@ impl RunArgs {
         let status = tokio::spawn(report_status(Arc::clone(&metrics), stop.clone()));
 
         let result = if std::env::var_os("KAFKA_BROKERS").is_some() {
+            if self.feed.is_some() {
+                bail!("--feed feeds the embedded default; with a broker (KAFKA_BROKERS), run `engine ingest` beside the job");
+            }
             let job = Job::load(&self.job).await?;
             let reset = match (&self.start, self.reset) {
                 (Some(start), true) => Some(StartupMode::parse(start).with_context(|| {
@@ -195,34 +207,11 @@ impl RunArgs {
             bail!("the job reads no Kafka topic to feed")
         };
 
-        let start_ms = parse_start(self.start.as_deref().unwrap_or("now"))?;
-        let config = FeedConfig {
-            symbols: feed::symbol_names(feed::DEFAULT_SYMBOLS),
-            rate: feed::DEFAULT_RATE,
-            seed: self.seed,
-            start_ms,
-            disorder_ms: 0,
-            late_fraction: 0.0,
-            bad_fraction: 0.0,
-        };
-        let producer = feed::feed_producer(&brokers)?;
-        let (feed_stop, speed) = (stop.clone(), self.speed);
-        let feed_task = tokio::spawn(async move {
-            let pacer = Pacer::new(start_ms, speed);
-            feed::publish(
-                &producer,
-                &trades,
-                Simulator::new(config),
-                &pacer,
-                &feed_stop,
-            )
-            .await
-        });
+        let feed_task = self.start_feed(&brokers, &trades, stop.clone()).await?;
         eprintln!(
             "embedded Kafka-protocol broker on {brokers} (other processes: KAFKA_BROKERS={brokers}); \
-             simulated trades ({} symbols, {} trades/s of market time, speed {speed:?}) -> `{}`; topics written: {}",
-            feed::DEFAULT_SYMBOLS,
-            feed::DEFAULT_RATE,
+             {} -> `{}`; topics written: {}",
+            feed_task.0,
             read[0],
             written.join(", "),
         );
@@ -239,15 +228,60 @@ impl RunArgs {
             .run_with_metrics(RunOptions::default(), stop.clone(), metrics)
             .await;
         stop.cancel();
-        match feed_task.await {
+        match feed_task.1.await {
             Ok(Err(e)) => {
-                tracing::warn!(error = %engine::Chain(&e), "the simulated feed stopped with an error")
+                tracing::warn!(error = %engine::Chain(&e), "the feed stopped with an error")
             }
-            Err(e) => tracing::warn!(error = %e, "the simulated feed task failed"),
-            Ok(Ok(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "the feed task failed"),
+            Ok(Ok(())) => {}
         }
         drop(cluster); // the broker lives until the job and the feed are done with it
         Ok(report)
+    }
+
+    /// Starts what feeds the embedded broker's `trades` topic: the simulator,
+    /// or a provider's live feed (--feed). Returns what it is, and its task.
+    async fn start_feed(
+        &self,
+        brokers: &str,
+        trades: &str,
+        stop: CancellationToken,
+    ) -> anyhow::Result<(String, tokio::task::JoinHandle<engine::Result<()>>)> {
+        if let Some(provider) = self.feed {
+            let symbols = self.symbols.clone().map(|s| s.0).unwrap_or_default();
+            let config = IngestConfig::new(provider, symbols.clone());
+            let mut live = LiveFeed::new(config, &|var| std::env::var(var).ok())?;
+            // The embedded broker has the job's topics, `<trades>.dlq` among them.
+            let mut output = KafkaOutput::new(brokers, trades, provider.name(), stop.clone())?;
+            let what = format!("live trades of {} from {}", symbols.join(","), live.describe());
+            let task = tokio::spawn(async move {
+                live.run(&mut output, &IngestStats::default(), &stop, None).await
+            });
+            return Ok((what, task));
+        }
+        let start_ms = parse_start(self.start.as_deref().unwrap_or("now"))?;
+        let config = FeedConfig {
+            symbols: feed::symbol_names(feed::DEFAULT_SYMBOLS),
+            rate: feed::DEFAULT_RATE,
+            seed: self.seed,
+            start_ms,
+            disorder_ms: 0,
+            late_fraction: 0.0,
+            bad_fraction: 0.0,
+        };
+        let producer = feed::feed_producer(brokers)?;
+        let (trades, speed) = (trades.to_string(), self.speed);
+        let task = tokio::spawn(async move {
+            let pacer = Pacer::new(start_ms, speed);
+            let records = Simulator::new(config);
+            feed::publish(&producer, &trades, records, &pacer, &stop).await.map(|_| ())
+        });
+        let what = format!(
+            "simulated trades ({} symbols, {} trades/s of market time, speed {speed})",
+            feed::DEFAULT_SYMBOLS,
+            feed::DEFAULT_RATE,
+        );
+        Ok((what, task))
     }
 }
 

@@ -3,8 +3,11 @@
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ProducerContext, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 use super::market::{FeedRecord, RecordKind};
@@ -17,6 +20,15 @@ pub enum Speed {
     Times(f64),
     /// As fast as possible.
     Max,
+}
+
+impl std::fmt::Display for Speed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Speed::Times(k) => write!(f, "{k}x"),
+            Speed::Max => f.write_str("max"),
+        }
+    }
 }
 
 /// Waits so that a record sent at market time `t` leaves at wall time
@@ -71,27 +83,64 @@ pub fn feed_producer(brokers: &str) -> Result<ThreadedProducer<DefaultProducerCo
         .map_err(|e| EngineError::kafka(format!("creating the feed producer for {brokers}"), e))
 }
 
-/// Queues one record, waiting while the producer queue is full.
-pub async fn send(
-    producer: &ThreadedProducer<DefaultProducerContext>,
-    topic: &str,
-    record: &FeedRecord,
-) -> Result<()> {
-    let mut message = BaseRecord::to(topic)
-        .key(&record.key)
-        .payload(&record.payload);
+/// Queues `record`, waiting while the producer queue is full (the
+/// backpressure a feed sees when Kafka is slower than it).
+pub async fn send<C, K, P>(producer: &ThreadedProducer<C>, record: BaseRecord<'_, K, P>) -> Result<()>
+where
+    C: ProducerContext<DeliveryOpaque = ()> + 'static,
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    let mut record = record;
     loop {
-        match producer.send(message) {
+        match producer.send(record) {
             Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
-                message = m;
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Err((e, _)) => {
-                return Err(EngineError::kafka(format!("sending to topic `{topic}`"), e))
+            Err((e, r)) => {
+                return Err(EngineError::kafka(format!("sending to topic `{}`", r.topic), e))
             }
         }
     }
+}
+
+/// Creates each `(topic, partitions)` on `brokers` that does not exist yet.
+pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| EngineError::kafka(format!("creating an admin client for {brokers}"), e))?;
+    let new: Vec<NewTopic<'_>> = (topics.iter())
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = (admin.create_topics(&new, &AdminOptions::new()).await)
+        .map_err(|e| EngineError::kafka(format!("creating topics on {brokers}"), e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, e)) => {
+                return Err(EngineError::kafka_msg(format!(
+                    "creating topic `{topic}` on {brokers}: {e}"
+                )))
+            }
+        }
+    }
+    // A topic just created may not show in metadata (leader not yet
+    // available) for a moment: wait, so that a producer checking it does not fail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for (name, _) in topics {
+        loop {
+            let known = (admin.inner().fetch_metadata(Some(name), Duration::from_secs(5)))
+                .is_ok_and(|m| m.topics().iter().any(|t| t.name() == *name && t.error().is_none() && !t.partitions().is_empty()));
+            if known || std::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Sends `records` to `topic` at `speed` until `stop` is cancelled or they end;
@@ -109,7 +158,8 @@ pub async fn publish(
             break;
         }
         pacer.wait_for(&record).await;
-        send(producer, topic, &record).await?;
+        let message = BaseRecord::to(topic).key(&record.key).payload(&record.payload);
+        send(producer, message).await?;
         counts[kind_index(record.kind)] += 1;
     }
     Ok(counts)

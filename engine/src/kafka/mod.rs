@@ -170,3 +170,41 @@ pub fn partitions_of<C: ClientContext>(
     }
     Ok(partitions)
 }
+
+/// A producer context that counts (and logs) failed deliveries, so that a
+/// caller never reports records as written, or commits past them, when
+/// their copy was lost.
+pub struct DeliveryCounter {
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// What the records are, for the log ("dead-letter", "trade").
+    what: &'static str,
+}
+
+impl DeliveryCounter {
+    /// Counts the failed deliveries of `what` records.
+    pub fn new(what: &'static str) -> Self {
+        Self {
+            failed: Default::default(),
+            what,
+        }
+    }
+
+    /// The count of failed deliveries, shared with the producer's thread.
+    pub fn failed(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        std::sync::Arc::clone(&self.failed)
+    }
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl rdkafka::producer::ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            use rdkafka::Message;
+            tracing::error!(topic = m.topic(), error = %e, "{} record not delivered", self.what);
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}

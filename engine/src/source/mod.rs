@@ -16,6 +16,7 @@ pub mod memory;
 mod read_options;
 pub(crate) mod registry;
 mod runner;
+pub mod websocket;
 
 use std::any::Any;
 use std::collections::BTreeMap;

@@ -20,6 +20,10 @@ pub fn connectors() -> &'static [SourceConnector] {
             names: &["memory"],
             spec: super::memory::spec,
         },
+        SourceConnector {
+            names: &["websocket"],
+            spec: super::websocket::spec,
+        },
     ]
 }
 

@@ -18,9 +18,11 @@ mod lake;
 mod oracle;
 mod process;
 mod scenarios;
+mod ws;
 
 pub use kafka::*;
 pub use lake::*;
 pub use oracle::*;
 pub use process::*;
 pub use scenarios::*;
+pub use ws::*;

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Message};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use crate::error::{EngineError, Result};
-use crate::kafka::KafkaClientOptions;
+use crate::kafka::{DeliveryCounter, KafkaClientOptions};
 use crate::source::{DeadLetterSink, Origin};
 
 /// Payload bytes a dead letter keeps. Brokers refuse records over their
@@ -34,25 +33,6 @@ const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 /// the record's overhead, and each header's name and length, against it).
 const RECORD_OVERHEAD: usize = 4096;
 
-/// Counts failed deliveries, so that offsets are never committed past a
-/// bad record whose dead-letter copy was lost.
-#[derive(Default)]
-struct DeliveryCounter {
-    failed: Arc<AtomicU64>,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, m)) = result {
-            tracing::error!(topic = m.topic(), error = %e, "dead-letter record not delivered");
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// A producer to one dead-letter topic.
 pub struct DeadLetters {
     topic: String,
@@ -65,8 +45,8 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// An idempotent producer to `topic`.
     pub fn new(client: &KafkaClientOptions, topic: &str) -> Result<Self> {
-        let context = DeliveryCounter::default();
-        let failed = Arc::clone(&context.failed);
+        let context = DeliveryCounter::new("dead-letter");
+        let failed = context.failed();
         let producer: ThreadedProducer<DeliveryCounter> = client
             .client_config()
             .set("enable.idempotence", "true")

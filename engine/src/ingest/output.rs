@@ -1,0 +1,153 @@
+//! Where a feed's trades and dead letters go.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use tokio_util::sync::CancellationToken;
+
+use super::trade::Trade;
+use crate::error::{EngineError, Result};
+use crate::kafka::{DeliveryCounter, KafkaClientOptions};
+use crate::source::kafka::DeadLetters;
+use crate::source::{DeadLetterSink, Origin};
+
+/// Trades the Kafka producer holds before the feed waits: the bounded queue
+/// between the socket and the broker.
+const QUEUED_TRADES: &str = "100000";
+
+/// Where trades go. A call may wait (a full queue): the feed then does not
+/// read its socket, which is the backpressure the provider sees.
+#[async_trait::async_trait]
+pub trait TradeOutput: Send {
+    /// One trade, normalized.
+    async fn trade(&mut self, trade: &Trade) -> Result<()>;
+
+    /// A frame (or part of one) that is not a trade, keys already stripped, and why.
+    async fn dead_letter(&mut self, raw: &[u8], reason: &str) -> Result<()>;
+
+    /// Delivers everything queued; fails if anything was lost.
+    async fn finish(&mut self) -> Result<()>;
+}
+
+/// Trades to a Kafka topic (key = symbol, record time = trade time) through
+/// an idempotent producer; dead letters to `<topic>.dlq`.
+pub struct KafkaOutput {
+    topic: String,
+    producer: ThreadedProducer<DeliveryCounter>,
+    failed: Arc<AtomicU64>,
+    dead_letters: DeadLetters,
+    /// What dead letters name as their origin (the provider).
+    origin: String,
+    stop: CancellationToken,
+}
+
+impl KafkaOutput {
+    /// A producer to `topic` on `brokers`, dead letters to `<topic>.dlq`
+    /// (both must exist: see [`crate::feed::create_topics`]). `origin`: the
+    /// provider's name. Once `stop` is cancelled, a trade that waits for
+    /// room in a full queue is given up (an error saying so).
+    pub fn new(brokers: &str, topic: &str, origin: &str, stop: CancellationToken) -> Result<Self> {
+        let dlq = format!("{topic}.dlq");
+        let context = DeliveryCounter::new("trade");
+        let failed = context.failed();
+        let producer: ThreadedProducer<DeliveryCounter> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.messages", QUEUED_TRADES)
+            .create_with_context(context)
+            .map_err(|e| EngineError::kafka(format!("creating the trade producer for {brokers}"), e))?;
+        let client = KafkaClientOptions {
+            bootstrap_servers: brokers.to_string(),
+            properties: Default::default(),
+        };
+        Ok(Self {
+            topic: topic.to_string(),
+            producer,
+            failed,
+            dead_letters: DeadLetters::new(&client, &dlq)?,
+            origin: origin.to_string(),
+            stop,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TradeOutput for KafkaOutput {
+    async fn trade(&mut self, trade: &Trade) -> Result<()> {
+        let payload = trade.to_json();
+        let record = BaseRecord::to(&self.topic)
+            .key(trade.symbol.as_bytes())
+            .payload(&payload)
+            .timestamp(trade.ts);
+        tokio::select! {
+            sent = crate::feed::send(&self.producer, record) => sent,
+            _ = self.stop.cancelled() => Err(EngineError::kafka_msg(format!(
+                "stopped while topic `{}` took no more trades (its queue of {QUEUED_TRADES} was full): the trade of {} at {} was not sent",
+                self.topic, trade.symbol, trade.ts
+            ))),
+        }
+    }
+
+    async fn dead_letter(&mut self, raw: &[u8], reason: &str) -> Result<()> {
+        let origin = Origin {
+            topic: &self.origin,
+            position: None,
+            statement: None,
+        };
+        self.dead_letters.send(raw, None, reason, origin)
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        let topic = &self.topic;
+        (self.producer.flush(Duration::from_secs(30)))
+            .map_err(|e| EngineError::kafka(format!("flushing trades to topic `{topic}`"), e))?;
+        self.dead_letters.flush()?;
+        match self.failed.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            n => Err(EngineError::kafka_msg(format!(
+                "{n} trades could not be written to topic `{}`",
+                self.topic
+            ))),
+        }
+    }
+}
+
+/// Trades as JSON lines to a writer (a file, stdout); dead letters to stderr.
+pub struct FileOutput {
+    out: Box<dyn Write + Send>,
+}
+
+impl FileOutput {
+    /// Writes to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self { out }
+    }
+}
+
+#[async_trait::async_trait]
+impl TradeOutput for FileOutput {
+    async fn trade(&mut self, trade: &Trade) -> Result<()> {
+        let mut line = trade.to_json();
+        line.push(b'\n');
+        self.out
+            .write_all(&line)
+            .map_err(|e| EngineError::Execution(format!("writing a trade: {e}")))
+    }
+
+    async fn dead_letter(&mut self, raw: &[u8], reason: &str) -> Result<()> {
+        let raw = crate::decode::excerpt(&String::from_utf8_lossy(raw), 200);
+        eprintln!("dead letter: {reason}: {raw}");
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .map_err(|e| EngineError::Execution(format!("writing trades: {e}")))
+    }
+}
