@@ -463,3 +463,131 @@ fn job_text_bounded(url: &str) -> String {
         unique("ws_out")
     )
 }
+
+/// A broker that stops answering while trades stream in: the producer's
+/// queue fills, the socket is not read (the server's writes block), nothing
+/// is dropped; Ctrl-C then delivers what is queued and prints the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_broker_slows_the_feed_and_loses_nothing() {
+    const TRADES: i64 = 30_000;
+    let trade = |n: i64| {
+        let (symbol, id) = (["BTCUSDT", "ETHUSDT", "SOLUSDT"][n as usize % 3], n / 3 + 1);
+        format!(r#"{{"e":"trade","E":1,"s":"{symbol}","t":{id},"p":"{}.{:02}","q":"1.5","T":{},"m":false}}"#, 100 + n % 50, n % 100, 1_763_649_000_000 + n)
+    };
+    let mut script = vec![expect("SUBSCRIBE"), send(r#"{"result":null,"id":1}"#), Step::Sleep(Duration::from_millis(500))];
+    script.extend((0..TRADES).map(|n| send(trade(n))));
+    // The pong comes back once the client has read (and queued) every trade before it.
+    script.push(Step::Ping);
+    let server = scripted_server(vec![script]).await;
+    let topic = unique("ingest_stall");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["ingest", "--provider", "binance", "--symbols", "BTCUSDT,ETHUSDT,SOLUSDT", "--url", &server.url])
+        .args(["--topic", &topic, "--max-queued", "1000"])
+        .env("KAFKA_BROKERS", brokers())
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let connected = || server.connections().first().is_some_and(|c| !c.received.is_empty());
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !connected() {
+        assert!(std::time::Instant::now() < until, "ingest never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tansu = service_pid("tansu");
+    signal(&tansu, "-STOP");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&tansu, "-CONT");
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while server.connections()[0].pongs == 0 {
+        assert!(std::time::Instant::now() < until, "the feed was never read to its end: {:?}", server.connections()[0].failures);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&child.id().unwrap().to_string(), "-INT");
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("ingested from binance at {}/ in", server.url)), "{stderr}");
+    assert!(stderr.contains(&format!("{TRADES} trades, 0 duplicates dropped, 0 gaps")), "{stderr}");
+    let records = read_all(&topic);
+    let mut ids: Vec<(String, i64)> = (records.iter())
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            (v["symbol"].as_str().unwrap().to_string(), v["id"].as_str().unwrap().parse().unwrap())
+        })
+        .collect();
+    ids.sort();
+    let mut expected: Vec<(String, i64)> = (0..TRADES)
+        .map(|n| (["BTCUSDT", "ETHUSDT", "SOLUSDT"][n as usize % 3].to_string(), n / 3 + 1))
+        .collect();
+    expected.sort();
+    assert_eq!(ids.len(), expected.len(), "every trade once");
+    assert_eq!(ids, expected);
+}
+
+/// `engine run jobs/ohlc_1m.sql --feed coinbase` on the embedded default:
+/// the candles in the lake are the fold of the trades the provider sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_runs_on_a_live_feed() {
+    use arrow::array::{Array, Float64Array, Int64Array, TimestampMillisecondArray};
+    let mut script = vec![expect(r#""type":"subscribe""#)];
+    script.extend((1..=150).map(|id| send(coinbase_match("match", "BTC-USD", id))));
+    script.push(Step::Ping);
+    let server = scripted_server(vec![script]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = repo_root().join("jobs/ohlc_1m.sql");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["run", job.to_str().unwrap(), "--feed", "coinbase", "--symbols", "BTC-USD", "--feed-url", &server.url])
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("LAKE_URL")
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while server.connections().first().is_none_or(|c| c.pongs == 0) {
+        assert!(std::time::Instant::now() < until, "the feed was never read: {:?}", server.connections());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The job reads the embedded broker a moment behind the feed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&child.id().unwrap().to_string(), "-INT");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("live trades of BTC-USD from coinbase at"), "{stderr}");
+
+    let trades: Vec<Trade> = (1..=150)
+        .map(|id| Trade {
+            symbol: "BTC-USD".into(),
+            price: format!("{}.{:02}", 40000 + id, id % 100).parse().unwrap(),
+            size: id as f64 / 1e8,
+            ts: 1_763_649_000_000 + id * 1000 + 7,
+        })
+        .collect();
+    let expected = fold_windows(&trades, 60_000, 60_000);
+    let mut starts = Vec::new();
+    for path in files_under(&dir.path().join("lake/ohlc_1m")) {
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let col = |n: &str| b.column_by_name(n).unwrap().clone();
+            let start = col("window_start").as_any().downcast_ref::<TimestampMillisecondArray>().unwrap().clone();
+            let f = |n: &str| col(n).as_any().downcast_ref::<Float64Array>().unwrap().clone();
+            let n = col("trades").as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            for i in 0..b.num_rows() {
+                let e = &expected[&("BTC-USD".to_string(), start.value(i))];
+                assert_eq!((f("open").value(i), f("high").value(i), f("low").value(i), f("close").value(i), n.value(i)), (e.open, e.high, e.low, e.close, e.trades));
+                assert!(close_to(f("volume").value(i), e.volume, 1e-9));
+                starts.push(start.value(i));
+            }
+        }
+    }
+    starts.sort();
+    assert!(starts.len() >= 2, "{stderr}");
+    assert_eq!(starts[..2], [1_763_649_000_000, 1_763_649_060_000], "the two windows the watermark passed: {stderr}");
+}

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use engine::ingest::{
     FileOutput, IngestConfig, IngestStats, KafkaOutput, LiveFeed, Provider, TradeOutput,
-    DEFAULT_DEDUPE_CAPACITY,
+    DEFAULT_DEDUPE_CAPACITY, DEFAULT_MAX_QUEUED,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +47,9 @@ pub struct IngestArgs {
     /// A connection without any frame for this long is dead (reconnected).
     #[arg(long, default_value = "30s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
+    /// Trades waiting for Kafka before the socket is no longer read (backpressure).
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUED as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued: u64,
     /// Trade ids remembered to drop duplicates after a reconnect.
     #[arg(long, default_value_t = DEFAULT_DEDUPE_CAPACITY)]
     pub dedupe_capacity: usize,
@@ -115,8 +118,13 @@ impl IngestArgs {
                 let dlq = format!("{}.dlq", self.topic);
                 let topics = [(self.topic.as_str(), self.partitions), (dlq.as_str(), 1)];
                 engine::feed::create_topics(&self.brokers, &topics).await?;
-                let kafka =
-                    KafkaOutput::new(&self.brokers, &self.topic, self.provider.name(), stop.clone())?;
+                let kafka = KafkaOutput::new(
+                    &self.brokers,
+                    &self.topic,
+                    self.provider.name(),
+                    self.max_queued as usize,
+                    stop.clone(),
+                )?;
                 (Box::new(kafka), format!("topic `{}` on {}", self.topic, self.brokers))
             }
         };

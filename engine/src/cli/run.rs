@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use anyhow::{bail, Context};
 use clap::Args;
 use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
-use engine::ingest::{IngestConfig, IngestStats, KafkaOutput, LiveFeed, Provider};
+use engine::ingest::{IngestConfig, IngestStats, KafkaOutput, LiveFeed, Provider, DEFAULT_MAX_QUEUED};
 use engine::source::StartupMode;
 use engine::CheckpointOptions;
 use engine::{Job, Metrics, RunOptions};
@@ -77,6 +77,9 @@ pub struct RunArgs {
     /// With --feed: the symbols subscribed to (e.g. BTC-USD,ETH-USD).
     #[arg(long, requires = "feed", value_parser = super::ingest::parse_symbols)]
     pub symbols: Option<super::ingest::Symbols>,
+    /// With --feed: the endpoint, if not the provider's own (a proxy, a test server).
+    #[arg(long, requires = "feed", value_name = "URL")]
+    pub feed_url: Option<String>,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -193,9 +196,13 @@ impl RunArgs {
         };
         let job = Job::load_with_env(&self.job, &env).await?;
         let (read, written) = job.kafka_topics();
+        // A live feed of a few symbols would leave most of 4 partitions empty, and
+        // an empty partition holds the watermark back for `watermark.idle_timeout`
+        // (30 s) before the first candle: one partition then.
+        let partitions = if self.feed.is_some() { 1 } else { EMBEDDED_PARTITIONS };
         for topic in &read {
             cluster
-                .create_topic(topic, EMBEDDED_PARTITIONS, 1)
+                .create_topic(topic, partitions, 1)
                 .with_context(|| format!("creating topic `{topic}`"))?;
         }
         for topic in &written {
@@ -249,10 +256,11 @@ impl RunArgs {
     ) -> anyhow::Result<(String, tokio::task::JoinHandle<engine::Result<()>>)> {
         if let Some(provider) = self.feed {
             let symbols = self.symbols.clone().map(|s| s.0).unwrap_or_default();
-            let config = IngestConfig::new(provider, symbols.clone());
+            let mut config = IngestConfig::new(provider, symbols.clone());
+            config.url = self.feed_url.clone();
             let mut live = LiveFeed::new(config, &|var| std::env::var(var).ok())?;
             // The embedded broker has the job's topics, `<trades>.dlq` among them.
-            let mut output = KafkaOutput::new(brokers, trades, provider.name(), stop.clone())?;
+            let mut output = KafkaOutput::new(brokers, trades, provider.name(), DEFAULT_MAX_QUEUED, stop.clone())?;
             let what = format!("live trades of {} from {}", symbols.join(","), live.describe());
             let task = tokio::spawn(async move {
                 live.run(&mut output, &IngestStats::default(), &stop, None).await

@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use adapter::{Adapter, Event};
 pub use client::LiveFeed;
 pub use dedupe::DEFAULT_CAPACITY as DEFAULT_DEDUPE_CAPACITY;
-pub use output::{FileOutput, KafkaOutput, TradeOutput};
+pub use output::{FileOutput, KafkaOutput, TradeOutput, DEFAULT_MAX_QUEUED};
 pub use stats::IngestStats;
 pub use trade::Trade;
 

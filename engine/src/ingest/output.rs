@@ -14,9 +14,9 @@ use crate::kafka::{DeliveryCounter, KafkaClientOptions};
 use crate::source::kafka::DeadLetters;
 use crate::source::{DeadLetterSink, Origin};
 
-/// Trades the Kafka producer holds before the feed waits: the bounded queue
-/// between the socket and the broker.
-const QUEUED_TRADES: &str = "100000";
+/// Trades the Kafka producer holds before the feed waits unless told
+/// otherwise: the bounded queue between the socket and the broker.
+pub const DEFAULT_MAX_QUEUED: usize = 100_000;
 
 /// Where trades go. A call may wait (a full queue): the feed then does not
 /// read its socket, which is the backpressure the provider sees.
@@ -41,15 +41,23 @@ pub struct KafkaOutput {
     dead_letters: DeadLetters,
     /// What dead letters name as their origin (the provider).
     origin: String,
+    max_queued: usize,
     stop: CancellationToken,
 }
 
 impl KafkaOutput {
     /// A producer to `topic` on `brokers`, dead letters to `<topic>.dlq`
     /// (both must exist: see [`crate::feed::create_topics`]). `origin`: the
-    /// provider's name. Once `stop` is cancelled, a trade that waits for
-    /// room in a full queue is given up (an error saying so).
-    pub fn new(brokers: &str, topic: &str, origin: &str, stop: CancellationToken) -> Result<Self> {
+    /// provider's name. At most `max_queued` trades wait for the broker;
+    /// once `stop` is cancelled, a trade that waits for room in a full queue
+    /// is given up (an error saying so).
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        origin: &str,
+        max_queued: usize,
+        stop: CancellationToken,
+    ) -> Result<Self> {
         let dlq = format!("{topic}.dlq");
         let context = DeliveryCounter::new("trade");
         let failed = context.failed();
@@ -58,7 +66,7 @@ impl KafkaOutput {
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set("queue.buffering.max.messages", QUEUED_TRADES)
+            .set("queue.buffering.max.messages", max_queued.max(1).to_string())
             .create_with_context(context)
             .map_err(|e| EngineError::kafka(format!("creating the trade producer for {brokers}"), e))?;
         let client = KafkaClientOptions {
@@ -71,6 +79,7 @@ impl KafkaOutput {
             failed,
             dead_letters: DeadLetters::new(&client, &dlq)?,
             origin: origin.to_string(),
+            max_queued,
             stop,
         })
     }
@@ -87,8 +96,8 @@ impl TradeOutput for KafkaOutput {
         tokio::select! {
             sent = crate::feed::send(&self.producer, record) => sent,
             _ = self.stop.cancelled() => Err(EngineError::kafka_msg(format!(
-                "stopped while topic `{}` took no more trades (its queue of {QUEUED_TRADES} was full): the trade of {} at {} was not sent",
-                self.topic, trade.symbol, trade.ts
+                "stopped while topic `{}` took no more trades (its queue of {} was full): the trade of {} at {} was not sent",
+                self.topic, self.max_queued, trade.symbol, trade.ts
             ))),
         }
     }
