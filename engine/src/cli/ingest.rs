@@ -26,15 +26,9 @@ pub struct IngestArgs {
     /// The endpoint, if not the provider's own (a proxy, a test server): ws:// or wss://.
     #[arg(long)]
     pub url: Option<String>,
-    /// Kafka brokers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    /// Topic to write (created with --partitions if missing, with `<topic>.dlq`).
-    #[arg(long, default_value = "trades")]
-    pub topic: String,
-    /// Partitions of a topic this command creates.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
-    pub partitions: i32,
+    /// Where the trades go in Kafka.
+    #[command(flatten)]
+    pub kafka: super::produce::TopicArgs,
     /// Stop after this many trades.
     #[arg(long)]
     pub count: Option<u64>,
@@ -115,17 +109,15 @@ impl IngestArgs {
                 )
             }
             None => {
-                let dlq = format!("{}.dlq", self.topic);
-                let topics = [(self.topic.as_str(), self.partitions), (dlq.as_str(), 1)];
-                engine::feed::create_topics(&self.brokers, &topics).await?;
+                self.kafka.create().await?;
                 let kafka = KafkaOutput::new(
-                    &self.brokers,
-                    &self.topic,
+                    &self.kafka.brokers,
+                    &self.kafka.topic,
                     self.provider.name(),
                     self.max_queued as usize,
                     stop.clone(),
                 )?;
-                (Box::new(kafka), format!("topic `{}` on {}", self.topic, self.brokers))
+                (Box::new(kafka), format!("topic `{}` on {}", self.kafka.topic, self.kafka.brokers))
             }
         };
         eprintln!("{} -> {target}", feed.describe());

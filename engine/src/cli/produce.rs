@@ -64,6 +64,14 @@ pub struct ProduceArgs {
     /// Write the records as JSON lines to this file instead of Kafka.
     #[arg(long)]
     pub to_file: Option<PathBuf>,
+    /// Where the trades go in Kafka.
+    #[command(flatten)]
+    pub kafka: TopicArgs,
+}
+
+/// The topic a command writes trades to (`engine produce`, `engine ingest`).
+#[derive(Debug, Args)]
+pub struct TopicArgs {
     /// Kafka brokers.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
@@ -73,6 +81,14 @@ pub struct ProduceArgs {
     /// Partitions of a topic this command creates.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
+}
+
+impl TopicArgs {
+    /// Creates the topic and its dead-letter topic where missing.
+    pub async fn create(&self) -> engine::Result<()> {
+        let dlq = format!("{}.dlq", self.topic);
+        engine::feed::create_topics(&self.brokers, &[(&self.topic, self.partitions), (&dlq, 1)]).await
+    }
 }
 
 /// The order of a replay (`--order`).
@@ -272,7 +288,7 @@ impl ProduceArgs {
             }
             None => {
                 let producer = self.kafka_producer().await?;
-                let counts = feed::publish(&producer, &self.topic, records, &pacer, &stop).await?;
+                let counts = feed::publish(&producer, &self.kafka.topic, records, &pacer, &stop).await?;
                 producer
                     .flush(Duration::from_secs(60))
                     .context("flushing the producer")?;
@@ -286,7 +302,7 @@ impl ProduceArgs {
             .to_file
             .as_ref()
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|| format!("topic `{}` on {}", self.topic, self.brokers));
+            .unwrap_or_else(|| format!("topic `{}` on {}", self.kafka.topic, self.kafka.brokers));
         eprintln!(
             "produced {total} records ({} trades, {} late, {} bad) over {} symbols to {target} in {secs:.1} s ({:.0} records/s)",
             counts[feed::kind_index(RecordKind::Trade)],
@@ -360,8 +376,7 @@ impl ProduceArgs {
     }
 
     async fn kafka_producer(&self) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
-        let dlq = format!("{}.dlq", self.topic);
-        feed::create_topics(&self.brokers, &[(&self.topic, self.partitions), (&dlq, 1)]).await?;
-        Ok(feed::feed_producer(&self.brokers)?)
+        self.kafka.create().await?;
+        Ok(feed::feed_producer(&self.kafka.brokers)?)
     }
 }
