@@ -452,6 +452,22 @@ async fn a_job_reads_a_provider_through_the_websocket_source() {
     let options = engine::RunOptions { bounded: true, ..Default::default() };
     let err = job.run(options, engine::CancellationToken::new()).await.unwrap_err();
     assert!(engine::Chain(&err).to_string().contains("never ends"), "{}", engine::Chain(&err));
+
+    // Options are checked when the job loads, naming the file, line and option.
+    for (bad, says) in [
+        ("provider = 'nasdaq'", "option `provider` = 'nasdaq' is not one of"),
+        ("provider = 'coinbase', symbols = ' , '", "option `symbols` lists no symbol"),
+        ("provider = 'coinbase'", "option `symbols` is required"),
+        ("provider = 'coinbase', symbols = 'A', idle_timeout = 'soon'", "option `idle_timeout`"),
+        ("provider = 'coinbase', symbols = 'A', sybmols = 'B'", "sybmols"),
+    ] {
+        let text = format!("CREATE TABLE t (symbol TEXT) WITH (connector = 'websocket', {bad}, format = 'json');\nCREATE TABLE o (symbol TEXT) WITH (connector = 'memory');\nINSERT INTO o SELECT symbol FROM t;");
+        let err = match engine::Job::from_text("bad.sql", &text, &|_| None).await {
+            Ok(_) => panic!("{bad} was taken"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("bad.sql:1") && err.contains(says), "{bad}: {err}");
+    }
 }
 
 fn job_text_bounded(url: &str) -> String {

@@ -70,11 +70,6 @@ impl LiveFeed {
         format!("{} at {}", self.config.provider.name(), self.secrets.strip(&self.url))
     }
 
-    /// The keys, for stripping them from what the caller shows.
-    pub fn secrets(&self) -> &Secrets {
-        &self.secrets
-    }
-
     /// Reads the feed into `output` until `stop` is cancelled, `limit` trades
     /// were delivered, or the provider refuses what retrying cannot mend
     /// (an error). Lost connections are reconnected, forever.
