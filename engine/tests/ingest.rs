@@ -459,6 +459,7 @@ async fn a_job_reads_a_provider_through_the_websocket_source() {
         ("provider = 'coinbase', symbols = ' , '", "option `symbols` lists no symbol"),
         ("provider = 'coinbase'", "option `symbols` is required"),
         ("provider = 'coinbase', symbols = 'A', idle_timeout = 'soon'", "option `idle_timeout`"),
+        ("provider = 'coinbase', symbols = 'A', idle_timeout = '0s'", "must be longer than 0"),
         ("provider = 'coinbase', symbols = 'A', sybmols = 'B'", "sybmols"),
     ] {
         let text = format!("CREATE TABLE t (symbol TEXT) WITH (connector = 'websocket', {bad}, format = 'json');\nCREATE TABLE o (symbol TEXT) WITH (connector = 'memory');\nINSERT INTO o SELECT symbol FROM t;");
@@ -606,4 +607,28 @@ async fn the_embedded_default_runs_on_a_live_feed() {
     starts.sort();
     assert!(starts.len() >= 2, "{stderr}");
     assert_eq!(starts[..2], [1_763_649_000_000, 1_763_649_060_000], "the two windows the watermark passed: {stderr}");
+}
+
+/// A feed the provider refuses ends `engine run --feed` with the provider's
+/// message, instead of a job waiting for trades that never come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_live_feed_ends_the_embedded_run() {
+    let server = scripted_server(vec![vec![
+        expect(r#""type":"subscribe""#),
+        send(r#"{"type":"error","message":"Failed to subscribe","reason":"FOO-BAR is not a valid product"}"#),
+    ]])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = repo_root().join("jobs/ohlc_1m.sql");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["run", job.to_str().unwrap(), "--feed", "coinbase", "--symbols", "FOO-BAR", "--feed-url", &server.url])
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("LAKE_URL")
+        .current_dir(dir.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("the run ends").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("error: the live feed ended the job: provider: Coinbase refused: Failed to subscribe FOO-BAR is not a valid product"), "{stderr}");
 }

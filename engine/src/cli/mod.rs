@@ -63,8 +63,14 @@ pub(crate) fn stop_on_ctrl_c() -> CancellationToken {
     let on_signal = stop.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("Ctrl-C: stopping cleanly");
+            tracing::info!("Ctrl-C: stopping cleanly (Ctrl-C again to exit at once)");
             on_signal.cancel();
+            // A broker that is down can make a clean stop wait (for a flush): a
+            // second Ctrl-C is the user saying not to.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("second Ctrl-C: exiting without waiting for the clean stop");
+                std::process::exit(130);
+            }
         }
     });
     stop

@@ -236,6 +236,9 @@ impl RunArgs {
             .await;
         stop.cancel();
         match feed_task.1.await {
+            Ok(Err(e)) if self.feed.is_some() => {
+                return Err(anyhow::Error::new(e).context("the live feed ended the job"))
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %engine::Chain(&e), "the feed stopped with an error")
             }
@@ -263,7 +266,12 @@ impl RunArgs {
             let mut output = KafkaOutput::new(brokers, trades, provider.name(), DEFAULT_MAX_QUEUED, stop.clone())?;
             let what = format!("live trades of {} from {}", symbols.join(","), live.describe());
             let task = tokio::spawn(async move {
-                live.run(&mut output, &IngestStats::default(), &stop, None).await
+                let result = live.run(&mut output, &IngestStats::default(), &stop, None).await;
+                if result.is_err() {
+                    // A refused feed (keys, symbols) ends the job: it would wait for trades forever.
+                    stop.cancel();
+                }
+                result
             });
             return Ok((what, task));
         }

@@ -19,6 +19,7 @@ use super::stats::IngestStats;
 use super::trade::Trade;
 use super::{IngestConfig, Secrets};
 use crate::error::{EngineError, Result};
+use crate::source::kafka::MAX_DEAD_LETTER_PAYLOAD;
 
 /// How long a connection (TCP, TLS and the websocket handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -302,6 +303,9 @@ impl LiveFeed {
                     let raw = raw.as_deref().unwrap_or(frame);
                     self.dead_letter(output, stats, raw.as_bytes(), &reason).await?;
                 }
+                Event::Fatal(reason) => {
+                    return Err(EngineError::Provider(self.secrets.strip(&reason).into_owned()))
+                }
                 _ if end.is_some() => {}
                 Event::Send(reply) => {
                     if let Err(e) = ws.send(Message::text(reply)).await {
@@ -318,9 +322,6 @@ impl LiveFeed {
                 }
                 Event::Skipped(_) => IngestStats::add(&stats.skipped, 1),
                 Event::Retry(reason) => end = Some(reason),
-                Event::Fatal(reason) => {
-                    return Err(EngineError::Provider(self.secrets.strip(&reason).into_owned()))
-                }
             }
         }
         Ok(end.map(|reason| SessionEnd::Lost {
@@ -369,10 +370,20 @@ impl LiveFeed {
         raw: &[u8],
         reason: &str,
     ) -> Result<()> {
-        let raw = String::from_utf8_lossy(raw);
-        let raw = self.secrets.strip(&raw);
-        let reason = self.secrets.strip(reason).into_owned();
+        // Keys out of the whole frame first (a cut could split one), then a
+        // prefix kept, as the dead-letter topic would: a source's queue of dead
+        // letters must not hold 16 MiB frames.
+        let text = String::from_utf8_lossy(raw);
+        let text = self.secrets.strip(&text);
+        let mut kept = text.len().min(MAX_DEAD_LETTER_PAYLOAD);
+        while !text.is_char_boundary(kept) {
+            kept -= 1;
+        }
+        let mut reason = self.secrets.strip(reason).into_owned();
+        if kept < text.len() {
+            reason.push_str(&format!(" (the first {kept} of its {} bytes kept)", raw.len()));
+        }
         IngestStats::add(&stats.dead_letters, 1);
-        output.dead_letter(raw.as_bytes(), &reason).await
+        output.dead_letter(text[..kept].as_bytes(), &reason).await
     }
 }

@@ -67,6 +67,9 @@ impl KafkaOutput {
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
             .set("queue.buffering.max.messages", max_queued.max(1).to_string())
+            // Retried until delivered (librdkafka gives up after 5 min by default):
+            // a broker that is down holds the queue full, and the socket waits.
+            .set("message.timeout.ms", "0")
             .create_with_context(context)
             .map_err(|e| EngineError::kafka(format!("creating the trade producer for {brokers}"), e))?;
         let client = KafkaClientOptions {
@@ -88,12 +91,21 @@ impl KafkaOutput {
 #[async_trait::async_trait]
 impl TradeOutput for KafkaOutput {
     async fn trade(&mut self, trade: &Trade) -> Result<()> {
+        // A trade the broker refused for good (not a retriable error) stops the feed:
+        // reading on would only lose more.
+        if let n @ 1.. = self.failed.load(Ordering::Relaxed) {
+            return Err(EngineError::kafka_msg(format!(
+                "{n} trades could not be written to topic `{}` (the log says why)",
+                self.topic
+            )));
+        }
         let payload = trade.to_json();
         let record = BaseRecord::to(&self.topic)
             .key(trade.symbol.as_bytes())
             .payload(&payload)
             .timestamp(trade.ts);
         tokio::select! {
+            biased;
             sent = crate::feed::send(&self.producer, record) => sent,
             _ = self.stop.cancelled() => Err(EngineError::kafka_msg(format!(
                 "stopped while topic `{}` took no more trades (its queue of {} was full): the trade of {} at {} was not sent",

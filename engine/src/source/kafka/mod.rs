@@ -17,7 +17,7 @@ use engine_sql::TableDef;
 
 pub(crate) use commit::{KafkaPositions, OffsetCommitter};
 pub use config::KafkaSourceConfig;
-pub(crate) use dlq::DeadLetters;
+pub(crate) use dlq::{DeadLetters, MAX_DEAD_LETTER_PAYLOAD};
 pub(crate) use group::{committed_offsets, end_offsets, GroupCommits, GroupEvent, GroupMember};
 pub(crate) use reader::KafkaReader;
 

@@ -69,6 +69,10 @@ pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SourceSpec>> {
     let mut feed = IngestConfig::new(provider, symbols);
     feed.url = o.get("url");
     feed.idle_timeout = o.duration("idle_timeout", feed.idle_timeout).map_err(at)?;
+    if feed.idle_timeout.is_zero() {
+        let line = o.line_of("idle_timeout", table.line);
+        return Err(at((line, "option `idle_timeout` must be longer than 0".into())));
+    }
     feed.dedupe_capacity = o.count("dedupe.capacity", feed.dedupe_capacity).map_err(at)?;
     let dead_letters = match o.get("dlq.topic") {
         Some(topic) => Some((
