@@ -26,7 +26,12 @@ impl Ingested {
             .find(|l| l.starts_with("ingested from"))
             .unwrap_or_else(|| panic!("no summary in:\n{}", self.stderr));
         let before = line.split(&format!(" {what}")).next().unwrap();
-        before.rsplit([' ', '(']).next().unwrap().parse().unwrap_or_else(|_| panic!("{what} in {line}"))
+        before
+            .rsplit([' ', '('])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{what} in {line}"))
     }
 }
 
@@ -83,7 +88,9 @@ fn iso_us(ms: i64, extra: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coinbase_reconnect_drops_duplicates_counts_gaps_and_dead_letters() {
-    let subscribed = send(r#"{"type":"subscriptions","channels":[{"name":"matches","product_ids":["BTC-USD"]}]}"#);
+    let subscribed = send(
+        r#"{"type":"subscriptions","channels":[{"name":"matches","product_ids":["BTC-USD"]}]}"#,
+    );
     let mut first = vec![expect(r#""type":"subscribe""#), subscribed.clone()];
     first.push(send(coinbase_match("last_match", "BTC-USD", 0)));
     first.extend((1..=40).map(|id| send(coinbase_match("match", "BTC-USD", id))));
@@ -96,42 +103,82 @@ async fn coinbase_reconnect_drops_duplicates_counts_gaps_and_dead_letters() {
     second.push(send(coinbase_match("match", "BTC-USD", 63)));
     second.push(send(r#"{"type":"heartbeat","sequence":2000,"last_trade_id":63,"product_id":"BTC-USD","time":"2025-11-20T14:31:00.000000Z"}"#));
     second.push(send("not json {"));
-    second.push(send(coinbase_match("match", "BTC-USD", 1000).replace(r#""price":"41000.00""#, r#""price":"abc""#)));
-    second.push(send(format!(r#"{{"type":"match","pad":"{}"}}"#, "x".repeat(2 << 20))));
+    second.push(send(
+        coinbase_match("match", "BTC-USD", 1000)
+            .replace(r#""price":"41000.00""#, r#""price":"abc""#),
+    ));
+    second.push(send(format!(
+        r#"{{"type":"match","pad":"{}"}}"#,
+        "x".repeat(2 << 20)
+    )));
     second.push(Step::SendBinary(vec![0, 159, 146, 150]));
     second.push(send(r#"{"type":"match","trade_id":999,"product_id":"BTC-USD","price":"1","size":"1","time":"2025-13-40T99:00:00Z"}"#));
     second.extend((64..=80).map(|id| send(coinbase_match("match", "BTC-USD", id))));
     let server = scripted_server(vec![first, second]).await;
 
     let run = ingest_to_file(
-        &["--provider", "coinbase", "--symbols", "BTC-USD", "--url", &server.url, "--count", "78"],
+        &[
+            "--provider",
+            "coinbase",
+            "--symbols",
+            "BTC-USD",
+            "--url",
+            &server.url,
+            "--count",
+            "78",
+        ],
         &[],
     )
     .await;
     assert!(run.ok, "{}", run.stderr);
     let expected: Vec<i64> = (1..=60).chain(63..=80).collect();
-    let ids: Vec<i64> = run.trades.iter().map(|t| t["id"].as_str().unwrap().parse().unwrap()).collect();
+    let ids: Vec<i64> = run
+        .trades
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().parse().unwrap())
+        .collect();
     assert_eq!(ids, expected, "each trade once, in order");
     for t in &run.trades {
         let id: i64 = t["id"].as_str().unwrap().parse().unwrap();
         assert_eq!(t["symbol"], "BTC-USD");
-        assert_eq!(t["price"].as_f64().unwrap(), format!("{}.{:02}", 40000 + id, id % 100).parse::<f64>().unwrap());
+        assert_eq!(
+            t["price"].as_f64().unwrap(),
+            format!("{}.{:02}", 40000 + id, id % 100)
+                .parse::<f64>()
+                .unwrap()
+        );
         assert_eq!(t["size"].as_f64().unwrap(), id as f64 / 1e8);
-        assert_eq!(t["ts"].as_i64().unwrap(), 1_763_649_000_000 + id * 1000 + 7, "µs cut to ms");
+        assert_eq!(
+            t["ts"].as_i64().unwrap(),
+            1_763_649_000_000 + id * 1000 + 7,
+            "µs cut to ms"
+        );
         assert_eq!(t["provider"], "coinbase");
     }
     let c = server.connections();
     assert!(c.len() >= 2, "{c:?}");
     assert_eq!(c[0].pongs, 1, "a server ping is answered: {c:?}");
     assert!(c.iter().all(|c| c.failures.is_empty()), "{c:?}");
-    assert!(c[1].received[0].contains("BTC-USD"), "resubscribed after the reconnect");
+    assert!(
+        c[1].received[0].contains("BTC-USD"),
+        "resubscribed after the reconnect"
+    );
     assert_eq!(run.count("duplicates dropped"), 11, "{}", run.stderr);
     assert_eq!(run.count("gaps"), 1, "{}", run.stderr);
     assert_eq!(run.count("trades missed"), 2, "{}", run.stderr);
     assert_eq!(run.count("dead letters"), 5, "{}", run.stderr);
     assert!(run.count("reconnects") >= 1, "{}", run.stderr);
-    assert!(run.stderr.contains("more than the 1048576 a frame may have"), "{}", run.stderr);
-    assert!(run.stderr.contains("`time` is not an RFC 3339 time"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("more than the 1048576 a frame may have"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("`time` is not an RFC 3339 time"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// An Alpaca trade message.
@@ -161,12 +208,17 @@ fn alpaca_handshake(symbols: &str) -> Vec<Step> {
         expect(r#""action":"auth""#),
         send(r#"[{"T":"success","msg":"authenticated"}]"#),
         expect(&format!(r#""trades":[{symbols}]"#)),
-        send(format!(r#"[{{"T":"subscription","trades":[{symbols}],"quotes":[],"bars":[]}}]"#)),
+        send(format!(
+            r#"[{{"T":"subscription","trades":[{symbols}],"quotes":[],"bars":[]}}]"#
+        )),
     ]
 }
 
 fn alpaca_env() -> [(&'static str, &'static str); 2] {
-    [("APCA_API_KEY_ID", ALPACA_KEY), ("APCA_API_SECRET_KEY", ALPACA_SECRET)]
+    [
+        ("APCA_API_KEY_ID", ALPACA_KEY),
+        ("APCA_API_SECRET_KEY", ALPACA_SECRET),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,12 +231,23 @@ async fn alpaca_authenticates_retries_a_connection_limit_and_stops_on_refused_ke
     let symbols = r#""SYM00","SYM01""#;
     let mut first = alpaca_handshake(symbols);
     first.extend([frame(0..10), frame(10..20)]);
-    first.push(send(r#"[{"T":"error","code":406,"msg":"connection limit exceeded"}]"#));
+    first.push(send(
+        r#"[{"T":"error","code":406,"msg":"connection limit exceeded"}]"#,
+    ));
     let mut second = alpaca_handshake(symbols);
     second.extend([frame(10..20), frame(20..30)]);
     let server = scripted_server(vec![first, second]).await;
     let run = ingest_to_file(
-        &["--provider", "alpaca", "--symbols", "SYM00,SYM01", "--url", &server.url, "--count", "30"],
+        &[
+            "--provider",
+            "alpaca",
+            "--symbols",
+            "SYM00,SYM01",
+            "--url",
+            &server.url,
+            "--count",
+            "30",
+        ],
         &alpaca_env(),
     )
     .await;
@@ -192,40 +255,92 @@ async fn alpaca_authenticates_retries_a_connection_limit_and_stops_on_refused_ke
     let c = server.connections();
     assert!(c.iter().all(|c| c.failures.is_empty()), "{c:?}");
     let auth: serde_json::Value = serde_json::from_str(&c[0].received[0]).unwrap();
-    assert_eq!(auth, serde_json::json!({"action":"auth","key":ALPACA_KEY,"secret":ALPACA_SECRET}));
+    assert_eq!(
+        auth,
+        serde_json::json!({"action":"auth","key":ALPACA_KEY,"secret":ALPACA_SECRET})
+    );
     assert_eq!(run.trades.len(), 30);
     for (i, (got, t)) in run.trades.iter().zip(&trades).enumerate() {
         assert_eq!(got["symbol"], t.symbol.as_str());
         assert_eq!(got["id"], (i + 1).to_string());
         assert_eq!(got["venue"], "V");
         assert_eq!(got["conditions"], serde_json::json!(["@"]));
-        assert_eq!((got["price"].as_f64().unwrap(), got["size"].as_f64().unwrap()), (t.price, t.size));
+        assert_eq!(
+            (
+                got["price"].as_f64().unwrap(),
+                got["size"].as_f64().unwrap()
+            ),
+            (t.price, t.size)
+        );
         assert_eq!(got["ts"].as_i64().unwrap(), t.ts, "ns cut to ms");
     }
     assert_eq!(run.count("duplicates dropped"), 10);
-    assert!(run.stderr.contains("connection limit exceeded"), "{}", run.stderr);
-    assert!(!run.stderr.contains(ALPACA_SECRET) && !run.stderr.contains(ALPACA_KEY), "a key in the output at RUST_LOG=trace:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("connection limit exceeded"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(ALPACA_SECRET) && !run.stderr.contains(ALPACA_KEY),
+        "a key in the output at RUST_LOG=trace:\n{}",
+        run.stderr
+    );
 
     // Refused keys end the run with the provider's message (and no key).
-    let mut refused = vec![send(r#"[{"T":"success","msg":"connected"}]"#), expect(r#""action":"auth""#)];
+    let mut refused = vec![
+        send(r#"[{"T":"success","msg":"connected"}]"#),
+        expect(r#""action":"auth""#),
+    ];
     refused.push(send(r#"[{"T":"error","code":402,"msg":"auth failed"}]"#));
     let server = scripted_server(vec![refused]).await;
-    let run = ingest_to_file(&["--provider", "alpaca", "--symbols", "SYM00", "--url", &server.url], &alpaca_env()).await;
+    let run = ingest_to_file(
+        &[
+            "--provider",
+            "alpaca",
+            "--symbols",
+            "SYM00",
+            "--url",
+            &server.url,
+        ],
+        &alpaca_env(),
+    )
+    .await;
     assert!(!run.ok);
-    assert!(run.stderr.contains("Alpaca error 402: auth failed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Alpaca error 402: auth failed"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains(ALPACA_SECRET), "{}", run.stderr);
     assert_eq!(server.connections().len(), 1, "no retry of refused keys");
 
     // Without the keys, nothing connects and the variable is named.
-    let run = ingest_to_file(&["--provider", "alpaca", "--symbols", "SYM00", "--url", &server.url], &[]).await;
-    assert!(!run.ok && run.stderr.contains("APCA_API_KEY_ID"), "{}", run.stderr);
+    let run = ingest_to_file(
+        &[
+            "--provider",
+            "alpaca",
+            "--symbols",
+            "SYM00",
+            "--url",
+            &server.url,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        !run.ok && run.stderr.contains("APCA_API_KEY_ID"),
+        "{}",
+        run.stderr
+    );
 }
 
 const FINNHUB_TOKEN: &str = "fh-token-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finnhub_token_price_updates_pings_and_a_silent_server() {
-    let trade = |s: &str, p: f64, v: f64, t: i64| format!(r#"{{"s":"{s}","p":{p},"v":{v},"t":{t},"c":["1","12"]}}"#);
+    let trade = |s: &str, p: f64, v: f64, t: i64| {
+        format!(r#"{{"s":"{s}","p":{p},"v":{v},"t":{t},"c":["1","12"]}}"#)
+    };
     let first = vec![
         expect(r#"{"symbol":"AAPL","type":"subscribe"}"#),
         expect(r#"{"symbol":"MSFT","type":"subscribe"}"#),
@@ -237,25 +352,55 @@ async fn finnhub_token_price_updates_pings_and_a_silent_server() {
         )),
         send(r#"{"type":"ping"}"#),
         // Echoes the token in a frame that is not a trade: kept without it.
-        send(format!(r#"{{"type":"trade","data":[{{"s":"AAPL","p":"{FINNHUB_TOKEN}","v":1,"t":1}}]}}"#)),
+        send(format!(
+            r#"{{"type":"trade","data":[{{"s":"AAPL","p":"{FINNHUB_TOKEN}","v":1,"t":1}}]}}"#
+        )),
         Step::Silent,
     ];
     let second = vec![
         expect(r#""symbol":"MSFT""#),
-        send(format!(r#"{{"type":"trade","data":[{}]}}"#, trade("MSFT", 402.6, 1.0, 1_763_649_005_000))),
+        send(format!(
+            r#"{{"type":"trade","data":[{}]}}"#,
+            trade("MSFT", 402.6, 1.0, 1_763_649_005_000)
+        )),
     ];
     let server = scripted_server(vec![first, second]).await;
     let run = ingest_to_file(
-        &["--provider", "finnhub", "--symbols", "AAPL,MSFT", "--url", &server.url, "--count", "3", "--idle-timeout", "1s"],
+        &[
+            "--provider",
+            "finnhub",
+            "--symbols",
+            "AAPL,MSFT",
+            "--url",
+            &server.url,
+            "--count",
+            "3",
+            "--idle-timeout",
+            "1s",
+        ],
         &[("FINNHUB_TOKEN", FINNHUB_TOKEN)],
     )
     .await;
     assert!(run.ok, "{}", run.stderr);
     let c = server.connections();
-    assert!(c[0].uri.contains(&format!("token={FINNHUB_TOKEN}")), "{c:?}");
-    assert_eq!(c.len(), 2, "the silent connection was taken for dead and replaced: {c:?}");
+    assert!(
+        c[0].uri.contains(&format!("token={FINNHUB_TOKEN}")),
+        "{c:?}"
+    );
+    assert_eq!(
+        c.len(),
+        2,
+        "the silent connection was taken for dead and replaced: {c:?}"
+    );
     let got: Vec<(String, f64, f64, i64)> = (run.trades.iter())
-        .map(|t| (t["symbol"].as_str().unwrap().into(), t["price"].as_f64().unwrap(), t["size"].as_f64().unwrap(), t["ts"].as_i64().unwrap()))
+        .map(|t| {
+            (
+                t["symbol"].as_str().unwrap().into(),
+                t["price"].as_f64().unwrap(),
+                t["size"].as_f64().unwrap(),
+                t["ts"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -269,32 +414,75 @@ async fn finnhub_token_price_updates_pings_and_a_silent_server() {
     assert_eq!(run.count("skipped"), 1, "the v = 0 price update");
     assert_eq!(run.count("dead letters"), 1);
     assert!(run.stderr.contains("no frame for 1s"), "{}", run.stderr);
-    assert!(!run.stderr.contains(FINNHUB_TOKEN), "the token in the output at RUST_LOG=trace:\n{}", run.stderr);
+    assert!(
+        !run.stderr.contains(FINNHUB_TOKEN),
+        "the token in the output at RUST_LOG=trace:\n{}",
+        run.stderr
+    );
 
     // A key the server refuses at the handshake ends the run.
     let server = scripted_server(vec![vec![Step::Reject(401)]]).await;
-    let run = ingest_to_file(&["--provider", "finnhub", "--symbols", "AAPL", "--url", &server.url], &[("FINNHUB_TOKEN", FINNHUB_TOKEN)]).await;
+    let run = ingest_to_file(
+        &[
+            "--provider",
+            "finnhub",
+            "--symbols",
+            "AAPL",
+            "--url",
+            &server.url,
+        ],
+        &[("FINNHUB_TOKEN", FINNHUB_TOKEN)],
+    )
+    .await;
     assert!(!run.ok && run.stderr.contains("HTTP 401"), "{}", run.stderr);
     assert!(!run.stderr.contains(FINNHUB_TOKEN), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binance_and_polygon_frames() {
-    let trade = |id: i64, p: &str| format!(r#"{{"e":"trade","E":1763649000100,"s":"BTCUSDT","t":{id},"p":"{p}","q":"0.00100000","T":{},"m":true}}"#, 1_763_649_000_000 + id);
+    let trade = |id: i64, p: &str| {
+        format!(
+            r#"{{"e":"trade","E":1763649000100,"s":"BTCUSDT","t":{id},"p":"{p}","q":"0.00100000","T":{},"m":true}}"#,
+            1_763_649_000_000 + id
+        )
+    };
     let server = scripted_server(vec![vec![
         expect(r#"{"id":1,"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@trade"]}"#),
         send(r#"{"result":null,"id":1}"#),
         Step::Ping,
         send(trade(7, "91234.56000000")),
-        send(format!(r#"{{"stream":"btcusdt@trade","data":{}}}"#, trade(8, "91234.57000000"))),
+        send(format!(
+            r#"{{"stream":"btcusdt@trade","data":{}}}"#,
+            trade(8, "91234.57000000")
+        )),
         send(trade(11, "91234.58000000")),
     ]])
     .await;
-    let run = ingest_to_file(&["--provider", "binance", "--symbols", "BTCUSDT,ETHUSDT", "--url", &server.url, "--count", "3"], &[]).await;
+    let run = ingest_to_file(
+        &[
+            "--provider",
+            "binance",
+            "--symbols",
+            "BTCUSDT,ETHUSDT",
+            "--url",
+            &server.url,
+            "--count",
+            "3",
+        ],
+        &[],
+    )
+    .await;
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(server.connections()[0].pongs, 1);
     let prices: Vec<&serde_json::Value> = run.trades.iter().map(|t| &t["price"]).collect();
-    assert_eq!(prices, [&serde_json::json!(91234.56), &serde_json::json!(91234.57), &serde_json::json!(91234.58)]);
+    assert_eq!(
+        prices,
+        [
+            &serde_json::json!(91234.56),
+            &serde_json::json!(91234.57),
+            &serde_json::json!(91234.58)
+        ]
+    );
     assert_eq!(run.trades[2]["ts"].as_i64(), Some(1_763_649_000_011));
     assert_eq!((run.count("gaps"), run.count("trades missed")), (1, 2));
 
@@ -308,10 +496,31 @@ async fn binance_and_polygon_frames() {
         send(r#"[{"ev":"T","sym":"MSFT","x":4,"i":"12347","z":3,"p":114.2,"s":1,"t":1536036818790,"q":3681400}]"#),
     ]])
     .await;
-    let run = ingest_to_file(&["--provider", "polygon", "--symbols", "MSFT", "--url", &server.url, "--count", "2"], &[("POLYGON_API_KEY", key)]).await;
+    let run = ingest_to_file(
+        &[
+            "--provider",
+            "polygon",
+            "--symbols",
+            "MSFT",
+            "--url",
+            &server.url,
+            "--count",
+            "2",
+        ],
+        &[("POLYGON_API_KEY", key)],
+    )
+    .await;
     assert!(run.ok, "{}", run.stderr);
-    let ids: Vec<&str> = run.trades.iter().map(|t| t["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["3681328", "3681400"], "a repeated sequence number is a duplicate");
+    let ids: Vec<&str> = run
+        .trades
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["3681328", "3681400"],
+        "a repeated sequence number is a duplicate"
+    );
     assert_eq!(run.trades[0]["conditions"], serde_json::json!(["0", "12"]));
     assert!(!run.stderr.contains(key), "{}", run.stderr);
 }
@@ -326,13 +535,17 @@ async fn ingested_trades_make_the_candles_of_an_independent_fold() {
     let symbols = r#""SYM00","SYM01","SYM02","SYM03","SYM04""#;
     let frames: Vec<Step> = (0..300)
         .map(|f| {
-            let items: Vec<String> = (f * 10..f * 10 + 10).map(|i| alpaca_trade(&trades[i], i + 1)).collect();
+            let items: Vec<String> = (f * 10..f * 10 + 10)
+                .map(|i| alpaca_trade(&trades[i], i + 1))
+                .collect();
             send(format!("[{}]", items.join(",")))
         })
         .collect();
     let mut first = alpaca_handshake(symbols);
     first.extend(frames[..150].iter().cloned());
-    first.push(send(format!(r#"[{{"T":"t","S":"SYM01","i":1,"p":"oops{ALPACA_SECRET}"}}]"#)));
+    first.push(send(format!(
+        r#"[{{"T":"t","S":"SYM01","i":1,"p":"oops{ALPACA_SECRET}"}}]"#
+    )));
     first.push(Step::Drop);
     let mut second = alpaca_handshake(symbols);
     second.extend(frames[145..].iter().cloned());
@@ -340,8 +553,24 @@ async fn ingested_trades_make_the_candles_of_an_independent_fold() {
 
     let topic = unique("ingest_trades");
     let out = run_engine(
-        &["ingest", "--provider", "alpaca", "--symbols", "SYM00,SYM01,SYM02,SYM03,SYM04", "--url", &server.url, "--topic", &topic, "--count", "3000"],
-        &[alpaca_env()[0], alpaca_env()[1], ("KAFKA_BROKERS", &brokers())],
+        &[
+            "ingest",
+            "--provider",
+            "alpaca",
+            "--symbols",
+            "SYM00,SYM01,SYM02,SYM03,SYM04",
+            "--url",
+            &server.url,
+            "--topic",
+            &topic,
+            "--count",
+            "3000",
+        ],
+        &[
+            alpaca_env()[0],
+            alpaca_env()[1],
+            ("KAFKA_BROKERS", &brokers()),
+        ],
         "debug",
     )
     .await;
@@ -356,15 +585,31 @@ async fn ingested_trades_make_the_candles_of_an_independent_fold() {
         let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
         assert_eq!(r.key.as_deref(), v["symbol"].as_str().map(str::as_bytes));
         assert_eq!(r.timestamp, v["ts"].as_i64(), "record time = trade time");
-        assert!(by_id.insert(v["id"].as_str().unwrap().to_string(), v.clone()).is_none());
+        assert!(by_id
+            .insert(v["id"].as_str().unwrap().to_string(), v.clone())
+            .is_none());
     }
     let dead = read_all(&format!("{topic}.dlq"));
     assert_eq!(dead.len(), 1);
     let payload = String::from_utf8_lossy(&dead[0].payload);
-    assert!(payload.contains("oops") && !payload.contains(ALPACA_SECRET), "{payload}");
-    assert!(dead[0].headers["dlq.error"].contains("`p`"), "{:?}", dead[0].headers);
-    assert!(!dead[0].headers["dlq.error"].contains(&ALPACA_SECRET[..12]), "{:?}", dead[0].headers);
-    assert!(!stderr.contains(&ALPACA_SECRET[..12]), "part of the secret in the output:\n{stderr}");
+    assert!(
+        payload.contains("oops") && !payload.contains(ALPACA_SECRET),
+        "{payload}"
+    );
+    assert!(
+        dead[0].headers["dlq.error"].contains("`p`"),
+        "{:?}",
+        dead[0].headers
+    );
+    assert!(
+        !dead[0].headers["dlq.error"].contains(&ALPACA_SECRET[..12]),
+        "{:?}",
+        dead[0].headers
+    );
+    assert!(
+        !stderr.contains(&ALPACA_SECRET[..12]),
+        "part of the secret in the output:\n{stderr}"
+    );
 
     let ohlc_topic = unique("ingest_ohlc");
     create_topics(&[(&ohlc_topic, 1)]).await;
@@ -381,16 +626,30 @@ async fn ingested_trades_make_the_candles_of_an_independent_fold() {
             ("LAKE_URL", lake.path().to_str().unwrap()),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (_, candles) = topic_candles(&ohlc_topic);
     let expected = fold_windows(&trades, 60_000, 60_000);
-    assert_eq!(candles.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    assert_eq!(
+        candles.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
     for (key, e) in &expected {
         let v = &candles[key];
         let f = |n: &str| v[n].as_f64().unwrap();
-        assert_eq!((f("open"), f("high"), f("low"), f("close")), (e.open, e.high, e.low, e.close), "{key:?}");
+        assert_eq!(
+            (f("open"), f("high"), f("low"), f("close")),
+            (e.open, e.high, e.low, e.close),
+            "{key:?}"
+        );
         assert_eq!(v["trades"].as_i64(), Some(e.trades), "{key:?}");
-        assert!(close_to(f("volume"), e.volume, 1e-12) && close_to(f("vwap"), e.vwap(), 1e-12), "{key:?}");
+        assert!(
+            close_to(f("volume"), e.volume, 1e-12) && close_to(f("vwap"), e.vwap(), 1e-12),
+            "{key:?}"
+        );
     }
 }
 
@@ -420,54 +679,130 @@ async fn a_job_reads_a_provider_through_the_websocket_source() {
          FROM trades GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);",
         server.url
     );
-    let job = engine::Job::from_text("ws.sql", &job, &|_| None).await.unwrap();
+    let job = engine::Job::from_text("ws.sql", &job, &|_| None)
+        .await
+        .unwrap();
     let stop = engine::CancellationToken::new();
     let metrics = std::sync::Arc::new(engine::Metrics::new());
     let running = tokio::spawn({
         let (stop, metrics) = (stop.clone(), std::sync::Arc::clone(&metrics));
-        async move { job.run_with_metrics(engine::RunOptions::default(), stop, metrics).await }
+        async move {
+            job.run_with_metrics(engine::RunOptions::default(), stop, metrics)
+                .await
+        }
     });
     let memory = engine::sink::memory::table(&table);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while memory.rows().iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
-        assert!(std::time::Instant::now() < deadline, "no candle within 60 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no candle within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
     running.await.unwrap().unwrap();
     let batch = &memory.rows()[0];
     let col = |i: usize| batch.column(i).clone();
-    let f = |i: usize| col(i).as_any().downcast_ref::<Float64Array>().unwrap().value(0);
-    assert_eq!(col(0).as_any().downcast_ref::<StringArray>().unwrap().value(0), "BTC-USD");
-    let price = |id: i64| format!("{}.{:02}", 40000 + id, id % 100).parse::<f64>().unwrap();
+    let f = |i: usize| {
+        col(i)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .value(0)
+    };
+    assert_eq!(
+        col(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(0),
+        "BTC-USD"
+    );
+    let price = |id: i64| {
+        format!("{}.{:02}", 40000 + id, id % 100)
+            .parse::<f64>()
+            .unwrap()
+    };
     let prices: Vec<f64> = (1..=20).map(price).collect();
     let volume: f64 = (1..=20).map(|id| id as f64 / 1e8).sum();
-    assert_eq!((f(2), f(3), f(4), f(5)), (prices[0], prices.iter().cloned().fold(0.0, f64::max), prices.iter().cloned().fold(f64::MAX, f64::min), prices[19]));
+    assert_eq!(
+        (f(2), f(3), f(4), f(5)),
+        (
+            prices[0],
+            prices.iter().cloned().fold(0.0, f64::max),
+            prices.iter().cloned().fold(f64::MAX, f64::min),
+            prices[19]
+        )
+    );
     assert!(close_to(f(6), volume, 1e-12));
-    assert_eq!(col(7).as_any().downcast_ref::<Int64Array>().unwrap().value(0), 20);
-    assert_eq!(metrics.bad_records.load(std::sync::atomic::Ordering::Relaxed), 1, "the bad frame counted");
+    assert_eq!(
+        col(7)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0),
+        20
+    );
+    assert_eq!(
+        metrics
+            .bad_records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the bad frame counted"
+    );
 
     // A websocket never ends: a bounded run says so instead of waiting forever.
-    let job = engine::Job::from_text("ws.sql", &job_text_bounded(&server.url), &|_| None).await.unwrap();
-    let options = engine::RunOptions { bounded: true, ..Default::default() };
-    let err = job.run(options, engine::CancellationToken::new()).await.unwrap_err();
-    assert!(engine::Chain(&err).to_string().contains("never ends"), "{}", engine::Chain(&err));
+    let job = engine::Job::from_text("ws.sql", &job_text_bounded(&server.url), &|_| None)
+        .await
+        .unwrap();
+    let options = engine::RunOptions {
+        bounded: true,
+        ..Default::default()
+    };
+    let err = job
+        .run(options, engine::CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        engine::Chain(&err).to_string().contains("never ends"),
+        "{}",
+        engine::Chain(&err)
+    );
 
     // Options are checked when the job loads, naming the file, line and option.
     for (bad, says) in [
-        ("provider = 'nasdaq'", "option `provider` = 'nasdaq' is not one of"),
-        ("provider = 'coinbase', symbols = ' , '", "option `symbols` lists no symbol"),
+        (
+            "provider = 'nasdaq'",
+            "option `provider` = 'nasdaq' is not one of",
+        ),
+        (
+            "provider = 'coinbase', symbols = ' , '",
+            "option `symbols` lists no symbol",
+        ),
         ("provider = 'coinbase'", "option `symbols` is required"),
-        ("provider = 'coinbase', symbols = 'A', idle_timeout = 'soon'", "option `idle_timeout`"),
-        ("provider = 'coinbase', symbols = 'A', idle_timeout = '0s'", "must be longer than 0"),
-        ("provider = 'coinbase', symbols = 'A', sybmols = 'B'", "sybmols"),
+        (
+            "provider = 'coinbase', symbols = 'A', idle_timeout = 'soon'",
+            "option `idle_timeout`",
+        ),
+        (
+            "provider = 'coinbase', symbols = 'A', idle_timeout = '0s'",
+            "must be longer than 0",
+        ),
+        (
+            "provider = 'coinbase', symbols = 'A', sybmols = 'B'",
+            "sybmols",
+        ),
     ] {
         let text = format!("CREATE TABLE t (symbol TEXT) WITH (connector = 'websocket', {bad}, format = 'json');\nCREATE TABLE o (symbol TEXT) WITH (connector = 'memory');\nINSERT INTO o SELECT symbol FROM t;");
         let err = match engine::Job::from_text("bad.sql", &text, &|_| None).await {
             Ok(_) => panic!("{bad} was taken"),
             Err(e) => e.to_string(),
         };
-        assert!(err.contains("bad.sql:1") && err.contains(says), "{bad}: {err}");
+        assert!(
+            err.contains("bad.sql:1") && err.contains(says),
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -489,16 +824,33 @@ async fn a_stalled_broker_slows_the_feed_and_loses_nothing() {
     const TRADES: i64 = 30_000;
     let trade = |n: i64| {
         let (symbol, id) = (["BTCUSDT", "ETHUSDT", "SOLUSDT"][n as usize % 3], n / 3 + 1);
-        format!(r#"{{"e":"trade","E":1,"s":"{symbol}","t":{id},"p":"{}.{:02}","q":"1.5","T":{},"m":false}}"#, 100 + n % 50, n % 100, 1_763_649_000_000 + n)
+        format!(
+            r#"{{"e":"trade","E":1,"s":"{symbol}","t":{id},"p":"{}.{:02}","q":"1.5","T":{},"m":false}}"#,
+            100 + n % 50,
+            n % 100,
+            1_763_649_000_000 + n
+        )
     };
-    let mut script = vec![expect("SUBSCRIBE"), send(r#"{"result":null,"id":1}"#), Step::Sleep(Duration::from_millis(500))];
+    let mut script = vec![
+        expect("SUBSCRIBE"),
+        send(r#"{"result":null,"id":1}"#),
+        Step::Sleep(Duration::from_millis(500)),
+    ];
     script.extend((0..TRADES).map(|n| send(trade(n))));
     // The pong comes back once the client has read (and queued) every trade before it.
     script.push(Step::Ping);
     let server = scripted_server(vec![script]).await;
     let topic = unique("ingest_stall");
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["ingest", "--provider", "binance", "--symbols", "BTCUSDT,ETHUSDT,SOLUSDT", "--url", &server.url])
+        .args([
+            "ingest",
+            "--provider",
+            "binance",
+            "--symbols",
+            "BTCUSDT,ETHUSDT,SOLUSDT",
+            "--url",
+            &server.url,
+        ])
         .args(["--topic", &topic, "--max-queued", "1000"])
         .env("KAFKA_BROKERS", brokers())
         .env("NO_COLOR", "1")
@@ -506,7 +858,12 @@ async fn a_stalled_broker_slows_the_feed_and_loses_nothing() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let connected = || server.connections().first().is_some_and(|c| !c.received.is_empty());
+    let connected = || {
+        server
+            .connections()
+            .first()
+            .is_some_and(|c| !c.received.is_empty())
+    };
     let until = std::time::Instant::now() + Duration::from_secs(60);
     while !connected() {
         assert!(std::time::Instant::now() < until, "ingest never subscribed");
@@ -518,25 +875,46 @@ async fn a_stalled_broker_slows_the_feed_and_loses_nothing() {
     signal(&tansu, "-CONT");
     let until = std::time::Instant::now() + Duration::from_secs(120);
     while server.connections()[0].pongs == 0 {
-        assert!(std::time::Instant::now() < until, "the feed was never read to its end: {:?}", server.connections()[0].failures);
+        assert!(
+            std::time::Instant::now() < until,
+            "the feed was never read to its end: {:?}",
+            server.connections()[0].failures
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     signal(&child.id().unwrap().to_string(), "-INT");
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains(&format!("ingested from binance at {}/ in", server.url)), "{stderr}");
-    assert!(stderr.contains(&format!("{TRADES} trades, 0 duplicates dropped, 0 gaps")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ingested from binance at {}/ in", server.url)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{TRADES} trades, 0 duplicates dropped, 0 gaps")),
+        "{stderr}"
+    );
     let records = read_all(&topic);
     let mut ids: Vec<(String, i64)> = (records.iter())
         .map(|r| {
             let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-            (v["symbol"].as_str().unwrap().to_string(), v["id"].as_str().unwrap().parse().unwrap())
+            (
+                v["symbol"].as_str().unwrap().to_string(),
+                v["id"].as_str().unwrap().parse().unwrap(),
+            )
         })
         .collect();
     ids.sort();
     let mut expected: Vec<(String, i64)> = (0..TRADES)
-        .map(|n| (["BTCUSDT", "ETHUSDT", "SOLUSDT"][n as usize % 3].to_string(), n / 3 + 1))
+        .map(|n| {
+            (
+                ["BTCUSDT", "ETHUSDT", "SOLUSDT"][n as usize % 3].to_string(),
+                n / 3 + 1,
+            )
+        })
         .collect();
     expected.sort();
     assert_eq!(ids.len(), expected.len(), "every trade once");
@@ -555,7 +933,16 @@ async fn the_embedded_default_runs_on_a_live_feed() {
     let dir = tempfile::tempdir().unwrap();
     let job = repo_root().join("jobs/ohlc_1m.sql");
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["run", job.to_str().unwrap(), "--feed", "coinbase", "--symbols", "BTC-USD", "--feed-url", &server.url])
+        .args([
+            "run",
+            job.to_str().unwrap(),
+            "--feed",
+            "coinbase",
+            "--symbols",
+            "BTC-USD",
+            "--feed-url",
+            &server.url,
+        ])
         .env_remove("KAFKA_BROKERS")
         .env_remove("LAKE_URL")
         .env("NO_COLOR", "1")
@@ -566,16 +953,26 @@ async fn the_embedded_default_runs_on_a_live_feed() {
         .unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(60);
     while server.connections().first().is_none_or(|c| c.pongs == 0) {
-        assert!(std::time::Instant::now() < until, "the feed was never read: {:?}", server.connections());
+        assert!(
+            std::time::Instant::now() < until,
+            "the feed was never read: {:?}",
+            server.connections()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The job reads the embedded broker a moment behind the feed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     signal(&child.id().unwrap().to_string(), "-INT");
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("live trades of BTC-USD from coinbase at"), "{stderr}");
+    assert!(
+        stderr.contains("live trades of BTC-USD from coinbase at"),
+        "{stderr}"
+    );
 
     let trades: Vec<Trade> = (1..=150)
         .map(|id| Trade {
@@ -589,16 +986,42 @@ async fn the_embedded_default_runs_on_a_live_feed() {
     let mut starts = Vec::new();
     for path in files_under(&dir.path().join("lake/ohlc_1m")) {
         let file = std::fs::File::open(&path).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             let b = batch.unwrap();
             let col = |n: &str| b.column_by_name(n).unwrap().clone();
-            let start = col("window_start").as_any().downcast_ref::<TimestampMillisecondArray>().unwrap().clone();
-            let f = |n: &str| col(n).as_any().downcast_ref::<Float64Array>().unwrap().clone();
-            let n = col("trades").as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            let start = col("window_start")
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap()
+                .clone();
+            let f = |n: &str| {
+                col(n)
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .unwrap()
+                    .clone()
+            };
+            let n = col("trades")
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
             for i in 0..b.num_rows() {
                 let e = &expected[&("BTC-USD".to_string(), start.value(i))];
-                assert_eq!((f("open").value(i), f("high").value(i), f("low").value(i), f("close").value(i), n.value(i)), (e.open, e.high, e.low, e.close, e.trades));
+                assert_eq!(
+                    (
+                        f("open").value(i),
+                        f("high").value(i),
+                        f("low").value(i),
+                        f("close").value(i),
+                        n.value(i)
+                    ),
+                    (e.open, e.high, e.low, e.close, e.trades)
+                );
                 assert!(close_to(f("volume").value(i), e.volume, 1e-9));
                 starts.push(start.value(i));
             }
@@ -606,7 +1029,11 @@ async fn the_embedded_default_runs_on_a_live_feed() {
     }
     starts.sort();
     assert!(starts.len() >= 2, "{stderr}");
-    assert_eq!(starts[..2], [1_763_649_000_000, 1_763_649_060_000], "the two windows the watermark passed: {stderr}");
+    assert_eq!(
+        starts[..2],
+        [1_763_649_000_000, 1_763_649_060_000],
+        "the two windows the watermark passed: {stderr}"
+    );
 }
 
 /// A feed the provider refuses ends `engine run --feed` with the provider's
@@ -621,13 +1048,25 @@ async fn a_refused_live_feed_ends_the_embedded_run() {
     let dir = tempfile::tempdir().unwrap();
     let job = repo_root().join("jobs/ohlc_1m.sql");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["run", job.to_str().unwrap(), "--feed", "coinbase", "--symbols", "FOO-BAR", "--feed-url", &server.url])
+        .args([
+            "run",
+            job.to_str().unwrap(),
+            "--feed",
+            "coinbase",
+            "--symbols",
+            "FOO-BAR",
+            "--feed-url",
+            &server.url,
+        ])
         .env_remove("KAFKA_BROKERS")
         .env_remove("LAKE_URL")
         .current_dir(dir.path())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("the run ends").unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the run ends")
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("error: the live feed ended the job: provider: Coinbase refused: Failed to subscribe FOO-BAR is not a valid product"), "{stderr}");

@@ -71,13 +71,19 @@ fn serve(provider: Provider, frames: Vec<String>) -> Result<String> {
     let url = format!("ws://{}", listener.local_addr()?);
     listener.set_nonblocking(true)?;
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let (stream, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
             if provider == Provider::Alpaca {
-                for greeting in [r#"[{"T":"success","msg":"connected"}]"#, r#"[{"T":"success","msg":"authenticated"}]"#] {
+                for greeting in [
+                    r#"[{"T":"success","msg":"connected"}]"#,
+                    r#"[{"T":"success","msg":"authenticated"}]"#,
+                ] {
                     ws.send(Message::text(greeting)).await.unwrap();
                 }
             }
@@ -94,7 +100,10 @@ fn serve(provider: Provider, frames: Vec<String>) -> Result<String> {
 }
 
 fn thread_cpu() -> Duration {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `t` is a valid timespec for the call to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
@@ -109,11 +118,14 @@ fn max_rss_mb() -> f64 {
 
 fn main() -> Result<()> {
     let trades: usize = std::env::args().nth(1).map_or(Ok(500_000), |a| a.parse())?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     println!("trades={trades} symbols=20 (client: one thread; server: another)");
     for provider in [Provider::Binance, Provider::Alpaca] {
         let url = serve(provider, frames(provider, trades))?;
-        let mut config = IngestConfig::new(provider, (0..20).map(|i| format!("SYM{i:02}")).collect());
+        let mut config =
+            IngestConfig::new(provider, (0..20).map(|i| format!("SYM{i:02}")).collect());
         config.url = Some(url);
         let keys = |var: &str| var.starts_with("APCA").then(|| "bench".to_string());
         let mut feed = LiveFeed::new(config, &keys)?;
@@ -123,7 +135,12 @@ fn main() -> Result<()> {
         let (wall, cpu) = (Instant::now(), thread_cpu());
         runtime.block_on(feed.run(&mut out, &stats, &stop, Some(trades as u64)))?;
         let (wall, cpu) = (wall.elapsed(), thread_cpu() - cpu);
-        assert_eq!(IngestStats::get(&stats.trades), trades as u64, "{}", stats.summary());
+        assert_eq!(
+            IngestStats::get(&stats.trades),
+            trades as u64,
+            "{}",
+            stats.summary()
+        );
         println!(
             "{:<8} {:>10.0} trades/s wall, {:>10.0} per CPU-second of the client ({:.2} s, {:.2} CPU-s, {:.0} MB records), peak RSS {:.0} MB (with the server's frames)",
             provider.name(),

@@ -117,7 +117,10 @@ impl IngestArgs {
                     self.max_queued as usize,
                     stop.clone(),
                 )?;
-                (Box::new(kafka), format!("topic `{}` on {}", self.kafka.topic, self.kafka.brokers))
+                (
+                    Box::new(kafka),
+                    format!("topic `{}` on {}", self.kafka.topic, self.kafka.brokers),
+                )
             }
         };
         eprintln!("{} -> {target}", feed.describe());

@@ -87,7 +87,8 @@ impl TopicArgs {
     /// Creates the topic and its dead-letter topic where missing.
     pub async fn create(&self) -> engine::Result<()> {
         let dlq = format!("{}.dlq", self.topic);
-        engine::feed::create_topics(&self.brokers, &[(&self.topic, self.partitions), (&dlq, 1)]).await
+        engine::feed::create_topics(&self.brokers, &[(&self.topic, self.partitions), (&dlq, 1)])
+            .await
     }
 }
 
@@ -288,7 +289,8 @@ impl ProduceArgs {
             }
             None => {
                 let producer = self.kafka_producer().await?;
-                let counts = feed::publish(&producer, &self.kafka.topic, records, &pacer, &stop).await?;
+                let counts =
+                    feed::publish(&producer, &self.kafka.topic, records, &pacer, &stop).await?;
                 producer
                     .flush(Duration::from_secs(60))
                     .context("flushing the producer")?;

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use anyhow::{bail, Context};
 use clap::Args;
 use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
-use engine::ingest::{IngestConfig, IngestStats, KafkaOutput, LiveFeed, Provider, DEFAULT_MAX_QUEUED};
+use engine::ingest::{
+    IngestConfig, IngestStats, KafkaOutput, LiveFeed, Provider, DEFAULT_MAX_QUEUED,
+};
 use engine::source::StartupMode;
 use engine::CheckpointOptions;
 use engine::{Job, Metrics, RunOptions};
@@ -199,7 +201,11 @@ impl RunArgs {
         // A live feed of a few symbols would leave most of 4 partitions empty, and
         // an empty partition holds the watermark back for `watermark.idle_timeout`
         // (30 s) before the first candle: one partition then.
-        let partitions = if self.feed.is_some() { 1 } else { EMBEDDED_PARTITIONS };
+        let partitions = if self.feed.is_some() {
+            1
+        } else {
+            EMBEDDED_PARTITIONS
+        };
         for topic in &read {
             cluster
                 .create_topic(topic, partitions, 1)
@@ -263,10 +269,22 @@ impl RunArgs {
             config.url = self.feed_url.clone();
             let mut live = LiveFeed::new(config, &|var| std::env::var(var).ok())?;
             // The embedded broker has the job's topics, `<trades>.dlq` among them.
-            let mut output = KafkaOutput::new(brokers, trades, provider.name(), DEFAULT_MAX_QUEUED, stop.clone())?;
-            let what = format!("live trades of {} from {}", symbols.join(","), live.describe());
+            let mut output = KafkaOutput::new(
+                brokers,
+                trades,
+                provider.name(),
+                DEFAULT_MAX_QUEUED,
+                stop.clone(),
+            )?;
+            let what = format!(
+                "live trades of {} from {}",
+                symbols.join(","),
+                live.describe()
+            );
             let task = tokio::spawn(async move {
-                let result = live.run(&mut output, &IngestStats::default(), &stop, None).await;
+                let result = live
+                    .run(&mut output, &IngestStats::default(), &stop, None)
+                    .await;
                 if result.is_err() {
                     // A refused feed (keys, symbols) ends the job: it would wait for trades forever.
                     stop.cancel();
@@ -290,7 +308,9 @@ impl RunArgs {
         let task = tokio::spawn(async move {
             let pacer = Pacer::new(start_ms, speed);
             let records = Simulator::new(config);
-            feed::publish(&producer, &trades, records, &pacer, &stop).await.map(|_| ())
+            feed::publish(&producer, &trades, records, &pacer, &stop)
+                .await
+                .map(|_| ())
         });
         let what = format!(
             "simulated trades ({} symbols, {} trades/s of market time, speed {speed})",

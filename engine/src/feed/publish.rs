@@ -85,7 +85,10 @@ pub fn feed_producer(brokers: &str) -> Result<ThreadedProducer<DefaultProducerCo
 
 /// Queues `record`, waiting while the producer queue is full (the
 /// backpressure a feed sees when Kafka is slower than it).
-pub async fn send<C, K, P>(producer: &ThreadedProducer<C>, record: BaseRecord<'_, K, P>) -> Result<()>
+pub async fn send<C, K, P>(
+    producer: &ThreadedProducer<C>,
+    record: BaseRecord<'_, K, P>,
+) -> Result<()>
 where
     C: ProducerContext<DeliveryOpaque = ()> + 'static,
     K: ToBytes + ?Sized,
@@ -100,7 +103,10 @@ where
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             Err((e, r)) => {
-                return Err(EngineError::kafka(format!("sending to topic `{}`", r.topic), e))
+                return Err(EngineError::kafka(
+                    format!("sending to topic `{}`", r.topic),
+                    e,
+                ))
             }
         }
     }
@@ -132,8 +138,14 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<()> 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for (name, _) in topics {
         loop {
-            let known = (admin.inner().fetch_metadata(Some(name), Duration::from_secs(5)))
-                .is_ok_and(|m| m.topics().iter().any(|t| t.name() == *name && t.error().is_none() && !t.partitions().is_empty()));
+            let known = (admin
+                .inner()
+                .fetch_metadata(Some(name), Duration::from_secs(5)))
+            .is_ok_and(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.name() == *name && t.error().is_none() && !t.partitions().is_empty())
+            });
             if known || std::time::Instant::now() >= deadline {
                 break;
             }
@@ -158,7 +170,9 @@ pub async fn publish(
             break;
         }
         pacer.wait_for(&record).await;
-        let message = BaseRecord::to(topic).key(&record.key).payload(&record.payload);
+        let message = BaseRecord::to(topic)
+            .key(&record.key)
+            .payload(&record.payload);
         send(producer, message).await?;
         counts[kind_index(record.kind)] += 1;
     }

@@ -131,14 +131,24 @@ mod tests {
         let mut a = Alpaca::new(vec!["AAPL".into()], "K".into(), "S".into());
         assert!(a.on_connect().is_empty());
         let auth = events(&mut a, r#"[{"T":"success","msg":"connected"}]"#);
-        assert_eq!(auth, [Event::Send(r#"{"action":"auth","key":"K","secret":"S"}"#.into())]);
+        assert_eq!(
+            auth,
+            [Event::Send(
+                r#"{"action":"auth","key":"K","secret":"S"}"#.into()
+            )]
+        );
         let sub = events(&mut a, r#"[{"T":"success","msg":"authenticated"}]"#);
-        assert_eq!(sub[1], Event::Send(r#"{"action":"subscribe","trades":["AAPL"]}"#.into()));
+        assert_eq!(
+            sub[1],
+            Event::Send(r#"{"action":"subscribe","trades":["AAPL"]}"#.into())
+        );
         let t = events(
             &mut a,
             r#"[{"T":"t","S":"AAPL","i":96921,"x":"D","p":126.55,"s":1,"t":"2021-02-22T15:51:44.208123456Z","c":["@","I"],"z":"C"}]"#,
         );
-        let Event::Trade(t) = &t[0] else { panic!("{t:?}") };
+        let Event::Trade(t) = &t[0] else {
+            panic!("{t:?}")
+        };
         assert_eq!(t.ts, 1614009104208);
         assert_eq!(t.id.as_deref(), Some("96921"));
         assert_eq!(t.venue.as_deref(), Some("D"));
@@ -147,7 +157,10 @@ mod tests {
     #[test]
     fn errors_retry_or_stop_as_alpaca_means() {
         let mut a = Alpaca::new(vec![], "K".into(), "S".into());
-        let e = events(&mut a, r#"[{"T":"error","code":406,"msg":"connection limit exceeded"}]"#);
+        let e = events(
+            &mut a,
+            r#"[{"T":"error","code":406,"msg":"connection limit exceeded"}]"#,
+        );
         assert!(matches!(&e[0], Event::Retry(m) if m.contains("406")));
         let e = events(&mut a, r#"[{"T":"error","code":402,"msg":"auth failed"}]"#);
         assert!(matches!(&e[0], Event::Fatal(m) if m.contains("auth failed")));

@@ -40,7 +40,10 @@ impl Adapter for Binance {
             return;
         };
         // A combined stream (`/stream?streams=...`) wraps each event.
-        let event = v.get("data").filter(|_| v.get("stream").is_some()).unwrap_or(&v);
+        let event = v
+            .get("data")
+            .filter(|_| v.get("stream").is_some())
+            .unwrap_or(&v);
         match text(event, "e") {
             Some("trade") => out.push(trade_or_bad(event, false, to_trade)),
             Some(_) => out.push(Event::Skipped("a message of another type")),
@@ -48,9 +51,7 @@ impl Adapter for Binance {
                 "Binance refused the subscription: {}",
                 v["error"]
             ))),
-            None if v.get("id").is_some() => {
-                out.push(Event::Acknowledged("subscribed".into()))
-            }
+            None if v.get("id").is_some() => out.push(Event::Acknowledged("subscribed".into())),
             None => out.push(Event::Bad {
                 reason: "a message without an event type `e`".into(),
                 raw: None,
@@ -95,7 +96,12 @@ mod tests {
             &mut out,
         );
         assert_eq!(out[0], Event::Acknowledged("subscribed".into()));
-        let Event::Trade(t) = &out[1] else { panic!("{out:?}") };
-        assert_eq!((t.price.as_str(), t.size.as_str(), t.sequence), ("0.001", "100", Some(12345)));
+        let Event::Trade(t) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (t.price.as_str(), t.size.as_str(), t.sequence),
+            ("0.001", "100", Some(12345))
+        );
     }
 }

@@ -29,7 +29,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// A connection to a provider.
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How a connection ended.
 enum SessionEnd {
@@ -68,7 +69,11 @@ impl LiveFeed {
 
     /// What it connects to, for messages: the URL without its keys.
     pub fn describe(&self) -> String {
-        format!("{} at {}", self.config.provider.name(), self.secrets.strip(&self.url))
+        format!(
+            "{} at {}",
+            self.config.provider.name(),
+            self.secrets.strip(&self.url)
+        )
     }
 
     /// Reads the feed into `output` until `stop` is cancelled, `limit` trades
@@ -167,17 +172,33 @@ impl LiveFeed {
                 message = ws.next() => message,
             };
             let message = match message {
-                None => return Ok(SessionEnd::Lost { reason: "closed".into(), delivered }),
-                Some(Err(tungstenite::Error::Capacity(e))) => {
-                    let reason = format!("a frame the client cannot read ({e}); the connection was dropped");
-                    self.dead_letter(output, stats, b"", &reason).await?;
-                    return Ok(SessionEnd::Lost { reason: e.to_string(), delivered });
+                None => {
+                    return Ok(SessionEnd::Lost {
+                        reason: "closed".into(),
+                        delivered,
+                    })
                 }
-                Some(Err(e)) => return Ok(SessionEnd::Lost { reason: e.to_string(), delivered }),
+                Some(Err(tungstenite::Error::Capacity(e))) => {
+                    let reason =
+                        format!("a frame the client cannot read ({e}); the connection was dropped");
+                    self.dead_letter(output, stats, b"", &reason).await?;
+                    return Ok(SessionEnd::Lost {
+                        reason: e.to_string(),
+                        delivered,
+                    });
+                }
+                Some(Err(e)) => {
+                    return Ok(SessionEnd::Lost {
+                        reason: e.to_string(),
+                        delivered,
+                    })
+                }
                 Some(Ok(m)) => m,
             };
             IngestStats::add(&stats.frames, 1);
-            let end = self.on_message(message, &mut ws, output, stats, limit, &mut delivered).await?;
+            let end = self
+                .on_message(message, &mut ws, output, stats, limit, &mut delivered)
+                .await?;
             // Time spent waiting for the output (a slow Kafka) is not the provider's silence.
             last_frame = Instant::now();
             if let Some(end) = end {
@@ -191,7 +212,10 @@ impl LiveFeed {
 
     /// Connects and sends the adapter's first frames: the socket, or how the
     /// attempt ended (an error if the provider refused the key).
-    async fn connect(&mut self, stop: &CancellationToken) -> Result<std::result::Result<Socket, SessionEnd>> {
+    async fn connect(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<std::result::Result<Socket, SessionEnd>> {
         let lost = |reason: String| {
             Ok(Err(SessionEnd::Lost {
                 reason,
@@ -201,7 +225,8 @@ impl LiveFeed {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
-        let connect = tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), true);
+        let connect =
+            tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), true);
         let mut ws = tokio::select! {
             _ = stop.cancelled() => return Ok(Err(SessionEnd::Stopped)),
             connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match connected {
@@ -245,7 +270,8 @@ impl LiveFeed {
                     text.len(),
                     self.config.max_frame_bytes
                 );
-                self.dead_letter(output, stats, text.as_bytes(), &reason).await?;
+                self.dead_letter(output, stats, text.as_bytes(), &reason)
+                    .await?;
                 Ok(None)
             }
             Message::Text(text) => {
@@ -254,7 +280,9 @@ impl LiveFeed {
                 let text = self.secrets.strip(text.as_str()).into_owned();
                 let mut events = std::mem::take(&mut self.events);
                 self.adapter.on_text(&text, &mut events);
-                let end = self.handle(&text, &mut events, ws, output, stats, limit, delivered).await;
+                let end = self
+                    .handle(&text, &mut events, ws, output, stats, limit, delivered)
+                    .await;
                 events.clear();
                 self.events = events;
                 end
@@ -268,7 +296,10 @@ impl LiveFeed {
                 let reason = frame.map_or("closed by the provider".to_string(), |f| {
                     format!("closed by the provider: {} {}", f.code, f.reason)
                 });
-                Ok(Some(SessionEnd::Lost { reason, delivered: *delivered }))
+                Ok(Some(SessionEnd::Lost {
+                    reason,
+                    delivered: *delivered,
+                }))
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(None),
         }
@@ -301,10 +332,13 @@ impl LiveFeed {
                 }
                 Event::Bad { reason, raw } => {
                     let raw = raw.as_deref().unwrap_or(frame);
-                    self.dead_letter(output, stats, raw.as_bytes(), &reason).await?;
+                    self.dead_letter(output, stats, raw.as_bytes(), &reason)
+                        .await?;
                 }
                 Event::Fatal(reason) => {
-                    return Err(EngineError::Provider(self.secrets.strip(&reason).into_owned()))
+                    return Err(EngineError::Provider(
+                        self.secrets.strip(&reason).into_owned(),
+                    ))
                 }
                 _ if end.is_some() => {}
                 Event::Send(reply) => {
@@ -381,7 +415,10 @@ impl LiveFeed {
         }
         let mut reason = self.secrets.strip(reason).into_owned();
         if kept < text.len() {
-            reason.push_str(&format!(" (the first {kept} of its {} bytes kept)", raw.len()));
+            reason.push_str(&format!(
+                " (the first {kept} of its {} bytes kept)",
+                raw.len()
+            ));
         }
         IngestStats::add(&stats.dead_letters, 1);
         output.dead_letter(text[..kept].as_bytes(), &reason).await

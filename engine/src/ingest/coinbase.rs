@@ -94,7 +94,9 @@ fn to_trade(v: &Value) -> Result<Trade, String> {
         id: Some(id.to_string()),
         venue: None,
         provider: NAME,
-        conditions: trade::short_text(v.get("side"), "side")?.into_iter().collect(),
+        conditions: trade::short_text(v.get("side"), "side")?
+            .into_iter()
+            .collect(),
         sequence: Some(id),
     })
 }
@@ -107,7 +109,10 @@ mod tests {
     fn matches_heartbeats_and_the_last_match() {
         let mut c = Coinbase::new(vec!["BTC-USD".into()]);
         let sub = c.on_connect();
-        assert!(sub[0].contains(r#""channels":["matches","heartbeat"]"#), "{sub:?}");
+        assert!(
+            sub[0].contains(r#""channels":["matches","heartbeat"]"#),
+            "{sub:?}"
+        );
         let mut out = Vec::new();
         let m = r#"{"type":"match","trade_id":10,"sequence":50,"time":"2014-11-07T08:19:27.028459Z","product_id":"BTC-USD","size":"5.23512","price":"400.23","side":"sell"}"#;
         c.on_text(&m.replace("\"match\"", "\"last_match\""), &mut out);
@@ -117,16 +122,27 @@ mod tests {
             &mut out,
         );
         assert_eq!(out[0], Event::Skipped("the last trade before this run"));
-        let Event::Trade(t) = &out[1] else { panic!("{out:?}") };
-        assert_eq!((t.price.as_str(), t.size.as_str(), t.ts), ("400.23", "5.23512", 1415348367028));
+        let Event::Trade(t) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (t.price.as_str(), t.size.as_str(), t.ts),
+            ("400.23", "5.23512", 1415348367028)
+        );
         assert_eq!(t.sequence, Some(10));
         assert_eq!(
             out[2],
-            Event::LastSequence { symbol: "BTC-USD".into(), sequence: 20 }
+            Event::LastSequence {
+                symbol: "BTC-USD".into(),
+                sequence: 20
+            }
         );
         c.on_connect();
         out.clear();
         c.on_text(&m.replace("\"match\"", "\"last_match\""), &mut out);
-        assert!(matches!(out[0], Event::Trade(_)), "after a reconnect: {out:?}");
+        assert!(
+            matches!(out[0], Event::Trade(_)),
+            "after a reconnect: {out:?}"
+        );
     }
 }

@@ -113,9 +113,16 @@ mod tests {
         assert_eq!(g.observe("A", 15), 3);
         assert_eq!(g.observe("A", 12), 0, "an older one is no gap");
         assert_eq!(g.observe("B", 1), 0);
-        assert_eq!(g.last_was("A", 15), 0, "a heartbeat naming the last trade seen");
+        assert_eq!(
+            g.last_was("A", 15),
+            0,
+            "a heartbeat naming the last trade seen"
+        );
         assert_eq!(g.last_was("A", 20), 5, "16 to 20 missed");
         assert_eq!(g.observe("A", 21), 0);
-        assert_eq!(g.observe("A", i64::MAX), u64::try_from(i64::MAX - 22).unwrap());
+        assert_eq!(
+            g.observe("A", i64::MAX),
+            u64::try_from(i64::MAX - 22).unwrap()
+        );
     }
 }

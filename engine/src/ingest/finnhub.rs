@@ -96,9 +96,17 @@ mod tests {
             &mut out,
         );
         f.on_text(r#"{"type":"ping"}"#, &mut out);
-        let Event::Trade(t) = &out[0] else { panic!("{out:?}") };
-        assert_eq!((t.price.as_str(), t.size.as_str(), t.ts), ("189.1", "100", 1575526691134));
-        assert_eq!(out[1..], [Event::Skipped("price update (v = 0)"), Event::KeepAlive]);
+        let Event::Trade(t) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (t.price.as_str(), t.size.as_str(), t.ts),
+            ("189.1", "100", 1575526691134)
+        );
+        assert_eq!(
+            out[1..],
+            [Event::Skipped("price update (v = 0)"), Event::KeepAlive]
+        );
     }
 
     #[test]

@@ -176,9 +176,12 @@ pub(crate) fn adapter(
         })
         .collect::<Result<_>>()?;
     let symbols = config.symbols.clone();
-    let base = config.url.as_deref().unwrap_or(config.provider.default_url());
-    let mut url = url::Url::parse(base)
-        .map_err(|e| EngineError::Provider(format!("--url `{base}`: {e}")))?;
+    let base = config
+        .url
+        .as_deref()
+        .unwrap_or(config.provider.default_url());
+    let mut url =
+        url::Url::parse(base).map_err(|e| EngineError::Provider(format!("--url `{base}`: {e}")))?;
     if !matches!(url.scheme(), "ws" | "wss") {
         return Err(EngineError::Provider(format!(
             "--url `{base}`: a websocket URL starts with ws:// or wss://"
@@ -200,8 +203,9 @@ pub(crate) fn adapter(
     };
     // The URL-encoded form of a key is a secret too (it appears in the URL).
     let mut secrets = keys.clone();
-    secrets.extend(keys.iter().map(|k| {
-        url::form_urlencoded::byte_serialize(k.as_bytes()).collect::<String>()
-    }));
+    secrets.extend(
+        keys.iter()
+            .map(|k| url::form_urlencoded::byte_serialize(k.as_bytes()).collect::<String>()),
+    );
     Ok((adapter, Secrets(secrets), url.to_string()))
 }

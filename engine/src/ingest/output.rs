@@ -66,12 +66,17 @@ impl KafkaOutput {
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set("queue.buffering.max.messages", max_queued.max(1).to_string())
+            .set(
+                "queue.buffering.max.messages",
+                max_queued.max(1).to_string(),
+            )
             // Retried until delivered (librdkafka gives up after 5 min by default):
             // a broker that is down holds the queue full, and the socket waits.
             .set("message.timeout.ms", "0")
             .create_with_context(context)
-            .map_err(|e| EngineError::kafka(format!("creating the trade producer for {brokers}"), e))?;
+            .map_err(|e| {
+                EngineError::kafka(format!("creating the trade producer for {brokers}"), e)
+            })?;
         let client = KafkaClientOptions {
             bootstrap_servers: brokers.to_string(),
             properties: Default::default(),

@@ -40,7 +40,9 @@ impl Polygon {
                     json!({"action": "subscribe", "params": params.join(",")}).to_string(),
                 ));
             }
-            Some("auth_failed") => out.push(Event::Fatal(format!("Polygon refused the key: {message}"))),
+            Some("auth_failed") => {
+                out.push(Event::Fatal(format!("Polygon refused the key: {message}")))
+            }
             // Another connection took over the key: it may end; try again later.
             Some("max_connections") => out.push(Event::Retry(format!("Polygon: {message}"))),
             Some("error") => out.push(Event::Fatal(format!("Polygon: {message}"))),
@@ -101,16 +103,33 @@ mod tests {
     fn auth_subscribe_trades() {
         let mut p = Polygon::new(vec!["MSFT".into()], "KEY".into());
         let mut out = Vec::new();
-        p.on_text(r#"[{"ev":"status","status":"connected","message":"Connected Successfully"}]"#, &mut out);
-        p.on_text(r#"[{"ev":"status","status":"auth_success","message":"authenticated"}]"#, &mut out);
+        p.on_text(
+            r#"[{"ev":"status","status":"connected","message":"Connected Successfully"}]"#,
+            &mut out,
+        );
+        p.on_text(
+            r#"[{"ev":"status","status":"auth_success","message":"authenticated"}]"#,
+            &mut out,
+        );
         p.on_text(
             r#"[{"ev":"T","sym":"MSFT","x":4,"i":"12345","z":3,"p":114.125,"s":100,"c":[0,12],"t":1536036818784,"q":3681328}]"#,
             &mut out,
         );
-        assert_eq!(out[0], Event::Send(r#"{"action":"auth","params":"KEY"}"#.into()));
-        assert_eq!(out[2], Event::Send(r#"{"action":"subscribe","params":"T.MSFT"}"#.into()));
-        let Event::Trade(t) = &out[3] else { panic!("{out:?}") };
-        assert_eq!((t.id.as_deref(), t.venue.as_deref(), t.ts), (Some("3681328"), Some("4"), 1536036818784));
+        assert_eq!(
+            out[0],
+            Event::Send(r#"{"action":"auth","params":"KEY"}"#.into())
+        );
+        assert_eq!(
+            out[2],
+            Event::Send(r#"{"action":"subscribe","params":"T.MSFT"}"#.into())
+        );
+        let Event::Trade(t) = &out[3] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (t.id.as_deref(), t.venue.as_deref(), t.ts),
+            (Some("3681328"), Some("4"), 1536036818784)
+        );
         assert_eq!(t.conditions, ["0", "12"]);
     }
 }

@@ -53,7 +53,10 @@ impl IngestStats {
 
     /// The last price of every symbol traded.
     pub fn last_prices(&self) -> BTreeMap<String, String> {
-        self.last_prices.lock().expect("no panics while locked").clone()
+        self.last_prices
+            .lock()
+            .expect("no panics while locked")
+            .clone()
     }
 
     /// One line of the counters, e.g. for the summary.

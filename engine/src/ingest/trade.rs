@@ -210,7 +210,14 @@ mod tests {
             "400.23000001"
         );
         assert_eq!(positive(Some(&json!(189.1)), "p").unwrap(), "189.1");
-        for bad in [json!("0x10"), json!(" 1"), json!("NaN"), json!("1e400"), json!(-1), json!("0")] {
+        for bad in [
+            json!("0x10"),
+            json!(" 1"),
+            json!("NaN"),
+            json!("1e400"),
+            json!(-1),
+            json!("0"),
+        ] {
             assert!(positive(Some(&bad), "p").is_err(), "{bad}");
         }
         assert!(positive(Some(&json!(1e308 * 10.0)), "p").is_err());
@@ -218,7 +225,10 @@ mod tests {
 
     #[test]
     fn times_in_three_units() {
-        assert_eq!(epoch_ms(Some(&json!(1575526691134i64)), "t").unwrap(), 1575526691134);
+        assert_eq!(
+            epoch_ms(Some(&json!(1575526691134i64)), "t").unwrap(),
+            1575526691134
+        );
         assert_eq!(
             rfc3339_ms(Some(&json!("2021-02-22T15:51:44.208999999Z")), "t").unwrap(),
             1614009104208
@@ -246,6 +256,8 @@ mod tests {
             v,
             json!({"symbol":"A\"B","price":1.50,"size":3,"ts":5,"id":"7","provider":"test","conditions":["@"]})
         );
-        assert!(String::from_utf8(t.to_json()).unwrap().contains("\"price\":1.50"));
+        assert!(String::from_utf8(t.to_json())
+            .unwrap()
+            .contains("\"price\":1.50"));
     }
 }

@@ -91,7 +91,10 @@ pub async fn scripted_server(scripts: Vec<Vec<Step>>) -> ScriptedServer {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let script = scripts.get(i).cloned().unwrap_or_else(|| vec![Step::Silent]);
+            let script = scripts
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| vec![Step::Silent]);
             let index = {
                 let mut log = connections.lock().unwrap();
                 log.push(Connection::default());
@@ -114,17 +117,18 @@ async fn play(
         _ => None,
     };
     let uri_log = Arc::clone(&log);
-    let callback = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        uri_log.lock().unwrap()[index].uri = request.uri().to_string();
-        match reject {
-            Some(status) => {
-                let mut refusal = ErrorResponse::new(Some("refused".into()));
-                *refusal.status_mut() = status.try_into().unwrap();
-                Err(refusal)
+    let callback =
+        move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+            uri_log.lock().unwrap()[index].uri = request.uri().to_string();
+            match reject {
+                Some(status) => {
+                    let mut refusal = ErrorResponse::new(Some("refused".into()));
+                    *refusal.status_mut() = status.try_into().unwrap();
+                    Err(refusal)
+                }
+                None => Ok(response),
             }
-            None => Ok(response),
-        }
-    };
+        };
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
         return;
     };
@@ -163,7 +167,11 @@ async fn play(
                 }
             }
             Step::Ping => {
-                if ws.send(Message::Ping(b"are you there".to_vec().into())).await.is_err() {
+                if ws
+                    .send(Message::Ping(b"are you there".to_vec().into()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 let pong = tokio::time::timeout(Duration::from_secs(10), async {

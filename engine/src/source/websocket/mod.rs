@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use engine_sql::TableDef;
 
 use super::{
-    DeadLetterSink, OpenedSource, Origin, ReadOptions, RecordBuffer, SourceContext,
-    SourceReader, SourceSpec,
+    DeadLetterSink, OpenedSource, Origin, ReadOptions, RecordBuffer, SourceContext, SourceReader,
+    SourceSpec,
 };
 use crate::checkpoint::{CommitPoint, Committer, Snapshot};
 use crate::error::{EngineError, Result};
@@ -64,16 +64,24 @@ pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SourceSpec>> {
         .filter(|s| !s.is_empty())
         .collect();
     if symbols.is_empty() {
-        return Err(at((symbols_line, "option `symbols` lists no symbol".into())));
+        return Err(at((
+            symbols_line,
+            "option `symbols` lists no symbol".into(),
+        )));
     }
     let mut feed = IngestConfig::new(provider, symbols);
     feed.url = o.get("url");
     feed.idle_timeout = o.duration("idle_timeout", feed.idle_timeout).map_err(at)?;
     if feed.idle_timeout.is_zero() {
         let line = o.line_of("idle_timeout", table.line);
-        return Err(at((line, "option `idle_timeout` must be longer than 0".into())));
+        return Err(at((
+            line,
+            "option `idle_timeout` must be longer than 0".into(),
+        )));
     }
-    feed.dedupe_capacity = o.count("dedupe.capacity", feed.dedupe_capacity).map_err(at)?;
+    feed.dedupe_capacity = o
+        .count("dedupe.capacity", feed.dedupe_capacity)
+        .map_err(at)?;
     let dead_letters = match o.get("dlq.topic") {
         Some(topic) => Some((
             KafkaClientOptions::from_options(&mut o, table.line).map_err(at)?,
@@ -96,7 +104,10 @@ impl SourceSpec for WebsocketSourceConfig {
             "{} websocket feed of {} symbols{}",
             self.feed.provider.name(),
             self.feed.symbols.len(),
-            self.feed.url.as_ref().map_or(String::new(), |_| " at its `url`".into())
+            self.feed
+                .url
+                .as_ref()
+                .map_or(String::new(), |_| " at its `url`".into())
         )
     }
 
@@ -119,7 +130,9 @@ impl SourceSpec for WebsocketSourceConfig {
         // The keys are checked now, so a missing one stops the job before it starts.
         let feed = LiveFeed::new(self.feed.clone(), &|var| std::env::var(var).ok())?;
         let dead_letters: Arc<dyn DeadLetterSink> = match &self.dead_letters {
-            Some((client, topic)) => Arc::new(crate::source::kafka::DeadLetters::new(client, topic)?),
+            Some((client, topic)) => {
+                Arc::new(crate::source::kafka::DeadLetters::new(client, topic)?)
+            }
             None => Arc::new(LoggedDeadLetters(feed.describe())),
         };
         let reader = WebsocketReader {
@@ -141,8 +154,15 @@ impl SourceSpec for WebsocketSourceConfig {
 
 /// What the feed's thread hands the reader.
 enum Item {
-    Trade { key: String, payload: Vec<u8>, ts: i64 },
-    DeadLetter { raw: Vec<u8>, reason: String },
+    Trade {
+        key: String,
+        payload: Vec<u8>,
+        ts: i64,
+    },
+    DeadLetter {
+        raw: Vec<u8>,
+        reason: String,
+    },
     /// The feed ended with this error (a refused key, say).
     Failed(EngineError),
 }
@@ -153,7 +173,8 @@ struct Queue(SyncSender<Item>);
 impl Queue {
     fn put(&self, item: Item) -> Result<()> {
         // Blocking is the backpressure: this thread only runs the feed.
-        (self.0.send(item)).map_err(|_| EngineError::Execution("the websocket source stopped".into()))
+        (self.0.send(item))
+            .map_err(|_| EngineError::Execution("the websocket source stopped".into()))
     }
 }
 
@@ -206,7 +227,9 @@ impl WebsocketReader {
                 self.next += 1;
             }
             Item::DeadLetter { raw, reason } => {
-                self.metrics.bad_records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .bad_records
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let origin = Origin {
                     topic: &self.name,
                     position: None,
@@ -223,7 +246,9 @@ impl WebsocketReader {
 impl SourceReader for WebsocketReader {
     fn open(&mut self, restored: Option<&serde_json::Value>) -> Result<Vec<(i32, bool)>> {
         let Some(mut feed) = self.feed.take() else {
-            return Err(EngineError::Internal("a websocket reader opened twice".into()));
+            return Err(EngineError::Internal(
+                "a websocket reader opened twice".into(),
+            ));
         };
         if restored.is_some() {
             tracing::warn!(feed = %feed.describe(), "restored from a checkpoint: a websocket cannot replay, so reading resumes live (trades sent while the job was down are not read)");
@@ -233,11 +258,17 @@ impl SourceReader for WebsocketReader {
         std::thread::Builder::new()
             .name(format!("ws-{}", self.name))
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 let mut queue = Queue(tx);
                 let result = match runtime {
-                    Ok(rt) => rt.block_on(feed.run(&mut queue, &IngestStats::default(), &stop, None)),
-                    Err(e) => Err(EngineError::Execution(format!("starting the feed's runtime: {e}"))),
+                    Ok(rt) => {
+                        rt.block_on(feed.run(&mut queue, &IngestStats::default(), &stop, None))
+                    }
+                    Err(e) => Err(EngineError::Execution(format!(
+                        "starting the feed's runtime: {e}"
+                    ))),
                 };
                 if let Err(e) = result {
                     let _ = queue.put(Item::Failed(e));
@@ -251,8 +282,9 @@ impl SourceReader for WebsocketReader {
     fn poll(&mut self, timeout: Duration, max: usize, out: &mut RecordBuffer) -> Result<()> {
         let deadline = Instant::now() + timeout;
         for taken in 0..max.max(1) {
-            let queue = (self.queue.as_ref())
-                .ok_or_else(|| EngineError::Internal("a websocket reader polled before open".into()))?;
+            let queue = (self.queue.as_ref()).ok_or_else(|| {
+                EngineError::Internal("a websocket reader polled before open".into())
+            })?;
             let queue = queue.lock().expect("no panics while locked");
             let item = if taken == 0 {
                 match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -302,7 +334,13 @@ impl Committer for NothingToCommit {
 struct LoggedDeadLetters(String);
 
 impl DeadLetterSink for LoggedDeadLetters {
-    fn send(&self, payload: &[u8], _key: Option<&[u8]>, error: &str, _origin: Origin<'_>) -> Result<()> {
+    fn send(
+        &self,
+        payload: &[u8],
+        _key: Option<&[u8]>,
+        error: &str,
+        _origin: Origin<'_>,
+    ) -> Result<()> {
         let frame = crate::decode::excerpt(&String::from_utf8_lossy(payload), 200);
         tracing::warn!(feed = %self.0, error, frame, "bad record (set `dlq.topic` to keep it)");
         Ok(())
