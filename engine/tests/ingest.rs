@@ -69,14 +69,29 @@ async fn run_engine(args: &[&str], env: &[(&str, &str)], log: &str) -> std::proc
         .unwrap()
 }
 
+/// The price text of Coinbase trade `id` in the scripted feeds.
+fn coinbase_price(id: i64) -> String {
+    format!("{}.{:02}", 40000 + id, id % 100)
+}
+
+/// Coinbase trade `id` of BTC-USD as the oracle sees it: its match's price,
+/// size (`0.{id:08}`) and time cut to the ms.
+fn coinbase_trade(id: i64) -> Trade {
+    Trade {
+        symbol: "BTC-USD".into(),
+        price: coinbase_price(id).parse().unwrap(),
+        size: id as f64 / 1e8,
+        ts: 1_763_649_000_000 + id * 1000 + 7,
+    }
+}
+
 /// A Coinbase match of trade `id`: price and size as decimal strings, time with µs.
 fn coinbase_match(kind: &str, product: &str, id: i64) -> String {
     format!(
-        r#"{{"type":"{kind}","trade_id":{id},"maker_order_id":"m{id}","taker_order_id":"t{id}","side":"buy","size":"0.{id:08}","price":"{}.{:02}","product_id":"{product}","sequence":{},"time":"{}"}}"#,
-        40000 + id,
-        id % 100,
+        r#"{{"type":"{kind}","trade_id":{id},"maker_order_id":"m{id}","taker_order_id":"t{id}","side":"buy","size":"0.{id:08}","price":"{}","product_id":"{product}","sequence":{},"time":"{}"}}"#,
+        coinbase_price(id),
         1000 + id * 3,
-        iso_us(1_763_649_000_000 + id * 1000 + 7, 123),
+        iso_us(coinbase_trade(id).ts, 123),
     )
 }
 
@@ -139,20 +154,11 @@ async fn coinbase_reconnect_drops_duplicates_counts_gaps_and_dead_letters() {
         .collect();
     assert_eq!(ids, expected, "each trade once, in order");
     for t in &run.trades {
-        let id: i64 = t["id"].as_str().unwrap().parse().unwrap();
-        assert_eq!(t["symbol"], "BTC-USD");
-        assert_eq!(
-            t["price"].as_f64().unwrap(),
-            format!("{}.{:02}", 40000 + id, id % 100)
-                .parse::<f64>()
-                .unwrap()
-        );
-        assert_eq!(t["size"].as_f64().unwrap(), id as f64 / 1e8);
-        assert_eq!(
-            t["ts"].as_i64().unwrap(),
-            1_763_649_000_000 + id * 1000 + 7,
-            "µs cut to ms"
-        );
+        let e = coinbase_trade(t["id"].as_str().unwrap().parse().unwrap());
+        assert_eq!(t["symbol"], e.symbol.as_str());
+        assert_eq!(t["price"].as_f64().unwrap(), e.price);
+        assert_eq!(t["size"].as_f64().unwrap(), e.size);
+        assert_eq!(t["ts"].as_i64().unwrap(), e.ts, "µs cut to ms");
         assert_eq!(t["provider"], "coinbase");
     }
     let c = server.connections();
@@ -692,14 +698,12 @@ async fn a_job_reads_a_provider_through_the_websocket_source() {
         }
     });
     let memory = engine::sink::memory::table(&table);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while memory.rows().iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no candle within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        Duration::from_secs(60),
+        || "a candle".into(),
+        || memory.rows().iter().map(|b| b.num_rows()).sum::<usize>() > 0,
+    )
+    .await;
     stop.cancel();
     running.await.unwrap().unwrap();
     let batch = &memory.rows()[0];
@@ -719,31 +723,19 @@ async fn a_job_reads_a_provider_through_the_websocket_source() {
             .value(0),
         "BTC-USD"
     );
-    let price = |id: i64| {
-        format!("{}.{:02}", 40000 + id, id % 100)
-            .parse::<f64>()
-            .unwrap()
-    };
-    let prices: Vec<f64> = (1..=20).map(price).collect();
-    let volume: f64 = (1..=20).map(|id| id as f64 / 1e8).sum();
-    assert_eq!(
-        (f(2), f(3), f(4), f(5)),
-        (
-            prices[0],
-            prices.iter().cloned().fold(0.0, f64::max),
-            prices.iter().cloned().fold(f64::MAX, f64::min),
-            prices[19]
-        )
-    );
-    assert!(close_to(f(6), volume, 1e-12));
+    let trades: Vec<Trade> = (1..=20).map(coinbase_trade).collect();
+    let e = &fold_windows(&trades, 60_000, 60_000)[&("BTC-USD".to_string(), 1_763_649_000_000)];
+    assert_eq!((f(2), f(3), f(4), f(5)), (e.open, e.high, e.low, e.close));
+    assert!(close_to(f(6), e.volume, 1e-12));
     assert_eq!(
         col(7)
             .as_any()
             .downcast_ref::<Int64Array>()
             .unwrap()
             .value(0),
-        20
+        e.trades
     );
+    assert_eq!(e.trades, 20);
     assert_eq!(
         metrics
             .bad_records
@@ -864,24 +856,26 @@ async fn a_stalled_broker_slows_the_feed_and_loses_nothing() {
             .first()
             .is_some_and(|c| !c.received.is_empty())
     };
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while !connected() {
-        assert!(std::time::Instant::now() < until, "ingest never subscribed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(60),
+        || "the subscription".into(),
+        connected,
+    )
+    .await;
     let tansu = service_pid("tansu");
     signal(&tansu, "-STOP");
     tokio::time::sleep(Duration::from_secs(3)).await;
     signal(&tansu, "-CONT");
-    let until = std::time::Instant::now() + Duration::from_secs(120);
-    while server.connections()[0].pongs == 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the feed was never read to its end: {:?}",
+    let read_to_its_end = || {
+        format!(
+            "the feed read to its end: {:?}",
             server.connections()[0].failures
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        )
+    };
+    wait_until(Duration::from_secs(120), read_to_its_end, || {
+        server.connections()[0].pongs > 0
+    })
+    .await;
     signal(&child.id().unwrap().to_string(), "-INT");
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
@@ -921,6 +915,30 @@ async fn a_stalled_broker_slows_the_feed_and_loses_nothing() {
     assert_eq!(ids, expected);
 }
 
+/// `engine run jobs/ohlc_1m.sql --feed coinbase --symbols SYMBOLS --feed-url URL`
+/// on the embedded default (no KAFKA_BROKERS), in `dir`, stderr captured.
+fn embedded_run(dir: &std::path::Path, symbols: &str, url: &str) -> tokio::process::Command {
+    let job = repo_root().join("jobs/ohlc_1m.sql");
+    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"));
+    run.arg("run")
+        .arg(job)
+        .args([
+            "--feed",
+            "coinbase",
+            "--symbols",
+            symbols,
+            "--feed-url",
+            url,
+        ])
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("LAKE_URL")
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    run
+}
+
 /// `engine run jobs/ohlc_1m.sql --feed coinbase` on the embedded default:
 /// the candles in the lake are the fold of the trades the provider sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -931,35 +949,14 @@ async fn the_embedded_default_runs_on_a_live_feed() {
     script.push(Step::Ping);
     let server = scripted_server(vec![script]).await;
     let dir = tempfile::tempdir().unwrap();
-    let job = repo_root().join("jobs/ohlc_1m.sql");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args([
-            "run",
-            job.to_str().unwrap(),
-            "--feed",
-            "coinbase",
-            "--symbols",
-            "BTC-USD",
-            "--feed-url",
-            &server.url,
-        ])
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("LAKE_URL")
-        .env("NO_COLOR", "1")
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+    let child = embedded_run(dir.path(), "BTC-USD", &server.url)
         .spawn()
         .unwrap();
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while server.connections().first().is_none_or(|c| c.pongs == 0) {
-        assert!(
-            std::time::Instant::now() < until,
-            "the feed was never read: {:?}",
-            server.connections()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let read = || format!("the feed read: {:?}", server.connections());
+    wait_until(Duration::from_secs(60), read, || {
+        server.connections().first().is_some_and(|c| c.pongs > 0)
+    })
+    .await;
     // The job reads the embedded broker a moment behind the feed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     signal(&child.id().unwrap().to_string(), "-INT");
@@ -974,14 +971,7 @@ async fn the_embedded_default_runs_on_a_live_feed() {
         "{stderr}"
     );
 
-    let trades: Vec<Trade> = (1..=150)
-        .map(|id| Trade {
-            symbol: "BTC-USD".into(),
-            price: format!("{}.{:02}", 40000 + id, id % 100).parse().unwrap(),
-            size: id as f64 / 1e8,
-            ts: 1_763_649_000_000 + id * 1000 + 7,
-        })
-        .collect();
+    let trades: Vec<Trade> = (1..=150).map(coinbase_trade).collect();
     let expected = fold_windows(&trades, 60_000, 60_000);
     let mut starts = Vec::new();
     for path in files_under(&dir.path().join("lake/ohlc_1m")) {
@@ -1046,23 +1036,7 @@ async fn a_refused_live_feed_ends_the_embedded_run() {
     ]])
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let job = repo_root().join("jobs/ohlc_1m.sql");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args([
-            "run",
-            job.to_str().unwrap(),
-            "--feed",
-            "coinbase",
-            "--symbols",
-            "FOO-BAR",
-            "--feed-url",
-            &server.url,
-        ])
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("LAKE_URL")
-        .current_dir(dir.path())
-        .kill_on_drop(true)
-        .output();
+    let out = embedded_run(dir.path(), "FOO-BAR", &server.url).output();
     let out = tokio::time::timeout(Duration::from_secs(60), out)
         .await
         .expect("the run ends")

@@ -39,7 +39,7 @@ pub struct IngestArgs {
     #[arg(long)]
     pub to_file: Option<PathBuf>,
     /// A connection without any frame for this long is dead (reconnected).
-    #[arg(long, default_value = "30s", value_parser = positive_duration)]
+    #[arg(long, default_value = "30s", value_parser = super::run::parse_interval)]
     pub idle_timeout: Duration,
     /// Trades waiting for Kafka before the socket is no longer read (backpressure).
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUED as u64, value_parser = clap::value_parser!(u64).range(1..))]
@@ -55,21 +55,9 @@ pub struct Symbols(pub Vec<String>);
 
 /// `AAPL, MSFT` as `["AAPL", "MSFT"]`: at least one, none empty.
 pub(crate) fn parse_symbols(s: &str) -> Result<Symbols, String> {
-    let symbols: Vec<String> = s.split(',').map(|t| t.trim().to_string()).collect();
-    if symbols.iter().any(String::is_empty) {
-        return Err(format!("`{s}`: give comma-separated symbols, none empty"));
-    }
-    Ok(Symbols(symbols))
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    super::produce::parse_duration(s).and_then(|d| {
-        if d.is_zero() {
-            Err(format!("`{s}` must be longer than 0"))
-        } else {
-            Ok(d)
-        }
-    })
+    engine::ingest::symbol_list(s)
+        .map(Symbols)
+        .map_err(|e| format!("`{s}` {e}"))
 }
 
 pub(crate) fn parse_provider(s: &str) -> Result<Provider, String> {

@@ -84,7 +84,8 @@ pub struct RunArgs {
     pub feed_url: Option<String>,
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+/// A duration longer than 0 (`--checkpoint-interval`, `--idle-timeout`).
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     engine_sql::options::parse_duration(s)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {

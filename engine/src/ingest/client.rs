@@ -283,7 +283,7 @@ impl LiveFeed {
                 let end = self
                     .handle(&text, &mut events, ws, output, stats, limit, delivered)
                     .await;
-                events.clear();
+                // Drained by `handle`: kept for its capacity.
                 self.events = events;
                 end
             }

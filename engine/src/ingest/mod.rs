@@ -99,6 +99,19 @@ impl Provider {
     }
 }
 
+/// The symbols of a comma-separated list (`AAPL, MSFT`), trimmed; else
+/// why not (for `--symbols` and the `symbols` option alike).
+pub fn symbol_list(text: &str) -> std::result::Result<Vec<String>, String> {
+    let symbols: Vec<String> = text.split(',').map(|s| s.trim().to_string()).collect();
+    if symbols.iter().all(String::is_empty) {
+        return Err("lists no symbol".into());
+    }
+    if symbols.iter().any(String::is_empty) {
+        return Err("has an empty entry (two commas, or one at an end)".into());
+    }
+    Ok(symbols)
+}
+
 /// What a feed connects to and how it behaves.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {

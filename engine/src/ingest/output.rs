@@ -1,8 +1,6 @@
 //! Where a feed's trades and dead letters go.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -37,7 +35,6 @@ pub trait TradeOutput: Send {
 pub struct KafkaOutput {
     topic: String,
     producer: ThreadedProducer<DeliveryCounter>,
-    failed: Arc<AtomicU64>,
     dead_letters: DeadLetters,
     /// What dead letters name as their origin (the provider).
     origin: String,
@@ -60,7 +57,6 @@ impl KafkaOutput {
     ) -> Result<Self> {
         let dlq = format!("{topic}.dlq");
         let context = DeliveryCounter::new("trade");
-        let failed = context.failed();
         let producer: ThreadedProducer<DeliveryCounter> = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -84,7 +80,6 @@ impl KafkaOutput {
         Ok(Self {
             topic: topic.to_string(),
             producer,
-            failed,
             dead_letters: DeadLetters::new(&client, &dlq)?,
             origin: origin.to_string(),
             max_queued,
@@ -98,12 +93,7 @@ impl TradeOutput for KafkaOutput {
     async fn trade(&mut self, trade: &Trade) -> Result<()> {
         // A trade the broker refused for good (not a retriable error) stops the feed:
         // reading on would only lose more.
-        if let n @ 1.. = self.failed.load(Ordering::Relaxed) {
-            return Err(EngineError::kafka_msg(format!(
-                "{n} trades could not be written to topic `{}` (the log says why)",
-                self.topic
-            )));
-        }
+        self.producer.context().check(&self.topic)?;
         let payload = trade.to_json();
         let record = BaseRecord::to(&self.topic)
             .key(trade.symbol.as_bytes())
@@ -133,13 +123,7 @@ impl TradeOutput for KafkaOutput {
         (self.producer.flush(Duration::from_secs(30)))
             .map_err(|e| EngineError::kafka(format!("flushing trades to topic `{topic}`"), e))?;
         self.dead_letters.flush()?;
-        match self.failed.load(Ordering::Relaxed) {
-            0 => Ok(()),
-            n => Err(EngineError::kafka_msg(format!(
-                "{n} trades could not be written to topic `{}`",
-                self.topic
-            ))),
-        }
+        self.producer.context().check(&self.topic)
     }
 }
 

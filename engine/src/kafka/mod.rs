@@ -175,7 +175,7 @@ pub fn partitions_of<C: ClientContext>(
 /// caller never reports records as written, or commits past them, when
 /// their copy was lost.
 pub struct DeliveryCounter {
-    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::atomic::AtomicU64,
     /// What the records are, for the log ("dead-letter", "trade").
     what: &'static str,
 }
@@ -189,9 +189,15 @@ impl DeliveryCounter {
         }
     }
 
-    /// The count of failed deliveries, shared with the producer's thread.
-    pub fn failed(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-        std::sync::Arc::clone(&self.failed)
+    /// Fails if any record to `topic` was not delivered (the log says why).
+    pub fn check(&self, topic: &str) -> Result<()> {
+        match self.failed.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Ok(()),
+            n => Err(EngineError::kafka_msg(format!(
+                "{n} {} records could not be written to topic `{topic}` (the log says why)",
+                self.what
+            ))),
+        }
     }
 }
 

@@ -44,6 +44,24 @@ pub fn send(frame: impl Into<String>) -> Step {
     Step::Send(frame.into())
 }
 
+/// Waits up to `deadline` for `done`, polling without blocking the test's
+/// runtime (which serves the scripted connections); fails naming `what`.
+pub async fn wait_until(
+    deadline: Duration,
+    what: impl Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) {
+    let until = std::time::Instant::now() + deadline;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {}",
+            what()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// What one connection saw.
 #[derive(Debug, Clone, Default)]
 pub struct Connection {

@@ -1,8 +1,6 @@
 //! The dead-letter topic: bad records keep their payload and key, and carry
 //! the error and their origin in headers (as Kafka Connect's DLQ does).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -37,7 +35,6 @@ const RECORD_OVERHEAD: usize = 4096;
 pub struct DeadLetters {
     topic: String,
     producer: ThreadedProducer<DeliveryCounter>,
-    failed: Arc<AtomicU64>,
     /// The most bytes a record may take (the producer's `message.max.bytes`).
     message_max_bytes: usize,
 }
@@ -46,7 +43,6 @@ impl DeadLetters {
     /// An idempotent producer to `topic`.
     pub fn new(client: &KafkaClientOptions, topic: &str) -> Result<Self> {
         let context = DeliveryCounter::new("dead-letter");
-        let failed = context.failed();
         let producer: ThreadedProducer<DeliveryCounter> = client
             .client_config()
             .set("enable.idempotence", "true")
@@ -72,7 +68,6 @@ impl DeadLetters {
         Ok(Self {
             topic: topic.to_string(),
             producer,
-            failed,
             message_max_bytes,
         })
     }
@@ -157,13 +152,7 @@ impl DeadLetterSink for DeadLetters {
         self.producer.flush(Duration::from_secs(60)).map_err(|e| {
             EngineError::kafka(format!("flushing dead-letter topic `{}`", self.topic), e)
         })?;
-        match self.failed.load(Ordering::Relaxed) {
-            0 => Ok(()),
-            n => Err(EngineError::kafka_msg(format!(
-                "{n} records could not be written to dead-letter topic `{}`",
-                self.topic
-            ))),
-        }
+        self.producer.context().check(&self.topic)
     }
 
     fn describe(&self) -> String {

@@ -58,17 +58,8 @@ pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SourceSpec>> {
     o.one_of("provider", &names).map_err(at)?;
     let provider = Provider::parse(&provider).expect("checked by one_of");
     let symbols_line = o.line_of("symbols", table.line);
-    let symbols: Vec<String> = (o.required("symbols", table.line).map_err(at)?)
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if symbols.is_empty() {
-        return Err(at((
-            symbols_line,
-            "option `symbols` lists no symbol".into(),
-        )));
-    }
+    let symbols = crate::ingest::symbol_list(&o.required("symbols", table.line).map_err(at)?)
+        .map_err(|e| at((symbols_line, format!("option `symbols` {e}"))))?;
     let mut feed = IngestConfig::new(provider, symbols);
     feed.url = o.get("url");
     feed.idle_timeout = o.duration("idle_timeout", feed.idle_timeout).map_err(at)?;
