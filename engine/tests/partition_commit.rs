@@ -44,8 +44,9 @@ async fn sink(dir: &Path, metrics: &Arc<Metrics>) -> LakeSink {
         partitioning: PartitionScheme::DayHour,
         partition_time_field: Some(1),
         file_size: 128 << 20,
-        rollover: Duration::from_secs(3600),
         compression: Compression::Snappy,
+        revisions: engine::sink::Revisions::Final,
+        rollover: Duration::from_secs(3600),
     };
     LakeSink::open(config, schema(), Arc::clone(metrics))
         .await

@@ -6,6 +6,7 @@ use datafusion::sql::sqlparser::{
     parser::Parser,
 };
 
+use crate::clauses::{split_clauses, StreamClauses};
 use crate::ddl::{parse_create_table, TableDef};
 use crate::error::{line_err, parser_error, LineError, Result, SqlError};
 use crate::split::split_statements;
@@ -28,6 +29,8 @@ pub struct InsertDef {
     /// The view the statement reads with `SELECT * FROM view`, if any:
     /// statements reading the same view share one computation.
     pub view: Option<String>,
+    /// Its trailing `EMIT` / `ALLOW LATENESS` / `LATE DATA TO` clauses (the view's, for a view).
+    pub clauses: StreamClauses,
 }
 
 /// `CREATE VIEW name AS SELECT ...`: a query several `INSERT`s can share.
@@ -43,6 +46,8 @@ pub struct ViewDef {
     pub query: Box<Query>,
     /// The event-time window, if the query groups by one.
     pub window: Option<FoundWindow>,
+    /// Its trailing `EMIT` / `ALLOW LATENESS` / `LATE DATA TO` clauses.
+    pub clauses: StreamClauses,
 }
 
 /// A job file after variable substitution and parsing.
@@ -149,11 +154,13 @@ impl JobFile {
             .filter(|t| self.inserts.iter().any(|i| i.source == t.name))
     }
 
-    /// Tables written by some `INSERT`, in file order.
+    /// Tables written by some `INSERT` or `LATE DATA TO`, in file order.
     pub fn sinks(&self) -> impl Iterator<Item = &TableDef> {
-        self.tables
-            .iter()
-            .filter(|t| self.inserts.iter().any(|i| i.sink == t.name))
+        self.tables.iter().filter(|t| {
+            self.inserts.iter().any(|i| {
+                i.sink == t.name || i.clauses.late_data_to.as_deref() == Some(t.name.as_str())
+            })
+        })
     }
 
     fn validate(&self) -> Result<(), LineError> {
@@ -180,6 +187,34 @@ impl JobFile {
                 );
             }
             let source = self.table(&insert.source).expect("checked above");
+            let clauses = &insert.clauses;
+            if clauses.any() && insert.window.is_none() {
+                line_err!(
+                    clauses.line,
+                    "EMIT, ALLOW LATENESS and LATE DATA TO belong to a windowed GROUP BY, which this statement has not"
+                );
+            }
+            if let Some(late) = &clauses.late_data_to {
+                if self.table(late).is_none() {
+                    line_err!(
+                        clauses.line,
+                        "LATE DATA TO `{late}`: the table is not created in this job (add a CREATE TABLE for it)"
+                    );
+                }
+                if *late == insert.sink || *late == insert.source {
+                    line_err!(
+                        clauses.line,
+                        "LATE DATA TO `{late}`: late rows go to a table of their own, not the statement's {}",
+                        if *late == insert.sink { "sink" } else { "source" }
+                    );
+                }
+                if self.inserts.iter().any(|i| i.source == *late) {
+                    line_err!(
+                        clauses.line,
+                        "table `{late}` is both written (LATE DATA TO) and read; read the topic in a separate job"
+                    );
+                }
+            }
             if let Some(window) = &insert.window {
                 match &source.watermark {
                     Some(w) if w.column == window.time_column => {}
@@ -227,8 +262,9 @@ fn check_size(text: &str, line: usize) -> Result<(), LineError> {
 }
 
 fn parse_view(text: &str, line: usize) -> Result<ViewDef, LineError> {
+    let (text, clauses) = split_clauses(text, line)?;
     let mut statements =
-        Parser::parse_sql(&GenericDialect {}, text).map_err(|e| parser_error(line, e))?;
+        Parser::parse_sql(&GenericDialect {}, &text).map_err(|e| parser_error(line, e))?;
     let (Some(Statement::CreateView(view)), None) = (statements.pop(), statements.pop()) else {
         line_err!(
             line,
@@ -253,12 +289,14 @@ fn parse_view(text: &str, line: usize) -> Result<ViewDef, LineError> {
         source,
         query,
         window,
+        clauses,
     })
 }
 
 fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef, LineError> {
+    let (text, clauses) = split_clauses(text, line)?;
     let mut statements =
-        Parser::parse_sql(&GenericDialect {}, text).map_err(|e| parser_error(line, e))?;
+        Parser::parse_sql(&GenericDialect {}, &text).map_err(|e| parser_error(line, e))?;
     let (Some(Statement::Insert(insert)), None) = (statements.pop(), statements.pop()) else {
         line_err!(line, "expected one INSERT INTO sink SELECT ... statement");
     };
@@ -279,15 +317,22 @@ fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef,
         if !is_select_star(&query) {
             line_err!(line, "write `INSERT INTO {sink} SELECT * FROM {}`: a view is shared as a whole (put filters and columns in the view)", view.name);
         }
-        let (source, query, window) =
-            (view.source.clone(), view.query.clone(), view.window.clone());
+        if clauses.any() {
+            line_err!(
+                clauses.line,
+                "EMIT, ALLOW LATENESS and LATE DATA TO of a view go on its CREATE VIEW (line {}): \
+                 a view is computed once for every INSERT that reads it",
+                view.line
+            );
+        }
         return Ok(InsertDef {
             line,
             sink,
-            source,
-            query,
-            window,
+            source: view.source.clone(),
+            query: view.query.clone(),
+            window: view.window.clone(),
             view: Some(view.name.clone()),
+            clauses: view.clauses.clone(),
         });
     }
     let window = rewrite_window(&mut query).map_err(|m| (line, m))?;
@@ -301,6 +346,7 @@ fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef,
         query,
         window,
         view: None,
+        clauses,
     })
 }
 

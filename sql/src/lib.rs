@@ -17,6 +17,7 @@
 //! - [`ddl`]: `CREATE TABLE` with `WATERMARK FOR` and `METADATA FROM`.
 //! - [`options`]: typed `WITH (...)` options; unknown keys are errors.
 //! - [`window`]: `TUMBLE` / `HOP` in `GROUP BY`.
+//! - [`clauses`]: `EMIT`, `ALLOW LATENESS`, `LATE DATA TO` after a windowed query.
 //! - [`job`]: the parsed job file.
 //! - [`planner`]: planning each `INSERT` on DataFusion.
 //! - [`physical`]: the physical plan split into the pieces a stream runs.
@@ -41,6 +42,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod clauses;
 pub mod ddl;
 pub mod error;
 pub mod job;
@@ -51,10 +53,14 @@ pub mod split;
 pub mod substitute;
 pub mod window;
 
+pub use clauses::{EmitPolicy, StreamClauses};
 pub use ddl::{timestamp_type, CheckDef, ColumnDef, MetadataField, TableDef, WatermarkDef};
 pub use error::{LineError, Result, SqlError};
 pub use job::{InsertDef, JobFile, ViewDef};
 pub use options::Options;
 pub use physical::StreamPlan;
 pub use planner::{plan_job, streaming_session, PlannedStatement};
-pub use window::{with_window_columns, FoundWindow, WindowSpec, WINDOW_END, WINDOW_START};
+pub use window::{
+    with_window_columns, FoundWindow, WindowSpec, WINDOW_END, WINDOW_FINAL, WINDOW_REVISION,
+    WINDOW_START,
+};

@@ -133,6 +133,15 @@ impl StreamPlan {
             .collect()
     }
 
+    /// How many leading columns of the state rows are the `GROUP BY`'s
+    /// (window columns included); 0 without an aggregate.
+    pub fn group_count(&self) -> usize {
+        self.aggregate
+            .as_ref()
+            .and_then(|a| a.partial.downcast_ref::<AggregateExec>())
+            .map_or(0, |p| p.group_expr().expr().len())
+    }
+
     /// Schema of the aggregate state rows, for a statement that aggregates.
     pub fn state_schema(&self) -> Option<SchemaRef> {
         self.aggregate.as_ref().map(|a| a.partial.schema())

@@ -10,10 +10,13 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::clauses::late_row_schema;
 use crate::error::{Result, SqlError};
 use crate::job::{InsertDef, JobFile};
 use crate::physical::StreamPlan;
-use crate::window::{with_window_columns, FoundWindow, WINDOW_END, WINDOW_START};
+use crate::window::{
+    with_window_columns, FoundWindow, WINDOW_END, WINDOW_FINAL, WINDOW_REVISION, WINDOW_START,
+};
 
 /// Physical optimizer rules that assume a finite, already-complete input:
 /// merging the partial and final aggregate (we run them at different times),
@@ -38,6 +41,11 @@ impl PlannedStatement {
     /// The window, when the statement aggregates over one.
     pub fn window(&self) -> Option<&FoundWindow> {
         self.insert.window.as_ref()
+    }
+
+    /// Its name in late rows and logs: the view's, else the sink table's.
+    pub fn name(&self) -> &str {
+        self.insert.view.as_deref().unwrap_or(&self.insert.sink)
     }
 }
 
@@ -73,6 +81,7 @@ pub async fn plan_job(job: &JobFile) -> Result<Vec<PlannedStatement>> {
             Some(statement) => statement,
             None => {
                 planned.push(plan_insert(job, insert).await?);
+                check_late_columns(job, insert)?;
                 planned.last_mut().expect("just pushed")
             }
         };
@@ -96,15 +105,49 @@ pub async fn plan_job(job: &JobFile) -> Result<Vec<PlannedStatement>> {
 
 /// `INSERT` is positional: the query's columns must cast to the sink's, in order.
 fn check_sink_columns(job: &JobFile, insert: &InsertDef, plan: &StreamPlan) -> Result<()> {
+    check_columns(
+        job,
+        insert.line,
+        &insert.sink,
+        &plan.output_schema(),
+        "the SELECT",
+    )
+}
+
+/// `LATE DATA TO` writes the source's columns and [`LATE_COLUMNS`], cast
+/// positionally like an `INSERT`.
+fn check_late_columns(job: &JobFile, insert: &InsertDef) -> Result<()> {
+    let (Some(late), Some(source)) = (&insert.clauses.late_data_to, job.table(&insert.source))
+    else {
+        return Ok(());
+    };
+    let rows = late_row_schema(&source.schema());
+    check_columns(
+        job,
+        insert.clauses.line,
+        late,
+        &Arc::new(rows),
+        "LATE DATA TO",
+    )
+}
+
+/// Rows of schema `output` (from `what`) must cast to table `sink`'s columns, in order.
+fn check_columns(
+    job: &JobFile,
+    line: usize,
+    sink: &str,
+    output: &arrow::datatypes::SchemaRef,
+    what: &str,
+) -> Result<()> {
     let at = |message: String| SqlError {
         file: job.file.clone(),
-        line: insert.line,
+        line,
         message,
     };
     let sink = job
-        .table(&insert.sink)
-        .ok_or_else(|| at(format!("no table `{}`", insert.sink)))?;
-    let (output, sink_schema) = (plan.output_schema(), sink.schema());
+        .table(sink)
+        .ok_or_else(|| at(format!("no table `{sink}`")))?;
+    let (output, sink_schema) = (Arc::clone(output), sink.schema());
     if output.fields().len() != sink_schema.fields().len() {
         let names = |s: &Schema| {
             s.fields()
@@ -114,7 +157,7 @@ fn check_sink_columns(job: &JobFile, insert: &InsertDef, plan: &StreamPlan) -> R
                 .join(", ")
         };
         return Err(at(format!(
-            "the SELECT gives {} columns ({}) but sink `{}` has {} ({})",
+            "{what} gives {} columns ({}) but sink `{}` has {} ({})",
             output.fields().len(),
             names(&output),
             sink.name,
@@ -125,7 +168,7 @@ fn check_sink_columns(job: &JobFile, insert: &InsertDef, plan: &StreamPlan) -> R
     for (from, to) in output.fields().iter().zip(sink_schema.fields()) {
         if !can_cast_types(from.data_type(), to.data_type()) {
             return Err(at(format!(
-                "column `{}` of the SELECT is {} and cannot be written to `{}.{}` ({})",
+                "column `{}` of {what} is {} and cannot be written to `{}.{}` ({})",
                 from.name(),
                 from.data_type(),
                 sink.name,
@@ -152,8 +195,8 @@ async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStateme
     // A windowed statement reads the source extended with the window columns,
     // which the engine's window operator fills in.
     let mut input_schema = source.schema();
-    if insert.window.is_some() {
-        for name in [WINDOW_START, WINDOW_END] {
+    if let Some(window) = &insert.window {
+        for name in [WINDOW_START, WINDOW_END, WINDOW_FINAL, WINDOW_REVISION] {
             if source.column(name).is_some() {
                 return Err(at(format!(
                     "source `{}` has a column `{name}`, which its window would hide",
@@ -161,7 +204,7 @@ async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStateme
                 )));
             }
         }
-        input_schema = Arc::new(with_window_columns(&input_schema));
+        input_schema = Arc::new(with_window_columns(&input_schema, window.revision_columns));
     }
 
     let ctx = streaming_session();

@@ -5,7 +5,7 @@
 //! those two columns; the engine's window operator fills them in (one row
 //! per window a record falls in), so DataFusion plans an ordinary aggregate.
 
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, SetExpr,
 };
@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 pub const WINDOW_START: &str = "window_start";
 /// Name of the added column holding a window's exclusive end.
 pub const WINDOW_END: &str = "window_end";
+/// Pseudo-column: whether a row is its window's final one (`true` from the
+/// watermark's pass on, corrections included), or a provisional one.
+pub const WINDOW_FINAL: &str = "window_final";
+/// Pseudo-column: the row's revision of its window, 0, 1, 2, ...
+pub const WINDOW_REVISION: &str = "window_revision";
 
 /// The longest window size or slide: 366 days. Longer intervals are typos
 /// (`'1e30' DAY`), and window arithmetic must not overflow.
@@ -25,12 +30,17 @@ pub const MAX_WINDOW_MS: i64 = 366 * 86_400_000;
 /// make 86.4 million copies of every trade.
 pub const MAX_WINDOWS_PER_ROW: i64 = 1000;
 
-/// `schema` followed by the two window columns (never null), as the window
+/// `schema` followed by the two window columns (never null), and the two
+/// revision pseudo-columns when the query selects them, as the window
 /// operator produces and a windowed statement's plan reads.
-pub fn with_window_columns(schema: &Schema) -> Schema {
+pub fn with_window_columns(schema: &Schema, revision_columns: bool) -> Schema {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     for name in [WINDOW_START, WINDOW_END] {
         fields.push(Field::new(name, crate::ddl::timestamp_type(), false));
+    }
+    if revision_columns {
+        fields.push(Field::new(WINDOW_FINAL, DataType::Boolean, false));
+        fields.push(Field::new(WINDOW_REVISION, DataType::Int64, false));
     }
     Schema::new(fields)
 }
@@ -65,28 +75,37 @@ pub struct FoundWindow {
     pub time_column: String,
     /// The window's shape.
     pub spec: WindowSpec,
+    /// The query selects `window_final` / `window_revision`: they are grouped
+    /// by like the window's bounds, and the operator fills them in per row.
+    pub revision_columns: bool,
 }
 
 /// Finds a TUMBLE/HOP call in the top-level `GROUP BY` of `query` and
 /// replaces it by `window_start, window_end`. Returns `None` for a query
 /// without a window.
 pub fn rewrite_window(query: &mut Query) -> Result<Option<FoundWindow>, String> {
+    let mut found = None;
+    let revision_columns = mentions(&query.to_string(), &[WINDOW_FINAL, WINDOW_REVISION]);
     let SetExpr::Select(select) = query.body.as_mut() else {
         return Ok(None);
     };
     let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else {
         return Ok(None);
     };
-    let mut found = None;
-    let mut rewritten = Vec::with_capacity(exprs.len() + 1);
+    let mut rewritten = Vec::with_capacity(exprs.len() + 3);
     for expr in exprs.drain(..) {
         match window_call(&expr)? {
-            Some(w) => {
+            Some(mut w) => {
+                w.revision_columns = revision_columns;
                 if found.replace(w).is_some() {
                     return Err("only one TUMBLE or HOP window is allowed per GROUP BY".into());
                 }
                 rewritten.push(Expr::Identifier(Ident::new(WINDOW_START)));
                 rewritten.push(Expr::Identifier(Ident::new(WINDOW_END)));
+                if revision_columns {
+                    rewritten.push(Expr::Identifier(Ident::new(WINDOW_FINAL)));
+                    rewritten.push(Expr::Identifier(Ident::new(WINDOW_REVISION)));
+                }
             }
             None => rewritten.push(expr),
         }
@@ -171,7 +190,26 @@ fn window_call(expr: &Expr) -> Result<Option<FoundWindow>, String> {
             slide_ms: slide,
         }
     };
-    Ok(Some(FoundWindow { time_column, spec }))
+    Ok(Some(FoundWindow {
+        time_column,
+        spec,
+        revision_columns: false,
+    }))
+}
+
+/// Whether `sql` has any of `names` as an (unquoted or quoted) identifier.
+fn mentions(sql: &str, names: &[&str]) -> bool {
+    use datafusion::sql::sqlparser::{
+        dialect::GenericDialect, tokenizer::Token, tokenizer::Tokenizer,
+    };
+    Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map(|tokens| {
+            tokens.iter().any(|t| {
+                matches!(t, Token::Word(w) if names.iter().any(|n| w.value.eq_ignore_ascii_case(n)))
+            })
+        })
+        .unwrap_or(false)
 }
 
 fn normalize(id: &Ident) -> String {

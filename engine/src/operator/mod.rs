@@ -1,15 +1,24 @@
 //! Operators: what a statement does to the stream between source and sink.
 //!
 //! Each planned statement (an `INSERT`, or the `INSERT`s sharing one view)
-//! becomes one [`Operator`]. Like Arroyo's `ArrowOperator`, it gets batches
-//! and signals in stream order, with default methods for what it does not
-//! care about, and emits through a [`Collector`] with named outputs: the
-//! [`MAIN`] output goes to the statement's sinks; other outputs (a `late`
-//! output of rows too late for their window) are where further sinks attach.
+//! becomes one [`Operator`]. Like Arroyo's `ArrowOperator`, it gets batches,
+//! signals in stream order and timer ticks, with default methods for what it
+//! does not care about, and emits through a [`Collector`] with named outputs,
+//! to which sinks attach:
+//!
+//! - [`MAIN`]: every row the statement emits, early and corrected revisions
+//!   of a window's row included (topics take this one);
+//! - [`FINAL`]: each row once, in its last revision, when no later one can
+//!   come (lakes take this one);
+//! - [`LATE`]: input rows too late for every window they belong to
+//!   (`LATE DATA TO`).
+//!
+//! # Layout
+//! - `stateless`: statements without aggregates;
+//! - `window/`: windowed aggregates, their emit policies, lateness and late rows.
 
-mod aggregate;
-mod assign;
 mod stateless;
+mod window;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,8 +28,8 @@ use engine_sql::PlannedStatement;
 
 use crate::checkpoint::Snapshot;
 
-pub(crate) use aggregate::WindowAggregate;
 pub(crate) use stateless::StatelessQuery;
+pub(crate) use window::WindowAggregate;
 
 use crate::error::Result;
 use crate::message::EventTime;
@@ -37,8 +46,14 @@ pub struct RejectedRow {
     pub error: String,
 }
 
-/// The main output of an operator: the rows its statement's sinks get.
+/// The main output of an operator: every row it emits, revisions included.
 pub const MAIN: &str = "main";
+
+/// The output of rows in their last revision, once no later one can come.
+pub const FINAL: &str = "final";
+
+/// The output of input rows too late for every window they belong to.
+pub const LATE: &str = "late";
 
 /// Where an operator puts what it emits: rows by output name, and the input
 /// rows it could not compute.
@@ -49,8 +64,10 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Emits `batch` on the main output (empty batches are dropped).
+    /// Emits rows that are final as they are (no revision of them will
+    /// follow): on [`MAIN`] and [`FINAL`] both. Empty batches are dropped.
     pub fn emit(&mut self, batch: RecordBatch) {
+        self.emit_to(FINAL, batch.clone());
         self.emit_to(MAIN, batch);
     }
 
@@ -90,6 +107,17 @@ pub trait Operator: Send {
         _watermark: EventTime,
         _out: &mut Collector,
     ) -> Result<()> {
+        Ok(())
+    }
+
+    /// How often the operator wants [`Operator::handle_tick`] (processing
+    /// time); `None`: never.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// A tick of its processing-time timer.
+    async fn handle_tick(&mut self, _out: &mut Collector) -> Result<()> {
         Ok(())
     }
 
@@ -163,7 +191,7 @@ pub fn for_statement(
     metrics: Arc<Metrics>,
 ) -> Result<Box<dyn Operator>> {
     Ok(match planned.window() {
-        Some(window) => Box::new(WindowAggregate::new(planned.plan.clone(), window, metrics)?),
+        Some(_) => Box::new(WindowAggregate::new(planned, metrics)?),
         None => Box::new(StatelessQuery::new(planned.plan.clone())),
     })
 }

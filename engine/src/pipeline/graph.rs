@@ -38,6 +38,9 @@ pub struct StatementNode {
     pub source: String,
     /// `TUMBLE(ts, 60000 ms)` or `HOP(...)`, if windowed.
     pub window: Option<String>,
+    /// When it emits, its allowed lateness and late-data table, if windowed:
+    /// `EMIT EVERY 1000 ms, lateness 30000 ms, late rows to trades_late`.
+    pub emission: Option<String>,
     /// The sink tables written.
     pub sinks: Vec<String>,
     /// Its physical plan, indented.
@@ -73,6 +76,14 @@ impl JobGraph {
                             w.time_column, w.spec.slide_ms, w.spec.size_ms
                         ),
                     }),
+                emission: st.window().map(|_| {
+                    let c = &st.insert.clauses;
+                    let late = match &c.late_data_to {
+                        Some(t) => format!("late rows to {t}"),
+                        None => "late rows counted and dropped".to_string(),
+                    };
+                    format!("{}, lateness {} ms, {late}", c.emit, c.lateness_ms)
+                }),
                 sinks: st.sinks.clone(),
                 plan: datafusion::physical_plan::displayable(st.plan.root().as_ref())
                     .indent(true)
@@ -101,11 +112,11 @@ impl JobGraph {
             out.push_str(&format!("source {}: {}\n", s.table, s.describe));
         }
         for st in &self.statements {
-            let window = st
-                .window
-                .as_ref()
-                .map(|w| format!(" {w}"))
-                .unwrap_or_default();
+            let window = match (&st.window, &st.emission) {
+                (Some(w), Some(e)) => format!(" {w}\n  {e}"),
+                (Some(w), None) => format!(" {w}"),
+                _ => String::new(),
+            };
             out.push_str(&format!(
                 "\nINSERT INTO {} (line {}) FROM {}{window}\n{}",
                 st.sinks.join(", "),

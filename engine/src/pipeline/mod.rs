@@ -199,7 +199,8 @@ impl Job {
         // One writer per sink table: its state and file names are the writer's own.
         let mut writers = BTreeMap::new();
         for st in &statements {
-            for sink in &st.sinks {
+            let late = st.insert.clauses.late_data_to.iter();
+            for sink in st.sinks.iter().chain(late) {
                 if let Some(first) = writers.insert(sink.clone(), st.insert.line) {
                     return Err(EngineError::Config(SqlError {
                         file: name.to_string(),
@@ -296,6 +297,14 @@ impl Job {
                 "insert {} {} {:?} {}\n",
                 i.sink, i.source, i.view, i.query
             ));
+            // Only when given, so that jobs without the clauses keep their fingerprints.
+            let c = &i.clauses;
+            if c.any() {
+                text.push_str(&format!(
+                    " clauses {:?} {} {:?}\n",
+                    c.emit, c.lateness_ms, c.late_data_to
+                ));
+            }
         }
         // FNV-1a: stable across Rust versions, unlike the std hasher.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

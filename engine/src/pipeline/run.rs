@@ -31,6 +31,7 @@ use crate::checkpoint::{
 use crate::error::{EngineError, Result};
 use crate::message::Message;
 use crate::metrics::Metrics;
+use crate::operator::LATE;
 use crate::resources::Resources;
 use crate::sink::{CheckpointScope, JobContext, SinkContext, SinkWriter};
 use crate::source::kafka::GROUP_COMMITS;
@@ -317,12 +318,24 @@ impl Job {
             sinks: Vec::new(),
             committers: Vec::new(),
         };
-        for name in &st.sinks {
+        // The statement's sinks take its main or final rows; a `LATE DATA TO`
+        // table takes the late ones.
+        let late = st.insert.clauses.late_data_to.iter().map(|t| (t, LATE));
+        let sinks = st
+            .sinks
+            .iter()
+            .map(|t| (t, self.sinks[t].revisions().output()));
+        for (name, output) in sinks.chain(late) {
             let sink_table = self.table(name);
+            let window = match output {
+                LATE => None,
+                _ => st.window().map(|w| w.spec),
+            };
             let opened = self.sinks[name]
                 .open(SinkContext {
                     table: sink_table,
-                    window: st.window().map(|w| w.spec),
+                    window,
+                    lateness_ms: st.insert.clauses.lateness_ms,
                     checkpoints: ctx.scope.clone(),
                     metrics: Arc::clone(ctx.metrics),
                     resources: ctx.resources,
@@ -331,12 +344,15 @@ impl Job {
             if let Some(committer) = opened.committer {
                 (built.committers).push((Participant::Sink(name.clone()), committer));
             }
-            let sink = built.task.attach(SinkTask {
-                key: name.clone(),
-                writer: SinkWriter::new(sink_table, opened.sink),
-                rejects: rejects(),
-                reports: ctx.reports.clone(),
-            });
+            let sink = built.task.attach(
+                SinkTask {
+                    key: name.clone(),
+                    writer: SinkWriter::new(sink_table, opened.sink),
+                    rejects: rejects(),
+                    reports: ctx.reports.clone(),
+                },
+                output,
+            );
             built.sinks.push(sink);
         }
         Ok(built)

@@ -16,7 +16,7 @@ use crate::checkpoint::{Participant, Report, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::{EventTime, Message, Signal};
 use crate::metrics::Metrics;
-use crate::operator::{Collector, Operator, MAIN};
+use crate::operator::{Collector, Operator, FINAL, LATE, MAIN};
 use crate::sink::{SinkWriter, FINAL_BARRIER};
 
 /// Messages queued for one sink: the backpressure bound between a
@@ -45,8 +45,8 @@ pub(super) struct StatementTask {
     pub metrics: Arc<Metrics>,
     /// With checkpoints: the coordinator.
     pub reports: Option<mpsc::UnboundedSender<Report>>,
-    /// Its sinks' tasks.
-    sinks: Vec<mpsc::Sender<ToSink>>,
+    /// Its sinks' tasks, each with the operator output it takes rows from.
+    sinks: Vec<(&'static str, mpsc::Sender<ToSink>)>,
 }
 
 /// One sink of a statement.
@@ -79,10 +79,11 @@ impl StatementTask {
         }
     }
 
-    /// Connects `sink`: returns it with the channel it reads, for its own task.
-    pub fn attach(&mut self, sink: SinkTask) -> (SinkTask, SinkInput) {
+    /// Connects `sink` to the operator's `output`: returns it with the
+    /// channel it reads, for its own task. Every sink gets every signal.
+    pub fn attach(&mut self, sink: SinkTask, output: &'static str) -> (SinkTask, SinkInput) {
         let (tx, rx) = mpsc::channel(SINK_CHANNEL_CAPACITY);
-        self.sinks.push(tx);
+        self.sinks.push((output, tx));
         (sink, SinkInput(rx))
     }
 
@@ -97,9 +98,33 @@ impl StatementTask {
     /// Runs until the input ends (bounded) or its channel closes (stopped);
     /// returns the operator's final state (none without checkpoints).
     pub async fn run(mut self, mut input: mpsc::Receiver<Message>) -> Result<Snapshots> {
-        while let Some(message) = input.recv().await {
-            if self.handle(message).await? {
-                break;
+        // The operator's processing-time timer (EMIT EVERY), if it has one.
+        let mut ticks = self.operator.tick_interval().map(|every| {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        loop {
+            let tick = async {
+                match ticks.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = input.recv() => match message {
+                    Some(message) => {
+                        if self.handle(message).await? {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick => {
+                    let mut out = Collector::default();
+                    self.operator.handle_tick(&mut out).await?;
+                    self.forward(out).await?;
+                }
             }
         }
         // Closing the sinks' channels ends their tasks, with their final state.
@@ -143,30 +168,45 @@ impl StatementTask {
                 after = Some(ToSink::EndOfData);
             }
         }
-        for r in out.take_rejected() {
-            self.rejects.send(&r.row, &r.error)?;
-        }
-        // Only the main output has sinks so far; other outputs are where late-data sinks attach.
-        let rows = out.take(MAIN);
-        Metrics::add(
-            &self.metrics.rows_emitted,
-            rows.iter().map(|b| b.num_rows() as u64).sum(),
-        );
-        for batch in rows {
-            to_sinks(&self.sinks, ToSink::Rows(batch)).await?;
-        }
+        self.forward(out).await?;
         let ended = matches!(after, Some(ToSink::EndOfData));
         if let Some(signal) = after {
-            to_sinks(&self.sinks, signal).await?;
+            to_sinks(&self.sinks, None, signal).await?;
         }
         Ok(ended)
     }
+
+    /// Passes what the operator emitted on: rejected rows to the dead
+    /// letters, each output's rows to the sinks attached to it.
+    async fn forward(&mut self, mut out: Collector) -> Result<()> {
+        for r in out.take_rejected() {
+            self.rejects.send(&r.row, &r.error)?;
+        }
+        for output in [MAIN, FINAL, LATE] {
+            let rows = out.take(output);
+            if output == MAIN {
+                Metrics::add(
+                    &self.metrics.rows_emitted,
+                    rows.iter().map(|b| b.num_rows() as u64).sum(),
+                );
+            }
+            for batch in rows {
+                to_sinks(&self.sinks, Some(output), ToSink::Rows(batch)).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Sends `message` to every sink, waiting while a sink's channel is full.
-/// (A batch's columns are shared, not copied, by each sink's clone.)
-async fn to_sinks(sinks: &[mpsc::Sender<ToSink>], message: ToSink) -> Result<()> {
-    for sink in sinks {
+/// Sends `message` to the sinks of `output` (every sink: `None`), waiting
+/// while a sink's channel is full. (A batch's columns are shared, not
+/// copied, by each sink's clone.)
+async fn to_sinks(
+    sinks: &[(&'static str, mpsc::Sender<ToSink>)],
+    output: Option<&str>,
+    message: ToSink,
+) -> Result<()> {
+    for (_, sink) in sinks.iter().filter(|(o, _)| output.is_none_or(|w| w == *o)) {
         sink.send(message.clone())
             .await
             .map_err(|_| EngineError::Execution("a sink stopped; stopping its statement".into()))?;

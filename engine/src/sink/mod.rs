@@ -56,6 +56,48 @@ pub trait SinkSpec: Send + Sync + std::fmt::Debug {
 
     /// Connects the sink for one statement's rows.
     async fn open(&self, ctx: SinkContext<'_>) -> Result<OpenedSink>;
+
+    /// Which of a windowed statement's rows it takes (`sink.revisions`).
+    fn revisions(&self) -> Revisions {
+        Revisions::All
+    }
+}
+
+/// Which of a windowed statement's rows a sink table takes: option
+/// `sink.revisions`, `all` (topics' default) or `final` (lakes' default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revisions {
+    /// Every row: early rows (`EMIT EVERY`, `EMIT ON UPDATE`) and
+    /// corrections (`ALLOW LATENESS`) besides the final one; readers upsert by
+    /// key and `window_start`.
+    All,
+    /// One row per window, in its last revision, once no later one can come
+    /// (after the window's end plus its allowed lateness).
+    Final,
+}
+
+impl Revisions {
+    /// Reads `sink.revisions` from `o`, `default` when absent.
+    pub fn from_options(
+        o: &mut engine_sql::Options,
+        default: Self,
+    ) -> Result<Self, engine_sql::LineError> {
+        Ok(match o.get("sink.revisions") {
+            None => default,
+            Some(_) => match o.one_of("sink.revisions", &["all", "final"])?.as_str() {
+                "final" => Self::Final,
+                _ => Self::All,
+            },
+        })
+    }
+
+    /// The operator output these rows are on.
+    pub fn output(self) -> &'static str {
+        match self {
+            Self::All => crate::operator::MAIN,
+            Self::Final => crate::operator::FINAL,
+        }
+    }
 }
 
 /// What a sink sees of the whole job when it is checked.
@@ -84,6 +126,9 @@ pub struct SinkContext<'a> {
     pub table: &'a TableDef,
     /// The window of the statement feeding it, if windowed.
     pub window: Option<WindowSpec>,
+    /// The statement's allowed lateness (`ALLOW LATENESS`, ms): a window's
+    /// last row comes this long after the watermark passed its end.
+    pub lateness_ms: i64,
     /// With checkpoints: how its output is named and staged.
     pub checkpoints: Option<CheckpointScope>,
     /// The job's counters.

@@ -44,6 +44,8 @@ pub struct KafkaSinkConfig {
     pub timestamp_format: TimestampFormat,
     /// `sink.commit_mode`: `at_least_once` (default) or `exactly_once`.
     pub commit_mode: CommitMode,
+    /// `sink.revisions`: every revision of a window's row (default), or the final one only.
+    pub revisions: crate::sink::Revisions,
 }
 
 impl KafkaSinkConfig {
@@ -98,8 +100,10 @@ impl KafkaSinkConfig {
             "exactly_once" => CommitMode::ExactlyOnce,
             _ => CommitMode::AtLeastOnce,
         };
+        let revisions = crate::sink::Revisions::from_options(&mut o, crate::sink::Revisions::All)?;
         o.reject_unknown("kafka")?;
         Ok(Self {
+            revisions,
             topic,
             client,
             key_field,

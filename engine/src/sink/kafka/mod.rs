@@ -42,6 +42,10 @@ impl SinkSpec for KafkaSinkConfig {
         self
     }
 
+    fn revisions(&self) -> super::Revisions {
+        self.revisions
+    }
+
     /// `exactly_once`: checks the job can run it and opens the job's
     /// transaction (once, for every such sink: see [`exactly_once`]).
     async fn prepare(&self, job: &JobContext<'_>) -> Result<()> {

@@ -43,6 +43,9 @@ pub struct LakeSinkConfig {
     pub rollover: Duration,
     /// `parquet.compression`: `snappy` (default) or `zstd`.
     pub compression: Compression,
+    /// `sink.revisions`: one row per window in its last revision (default),
+    /// or every revision (early rows and corrections too).
+    pub revisions: crate::sink::Revisions,
 }
 
 impl LakeSinkConfig {
@@ -106,6 +109,7 @@ impl LakeSinkConfig {
                 "zstd" => Compression::Zstd,
                 _ => Compression::Snappy,
             },
+            revisions: crate::sink::Revisions::from_options(&mut o, crate::sink::Revisions::Final)?,
         };
         o.reject_unknown("lake")?;
         Ok(config)

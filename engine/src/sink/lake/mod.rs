@@ -42,15 +42,22 @@ impl SinkSpec for LakeSinkConfig {
         self
     }
 
+    fn revisions(&self) -> super::Revisions {
+        self.revisions
+    }
+
     async fn open(&self, ctx: SinkContext<'_>) -> Result<OpenedSink> {
         let mut sink =
             LakeSink::open(self.clone(), ctx.table.schema(), Arc::clone(&ctx.metrics)).await?;
         // A HOP window starting in a partition closes `size - slide` after the
-        // partition's end; the partition is complete only then.
+        // partition's end, and a window's last revision comes its allowed
+        // lateness after it closes; the partition is complete only then.
         if let Some(w) = &ctx.window {
-            if sink.partition_time_column() == Some(engine_sql::WINDOW_START) {
-                sink.set_commit_lag(w.size_ms - w.slide_ms);
-            }
+            let window_lag = match sink.partition_time_column() {
+                Some(engine_sql::WINDOW_START) => w.size_ms - w.slide_ms,
+                _ => 0,
+            };
+            sink.set_commit_lag(window_lag + ctx.lateness_ms);
         }
         let Some(scope) = ctx.checkpoints else {
             return Ok(OpenedSink {

@@ -62,16 +62,19 @@ impl Table {
 pub struct MemorySinkConfig {
     /// `table`: the in-process table written (default: the table's name).
     pub table: String,
+    /// `sink.revisions`: every revision of a window's row (default), or the final one only.
+    pub revisions: super::Revisions,
 }
 
 /// `connector = 'memory'`: checks a sink table's options.
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SinkSpec>> {
     let mut o = table.options.clone();
+    let at = |e| super::option_error(file, table, e);
     let config = MemorySinkConfig {
         table: o.get("table").unwrap_or_else(|| table.name.clone()),
+        revisions: super::Revisions::from_options(&mut o, super::Revisions::All).map_err(at)?,
     };
-    o.reject_unknown("memory")
-        .map_err(|e| super::option_error(file, table, e))?;
+    o.reject_unknown("memory").map_err(at)?;
     Ok(Box::new(config))
 }
 
@@ -83,6 +86,10 @@ impl SinkSpec for MemorySinkConfig {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn revisions(&self) -> super::Revisions {
+        self.revisions
     }
 
     async fn open(&self, ctx: SinkContext<'_>) -> Result<OpenedSink> {
