@@ -18,7 +18,10 @@ CREATE TABLE trades (
     topic = '${TRADES_TOPIC:-trades}',
     group_id = '${OHLC_GROUP:-engine.ohlc_1m}',
     key_field = 'symbol',                  -- records are keyed by symbol (checked per record)
-    format = 'json'
+    format = 'json',
+    -- After this long without any trade (a market closed), the watermark goes on with
+    -- the wall clock so the last windows close (`off`: they wait for the next trade).
+    watermark.idle_advance = '${IDLE_ADVANCE:-off}'
 );
 
 CREATE TABLE ohlc_1m_topic (

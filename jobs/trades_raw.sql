@@ -13,7 +13,10 @@ CREATE TABLE trades (
     bootstrap_servers = '${KAFKA_BROKERS:-127.0.0.1:9092}',
     topic = '${TRADES_TOPIC:-trades}',
     group_id = '${RAW_GROUP:-engine.trades_raw}',
-    format = 'json'
+    format = 'json',
+    -- After this long without any trade (a market closed), the watermark goes on with
+    -- the wall clock so the last windows close (`off`: they wait for the next trade).
+    watermark.idle_advance = '${IDLE_ADVANCE:-off}'
 );
 
 CREATE TABLE trades_lake (

@@ -14,7 +14,10 @@ CREATE TABLE trades (
     topic = '${TRADES_TOPIC:-trades}',
     group_id = '${VWAP_GROUP:-engine.vwap_5m}',
     key_field = 'symbol',                  -- records are keyed by symbol (checked per record)
-    format = 'json'
+    format = 'json',
+    -- After this long without any trade (a market closed), the watermark goes on with
+    -- the wall clock so the last windows close (`off`: they wait for the next trade).
+    watermark.idle_advance = '${IDLE_ADVANCE:-off}'
 );
 
 CREATE TABLE vwap_5m (

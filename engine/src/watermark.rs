@@ -1,6 +1,7 @@
 //! Event time: evaluating a table's `WATERMARK` expression over batches, and
 //! combining per-partition watermarks (minimum over the partitions that are
-//! not idle), as Flink and Arroyo do.
+//! not idle), as Flink and Arroyo do; and, when every partition has gone
+//! quiet (`watermark.idle_advance`), advancing it with the wall clock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,6 +81,9 @@ impl WatermarkExpr {
 pub struct WatermarkTracker {
     partitions: BTreeMap<i32, PartitionClock>,
     idle_timeout: Duration,
+    idle_advance: Option<Duration>,
+    /// The watermark the last silence advanced to: every clock is at least this.
+    floor: Option<EventTime>,
     emitted: Option<EventTime>,
 }
 
@@ -96,8 +100,21 @@ impl WatermarkTracker {
         Self {
             partitions: BTreeMap::new(),
             idle_timeout,
+            idle_advance: None,
+            floor: None,
             emitted: None,
         }
+    }
+
+    /// Once every partition has been silent for `after`, the watermark goes
+    /// on from the newest partition watermark as fast as the wall clock
+    /// (event time is taken to keep pace with it while nothing arrives), and
+    /// every partition's clock with it. A record that then arrives for a
+    /// window it closed is late: the price of closing the last windows of a
+    /// day without waiting for the next day's first trade.
+    pub fn with_idle_advance(mut self, after: Option<Duration>) -> Self {
+        self.idle_advance = after;
+        self
     }
 
     /// Starts tracking `partition` (on assignment): until it has data or
@@ -124,7 +141,7 @@ impl WatermarkTracker {
     pub fn clocks(&self) -> BTreeMap<i32, EventTime> {
         self.partitions
             .iter()
-            .filter_map(|(&p, c)| Some((p, c.watermark?)))
+            .filter_map(|(&p, c)| Some((p, c.watermark.max(self.floor)?)))
             .collect()
     }
 
@@ -148,6 +165,28 @@ impl WatermarkTracker {
         }
     }
 
+    /// With `idle_advance`, when every partition has been silent that long:
+    /// the newest partition watermark plus the time since the last record,
+    /// which every partition's clock is raised to (so a checkpoint keeps it).
+    fn advanced(&mut self, now: Instant) -> Option<EventTime> {
+        let advanced = self.silence(now)?;
+        self.floor = Some(self.floor.map_or(advanced, |f| f.max(advanced)));
+        Some(advanced)
+    }
+
+    fn silence(&self, now: Instant) -> Option<EventTime> {
+        let after = self.idle_advance?;
+        let open = || self.partitions.values().filter(|c| !c.finished);
+        let last_active = open().map(|c| c.last_active).max()?;
+        let silent = now.saturating_duration_since(last_active);
+        if silent < after {
+            return None;
+        }
+        let newest = open().filter_map(|c| c.watermark).max()?;
+        let advanced = newest.saturating_add(silent.as_millis().min(i64::MAX as u128) as i64);
+        Some(advanced.min(crate::message::MAX_EVENT_TIME))
+    }
+
     /// The combined watermark if it moved forward since the last call.
     pub fn advance(&mut self, now: Instant) -> Option<EventTime> {
         let mut combined: Option<EventTime> = None;
@@ -159,8 +198,12 @@ impl WatermarkTracker {
             let wm = clock.watermark?; // an active partition without data yet holds everything back
             combined = Some(combined.map_or(wm, |c| c.min(wm)));
         }
-        // All partitions idle or finished: hold the watermark where it is (as Flink does).
-        let combined = combined?;
+        let combined = match (combined, self.advanced(now)) {
+            (Some(c), Some(a)) => c.max(a),
+            (c, a) => c.or(a)?,
+        };
+        // Otherwise, with all partitions idle or finished: hold the watermark
+        // where it is (as Flink does).
         if self.emitted.is_some_and(|e| combined <= e) {
             return None;
         }
@@ -192,6 +235,40 @@ mod tests {
         w.finish(1);
         w.observe(0, Some(300), t0 + Duration::from_secs(12));
         assert_eq!(w.advance(t0 + Duration::from_secs(12)), Some(300));
+    }
+
+    #[test]
+    fn silence_advances_the_watermark_with_the_wall_clock() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = WatermarkTracker::new(s(30)).with_idle_advance(Some(s(10)));
+        w.assign(0, t0);
+        w.assign(1, t0);
+        w.observe(0, Some(1_000), t0);
+        w.observe(1, Some(5_000), t0 + s(1));
+        assert_eq!(w.advance(t0 + s(1)), Some(1_000));
+        assert_eq!(w.advance(t0 + s(10)), None, "partition 1 spoke 9 s ago");
+        // Both silent for 10 s: from the newest watermark, as fast as the clock.
+        assert_eq!(w.advance(t0 + s(11)), Some(15_000));
+        assert_eq!(w.advance(t0 + s(12)), Some(16_000));
+        assert_eq!(w.clocks(), BTreeMap::from([(0, 16_000), (1, 16_000)]));
+        // A record ends the silence; older event times do not pull it back.
+        w.observe(0, Some(2_000), t0 + s(13));
+        assert_eq!(w.advance(t0 + s(13)), None);
+        w.observe(0, Some(17_000), t0 + s(14));
+        assert_eq!(
+            w.advance(t0 + s(14)),
+            None,
+            "partition 1 holds at its raised clock"
+        );
+        w.observe(1, Some(18_000), t0 + s(15));
+        assert_eq!(w.advance(t0 + s(15)), Some(17_000));
+        // Off: silence holds the watermark.
+        let mut off = WatermarkTracker::new(s(30));
+        off.assign(0, t0);
+        off.observe(0, Some(1_000), t0);
+        assert_eq!(off.advance(t0), Some(1_000));
+        assert_eq!(off.advance(t0 + s(3600)), None);
     }
 
     #[test]

@@ -311,8 +311,8 @@ fn secrets_never_appear_in_output() {
         let path = variant(
             dir.path(),
             "ohlc_1m.sql",
-            "format = 'json'\n);",
-            &format!("format = 'json',\n    properties.security.protocol = 'sasl_plaintext',\n    properties.sasl.mechanism = 'PLAIN',\n    properties.sasl.username = 'u',\n    {property} = '${{KAFKA_PASSWORD}}'\n);"),
+            "format = 'json',\n",
+            &format!("format = 'json',\n    properties.security.protocol = 'sasl_plaintext',\n    properties.sasl.mechanism = 'PLAIN',\n    properties.sasl.username = 'u',\n    {property} = '${{KAFKA_PASSWORD}}',\n"),
         );
         for level in ["trace", "debug", "info"] {
             let out = Command::new(env!("CARGO_BIN_EXE_engine"))

@@ -96,6 +96,10 @@ pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
 /// Partitions of the source topics the embedded broker creates.
 const EMBEDDED_PARTITIONS: i32 = 4;
 
+/// `${IDLE_ADVANCE}` in the embedded default, unless set: the jobs' sources
+/// advance the watermark after 10 s without any trade.
+const EMBEDDED_IDLE_ADVANCE: &str = "10s";
+
 impl RunArgs {
     /// Runs the job; Ctrl-C stops it cleanly (sinks flushed, files closed).
     pub async fn run(self) -> anyhow::Result<()> {
@@ -190,12 +194,14 @@ impl RunArgs {
         }
         let cluster = MockCluster::new(1).context("starting the embedded Kafka-protocol broker")?;
         let brokers = cluster.bootstrap_servers();
-        let env = |var: &str| {
-            if var == "KAFKA_BROKERS" {
-                Some(brokers.clone())
-            } else {
-                std::env::var(var).ok()
-            }
+        let env = |var: &str| match var {
+            "KAFKA_BROKERS" => Some(brokers.clone()),
+            // The jobs' `watermark.idle_advance`: when the feed goes quiet (a market
+            // closes), the last candles still close, 10 s later.
+            "IDLE_ADVANCE" => std::env::var(var)
+                .ok()
+                .or(Some(EMBEDDED_IDLE_ADVANCE.into())),
+            _ => std::env::var(var).ok(),
         };
         let job = Job::load_with_env(&self.job, &env).await?;
         let (read, written) = job.kafka_topics();

@@ -286,7 +286,9 @@ impl Job {
                 text.push_str(&format!(" check {:?} {}\n", check.name, check.expr));
             }
             for (key, value) in t.options.public_entries() {
-                text.push_str(&format!(" option {key}={value}\n"));
+                if !RUNTIME_OPTIONS.contains(&key) {
+                    text.push_str(&format!(" option {key}={value}\n"));
+                }
             }
         }
         for v in &self.file.views {
@@ -314,6 +316,11 @@ impl Job {
         format!("{hash:016x}")
     }
 }
+
+/// Options that change how a run goes on, not what its state means: a
+/// checkpoint restores whichever value they have (e.g. the embedded default
+/// turns `watermark.idle_advance` on, a run against a cluster may not).
+const RUNTIME_OPTIONS: &[&str] = &["watermark.idle_advance"];
 
 async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {
     handle

@@ -52,6 +52,10 @@ pub struct ReadOptions {
     pub batch_linger: Duration,
     /// `watermark.idle_timeout`: a split silent this long stops holding the watermark (default 30s).
     pub idle_timeout: Duration,
+    /// `watermark.idle_advance`: once every split has been silent this long,
+    /// the watermark advances with the wall clock from the last event time
+    /// seen, so the last windows close when a market closes (default off).
+    pub idle_advance: Option<Duration>,
     /// `event_time.max_ahead`: a record whose event time is further ahead of
     /// the wall clock is a bad record (default 1d; `none`: no bound). One
     /// trade dated next year would otherwise close every open window.
@@ -71,6 +75,12 @@ impl ReadOptions {
             batch_size: o.count("batch.size", 8192)?,
             batch_linger: o.duration("batch.linger", Duration::from_millis(100))?,
             idle_timeout: o.duration("watermark.idle_timeout", Duration::from_secs(30))?,
+            idle_advance: match o.get("watermark.idle_advance") {
+                Some(v) if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("off") => None,
+                Some(_) => Some(o.duration("watermark.idle_advance", Duration::ZERO)?)
+                    .filter(|d| !d.is_zero()),
+                None => None,
+            },
             max_ahead: match o.get("event_time.max_ahead") {
                 Some(v) if v.eq_ignore_ascii_case("none") => None,
                 _ => Some(o.duration("event_time.max_ahead", DEFAULT_MAX_AHEAD)?),

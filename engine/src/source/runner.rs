@@ -177,7 +177,10 @@ impl SourceRunner {
         let splits = self
             .reader
             .open(self.restored.as_ref().map(|s| &s.positions))?;
-        let mut tracker = WatermarkTracker::new(self.options.idle_timeout);
+        // A bounded run reads what is there: silence is a slow broker, not a closed market.
+        let idle_advance = self.options.idle_advance.filter(|_| !self.bounded);
+        let mut tracker =
+            WatermarkTracker::new(self.options.idle_timeout).with_idle_advance(idle_advance);
         let now = Instant::now();
         let mut open = BTreeSet::new();
         for &(split, finished) in &splits {
