@@ -102,6 +102,9 @@ struct ClosedWindow {
     states: Vec<RecordBatch>,
     /// Where each group's state rows are (batch, row), built when the first late row comes.
     index: Option<HashMap<Identity, Vec<(usize, usize)>>>,
+    /// The rows it emitted when it closed: its last revision too, unless a
+    /// late row came (then `index` is built) or it was restored.
+    final_rows: Option<Vec<RecordBatch>>,
 }
 
 /// What an emission of windows is, which sets their revision pseudo-columns.
@@ -109,8 +112,10 @@ struct ClosedWindow {
 enum Emission {
     /// An early row of an open window (`window_final = false`).
     Early,
-    /// The row when the watermark passes the window's end, or a correction after it.
-    Final,
+    /// The row when the watermark passes the window's end.
+    Close,
+    /// A correction after it; `had_final`: the group had a row in the window when it closed.
+    Correction { had_final: bool },
     /// The last revision again, when the window's state is dropped.
     Last,
 }
@@ -264,8 +269,9 @@ impl WindowAggregate {
             };
             for state in states.into_iter().filter(|s| s.num_rows() > 0) {
                 for (end, part) in self.by_end(state)? {
-                    let rows = self.add_closed(end, part).await?;
-                    let emitted = self.emit_rows(rows, Emission::Final).await?;
+                    let (rows, had_final) = self.add_closed(end, part).await?;
+                    let emitted =
+                        (self.emit_rows(rows, Emission::Correction { had_final })).await?;
                     emitted.into_iter().for_each(|b| out.emit_to(MAIN, b));
                 }
             }
@@ -274,8 +280,13 @@ impl WindowAggregate {
     }
 
     /// Adds a late state row (one window, one group) to closed window `end`;
-    /// returns every state row of that group's window, for its correction.
-    async fn add_closed(&mut self, end: EventTime, state: RecordBatch) -> Result<Vec<RecordBatch>> {
+    /// returns every state row of that group's window, for its correction,
+    /// and whether the group had any when the window closed.
+    async fn add_closed(
+        &mut self,
+        end: EventTime,
+        state: RecordBatch,
+    ) -> Result<(Vec<RecordBatch>, bool)> {
         if !self.closed.contains_key(&end) {
             // A window that had no state when it closed (no row yet) is kept from now on.
             (self.metrics.open_windows).fetch_add(1, Ordering::Relaxed);
@@ -304,11 +315,10 @@ impl WindowAggregate {
         let id: Identity = ids.row(0).as_ref().into();
         window.states.push(state);
         let at = index.entry(id).or_default();
+        let had_final = !at.is_empty();
         at.push((window.states.len() - 1, 0));
-        Ok(at
-            .iter()
-            .map(|&(b, r)| window.states[b].slice(r, 1))
-            .collect())
+        let rows = at.iter().map(|&(b, r)| window.states[b].slice(r, 1));
+        Ok((rows.collect(), had_final))
     }
 
     /// Emits, in window order, every open window the watermark has passed,
@@ -323,7 +333,7 @@ impl WindowAggregate {
         let closing = std::mem::replace(&mut self.open, still_open);
         for (end, window) in closing {
             let rows = self
-                .emit_rows(window.states.clone(), Emission::Final)
+                .emit_rows(window.states.clone(), Emission::Close)
                 .await?;
             Metrics::add(&self.metrics.windows_emitted, 1);
             if end <= drop_through {
@@ -331,10 +341,11 @@ impl WindowAggregate {
                 rows.into_iter().for_each(|b| out.emit(b));
                 self.metrics.open_windows.fetch_sub(1, Ordering::Relaxed);
             } else {
-                rows.into_iter().for_each(|b| out.emit_to(MAIN, b));
+                rows.iter().for_each(|b| out.emit_to(MAIN, b.clone()));
                 let closed = ClosedWindow {
                     states: window.states,
                     index: None,
+                    final_rows: Some(rows),
                 };
                 self.closed.insert(end, closed);
             }
@@ -348,7 +359,10 @@ impl WindowAggregate {
         let kept = self.closed.split_off(&through.saturating_add(1));
         let dropped = std::mem::replace(&mut self.closed, kept);
         for (_, window) in dropped {
-            let rows = self.emit_rows(window.states, Emission::Last).await?;
+            let rows = match (window.index, window.final_rows) {
+                (None, Some(rows)) => rows, // no late row since it closed
+                _ => self.emit_rows(window.states, Emission::Last).await?,
+            };
             rows.into_iter().for_each(|b| out.emit_to(FINAL, b));
             self.metrics.open_windows.fetch_sub(1, Ordering::Relaxed);
         }
@@ -439,27 +453,29 @@ impl WindowAggregate {
         let mut assigned: HashMap<Identity, i64> = HashMap::new();
         let mut out = Vec::with_capacity(states.len());
         for batch in states.into_iter().filter(|b| b.num_rows() > 0) {
-            let ids = self.ids.of(&batch)?;
             let ends = window_ends(&batch, self.state_window_end)?;
-            let mut revision = Vec::with_capacity(batch.num_rows());
-            for r in 0..batch.num_rows() {
-                let id = ids.row(r);
-                let n = match assigned.get(id.as_ref()) {
-                    Some(n) => *n,
-                    None => {
-                        let end = ends.value(r);
-                        let n = match emission {
-                            Emission::Early | Emission::Final => {
-                                self.revisions.next(end, id.as_ref())
-                            }
-                            Emission::Last => self.revisions.last(end, id.as_ref()),
-                        };
-                        assigned.insert(id.as_ref().into(), n);
-                        n
-                    }
-                };
-                revision.push(n);
-            }
+            let revision = if emission == Emission::Close
+                && ends.values().iter().all(|&e| !self.revisions.any_at(e))
+            {
+                // A window emitted for the first time: revision 0 for every group.
+                vec![0; batch.num_rows()]
+            } else {
+                let ids = self.ids.of(&batch)?;
+                let mut revision = Vec::with_capacity(batch.num_rows());
+                for r in 0..batch.num_rows() {
+                    let (id, end) = (ids.row(r), ends.value(r));
+                    let n = match assigned.get(id.as_ref()) {
+                        Some(n) => *n,
+                        None => {
+                            let n = self.revisions.of(emission, end, id.as_ref());
+                            assigned.insert(id.as_ref().into(), n);
+                            n
+                        }
+                    };
+                    revision.push(n);
+                }
+                revision
+            };
             let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
             columns[final_column] = Arc::new(BooleanArray::from(vec![
                 emission != Emission::Early;

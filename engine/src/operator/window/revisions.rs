@@ -9,6 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 
+use super::Emission;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 
@@ -80,24 +81,26 @@ pub(super) struct Revisions {
 const EMITTED: &str = "__emitted";
 
 impl Revisions {
-    /// The revision of window `id`'s next row; counts that row as emitted.
-    pub fn next(&mut self, end: EventTime, id: &[u8]) -> i64 {
-        let count = self
-            .by_end
-            .entry(end)
-            .or_default()
-            .entry(id.into())
-            .or_insert(0);
-        *count += 1;
-        *count - 1
+    /// The revision of window `id`'s row of `emission`, counted. Windows
+    /// emitted only when they close (the common case) are not kept here: no
+    /// count means revision 0 at close, and 1 for the first correction of a
+    /// group that had a row then.
+    pub fn of(&mut self, emission: Emission, end: EventTime, id: &[u8]) -> i64 {
+        let known = self.by_end.get(&end).and_then(|m| m.get(id)).copied();
+        let n = match (emission, known) {
+            (Emission::Last, n) => return n.map_or(0, |n| (n - 1).max(0)),
+            (Emission::Close, None) => return 0,
+            (_, Some(n)) => n,
+            (Emission::Correction { had_final }, None) => i64::from(had_final),
+            (Emission::Early, None) => 0,
+        };
+        self.by_end.entry(end).or_default().insert(id.into(), n + 1);
+        n
     }
 
-    /// The revision of window `id`'s last row (0 if none was counted).
-    pub fn last(&self, end: EventTime, id: &[u8]) -> i64 {
-        self.by_end
-            .get(&end)
-            .and_then(|m| m.get(id))
-            .map_or(0, |n| (n - 1).max(0))
+    /// Whether any window ending at `end` is counted.
+    pub fn any_at(&self, end: EventTime) -> bool {
+        self.by_end.get(&end).is_some_and(|m| !m.is_empty())
     }
 
     /// Forgets the windows ending at or before `end` (their state is gone).
