@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
+use engine::Metrics;
 use serde_json::Value;
 
 /// 2025-11-20T23:58:00Z: the first minute; the second ends at midnight.
@@ -507,4 +508,133 @@ async fn revisions_and_late_rows_are_the_same_after_kill_9() {
         .iter()
         .all(|r| r.2.starts_with("window closed") && r.3 == "candles"));
     assert_eq!(late_of(&killed["LATE"]), whole_late);
+}
+
+/// The simulator's late trades (`--late-fraction`, sent a minute behind the
+/// watermark: within 30 s of lateness for some windows, past it for others)
+/// through a view to a topic (every revision) and the lake (final rows):
+/// whatever the watermark judged late is on the late topic, counted once in
+/// `late_rows`, and missing from the lake, which holds the fold of every
+/// other trade, one row per candle, equal to the topic's last revision.
+#[tokio::test]
+async fn simulated_late_trades_are_corrections_or_late_rows_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (feed, topic) = feed_file_and_topic(
+        dir.path(),
+        &[
+            "--symbols",
+            "8",
+            "--count",
+            "20000",
+            "--rate",
+            "200",
+            "--seed",
+            "11",
+            "--start",
+            "2025-11-20T14:30:00Z",
+            "--disorder-ms",
+            "800",
+            "--late-fraction",
+            "0.03",
+        ],
+        "sim-trades",
+        1,
+    );
+    let trades = read_trades_file(&feed);
+    let (candles, late, lake) = (
+        unique("sim-candles"),
+        unique("sim-late"),
+        dir.path().join("lake"),
+    );
+    create_topics(&[(&candles, 1), (&late, 1)]).await;
+    let text = format!(
+        "CREATE TABLE trades (symbol TEXT NOT NULL, price DOUBLE NOT NULL, size DOUBLE NOT NULL,
+            ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'kafka', bootstrap_servers = '{b}', topic = '{topic}', group_id = '{g}',
+            key_field = 'symbol', format = 'json', batch.size = '50');
+         CREATE TABLE candles_topic (symbol TEXT, window_start TIMESTAMP, window_revision BIGINT,
+            window_final BOOLEAN, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, trades BIGINT)
+         WITH (connector = 'kafka', bootstrap_servers = '{b}', topic = '{candles}', key_field = 'symbol', format = 'json');
+         CREATE TABLE candles_lake (symbol TEXT, window_start TIMESTAMP, window_revision BIGINT,
+            window_final BOOLEAN, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, trades BIGINT)
+         WITH (connector = 'lake', path = '{lake}/ohlc_1m', format = 'parquet');
+         CREATE TABLE late (symbol TEXT, price DOUBLE, size DOUBLE, ts TIMESTAMP, late_reason TEXT,
+            watermark_at_arrival TIMESTAMP, statement TEXT)
+         WITH (connector = 'kafka', bootstrap_servers = '{b}', topic = '{late}', format = 'json');
+         CREATE VIEW ohlc AS SELECT symbol, window_start, window_revision, window_final,
+            first_value(price ORDER BY ts), max(price), min(price), last_value(price ORDER BY ts),
+            CAST(sum(CAST(size AS DECIMAL(38, 8))) AS DOUBLE), count(*)
+         FROM trades GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE)
+         ALLOW LATENESS INTERVAL '30' SECOND LATE DATA TO late;
+         INSERT INTO candles_topic SELECT * FROM ohlc;
+         INSERT INTO candles_lake SELECT * FROM ohlc;",
+        b = brokers(),
+        g = unique("sim-group"),
+        lake = lake.display(),
+    );
+    let report = run_bounded("sim.sql", &text, &|_| None).await;
+
+    let late_rows: Vec<Value> = values(&late);
+    let late_trades: Vec<Trade> = late_rows
+        .iter()
+        .map(|v| Trade {
+            symbol: v["symbol"].as_str().unwrap().into(),
+            price: v["price"].as_f64().unwrap(),
+            size: v["size"].as_f64().unwrap(),
+            ts: v["ts"].as_i64().unwrap(),
+        })
+        .collect();
+    assert_eq!(
+        Metrics::get(&report.metrics.late_rows),
+        late_trades.len() as u64
+    );
+    assert!(
+        !late_trades.is_empty(),
+        "some simulated trades came past the lateness"
+    );
+    // Each is one of the feed's trades, sent long after its minute closed.
+    for t in &late_trades {
+        assert_eq!(trades.iter().filter(|x| *x == t).count(), 1, "{t:?}");
+    }
+    let kept: Vec<Trade> = trades
+        .iter()
+        .filter(|t| !late_trades.contains(t))
+        .cloned()
+        .collect();
+    let expected = fold_windows(&kept, 60_000, 60_000);
+
+    // The topic: revisions 0, 1, 2, ... per candle; corrections came; the last one is the fold.
+    let mut last: BTreeMap<(String, i64), Value> = BTreeMap::new();
+    let mut rows = 0;
+    for v in values(&candles) {
+        let k = key(&v);
+        let next = last
+            .get(&k)
+            .map_or(0, |p| p["window_revision"].as_i64().unwrap() + 1);
+        assert_eq!(v["window_revision"].as_i64(), Some(next), "{v}");
+        last.insert(k, v);
+        rows += 1;
+    }
+    assert!(
+        rows > expected.len(),
+        "late trades within the lateness made corrections"
+    );
+    assert_eq!(
+        last.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    let in_lake = lake_candles(&lake.display().to_string(), dir.path());
+    assert_eq!(
+        in_lake.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (k, c) in &expected {
+        let (t, l) = (&last[k], &in_lake[k]);
+        assert_eq!(candle_of(t), folded(c), "{k:?} on the topic");
+        assert_eq!(candle_of(l), folded(c), "{k:?} in the lake");
+        assert!(
+            close_to(l["volume"].as_f64().unwrap(), c.volume, 1e-12),
+            "{k:?}"
+        );
+    }
 }
