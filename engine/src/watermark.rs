@@ -84,6 +84,9 @@ pub struct WatermarkTracker {
     idle_advance: Option<Duration>,
     /// The watermark the last silence advanced to: every clock is at least this.
     floor: Option<EventTime>,
+    /// `floor` when the last record arrived: a silence advances from there at
+    /// least (a stray old record after a silence does not set it back).
+    floor_at_activity: Option<EventTime>,
     emitted: Option<EventTime>,
 }
 
@@ -102,6 +105,7 @@ impl WatermarkTracker {
             idle_timeout,
             idle_advance: None,
             floor: None,
+            floor_at_activity: None,
             emitted: None,
         }
     }
@@ -130,6 +134,7 @@ impl WatermarkTracker {
     /// Records that `partition` had data implying watermark `wm` at `now`.
     pub fn observe(&mut self, partition: i32, wm: Option<EventTime>, now: Instant) {
         self.assign(partition, now);
+        self.floor_at_activity = self.floor;
         let clock = self.partitions.get_mut(&partition).expect("assigned above");
         clock.last_active = now;
         if let Some(wm) = wm {
@@ -166,8 +171,9 @@ impl WatermarkTracker {
     }
 
     /// With `idle_advance`, when every partition has been silent that long:
-    /// the newest partition watermark plus the time since the last record,
-    /// which every partition's clock is raised to (so a checkpoint keeps it).
+    /// the newest partition watermark (or the level the last silence reached,
+    /// if higher) plus the time since the last record. Every partition's
+    /// clock counts as raised to it (so a checkpoint keeps it).
     fn advanced(&mut self, now: Instant) -> Option<EventTime> {
         let advanced = self.silence(now)?;
         self.floor = Some(self.floor.map_or(advanced, |f| f.max(advanced)));
@@ -182,22 +188,29 @@ impl WatermarkTracker {
         if silent < after {
             return None;
         }
-        let newest = open().filter_map(|c| c.watermark).max()?;
+        let newest = open()
+            .filter_map(|c| c.watermark)
+            .max()?
+            .max(self.floor_at_activity.unwrap_or(EventTime::MIN));
         let advanced = newest.saturating_add(silent.as_millis().min(i64::MAX as u128) as i64);
         Some(advanced.min(crate::message::MAX_EVENT_TIME))
     }
 
     /// The combined watermark if it moved forward since the last call.
     pub fn advance(&mut self, now: Instant) -> Option<EventTime> {
-        let mut combined: Option<EventTime> = None;
+        let (mut combined, mut held): (Option<EventTime>, bool) = (None, false);
         for clock in self.partitions.values() {
             let idle = now.duration_since(clock.last_active) >= self.idle_timeout;
             if clock.finished || idle {
                 continue;
             }
-            let wm = clock.watermark?; // an active partition without data yet holds everything back
-            combined = Some(combined.map_or(wm, |c| c.min(wm)));
+            match clock.watermark {
+                Some(wm) => combined = Some(combined.map_or(wm, |c| c.min(wm))),
+                // An active partition without data yet holds everything back.
+                None => held = true,
+            }
         }
+        let combined = combined.filter(|_| !held);
         let combined = match (combined, self.advanced(now)) {
             (Some(c), Some(a)) => c.max(a),
             (c, a) => c.or(a)?,
@@ -263,6 +276,21 @@ mod tests {
         );
         w.observe(1, Some(18_000), t0 + s(15));
         assert_eq!(w.advance(t0 + s(15)), Some(17_000));
+        // A stray old record after a long silence does not set the advance back.
+        let mut w = WatermarkTracker::new(s(30)).with_idle_advance(Some(s(10)));
+        w.assign(0, t0);
+        w.observe(0, Some(1_000), t0);
+        assert_eq!(w.advance(t0 + s(3600)), Some(3_601_000));
+        w.observe(0, Some(2_000), t0 + s(3600));
+        assert_eq!(w.advance(t0 + s(3600)), None);
+        assert_eq!(w.advance(t0 + s(3610)), Some(3_611_000));
+        // An empty partition does not keep a silence from advancing it.
+        let mut e = WatermarkTracker::new(s(3600)).with_idle_advance(Some(s(10)));
+        e.assign(0, t0);
+        e.assign(1, t0);
+        e.observe(0, Some(1_000), t0);
+        assert_eq!(e.advance(t0), None, "partition 1 has no data yet");
+        assert_eq!(e.advance(t0 + s(10)), Some(11_000));
         // Off: silence holds the watermark.
         let mut off = WatermarkTracker::new(s(30));
         off.assign(0, t0);

@@ -292,20 +292,25 @@ async fn a_quiet_feed_still_closes_its_last_candles() {
 async fn revisions_and_late_rows_are_the_same_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     // Twelve minutes of three symbols; in each minute after the first, 15 s
-    // in, a trade 4 s before the previous minute's end (within the lateness),
-    // and 45 s in, one 6 s before it (past the lateness).
+    // and 25 s in, a trade 4 s before the previous minute's end (within the
+    // lateness), and 45 s in, one 6 s before it (past the lateness).
     let mut trades = Vec::new();
-    let (mut allowed, mut late) = (0, Vec::new());
+    let (mut allowed, mut late, mut cuts) = (0, Vec::new(), Vec::new());
     for m in 0..12 {
         let start = M0 - 11 * 60_000 + m * 60_000;
         for i in 0..300 {
             let ts = start + i * 200;
-            if m > 0 && i == 75 {
-                trades.push(trade(
-                    ["A", "B", "C"][m as usize % 3],
-                    start - 4_000,
-                    90.0 + m as f64,
-                ));
+            // Cut 20 s into a minute: the minute before is closed and kept (with
+            // its correction), so the checkpoint holds closed windows and revisions.
+            if (m == 3 || m == 6) && i == 100 {
+                cuts.push(trades.len());
+            }
+            // Two trades for the minute before, 15 s and 25 s in (either side of a
+            // cut): corrections 1 and 2 of one candle.
+            if m > 0 && (i == 75 || i == 125) {
+                let symbol = ["A", "B", "C"][m as usize % 3];
+                let price = 90.0 + m as f64 + (i / 125) as f64 / 2.0;
+                trades.push(trade(symbol, start - 4_000 + i, price));
                 allowed += 1;
             }
             if m > 0 && i == 225 {
@@ -373,7 +378,7 @@ async fn revisions_and_late_rows_are_the_same_after_kill_9() {
         );
     };
     let records = trade_records(&trades);
-    let half = records.len() / 2;
+    let (quarter, half) = (cuts[0], cuts[1]);
 
     // Whole: one bounded run over everything.
     let (whole, whole_state) = run("whole");
@@ -386,7 +391,7 @@ async fn revisions_and_late_rows_are_the_same_after_kill_9() {
     produce(&whole["TRADES_TOPIC"], &records).await;
     bounded(&whole, &whole_state);
 
-    // Killed: a quarter live, a checkpoint, another quarter, SIGKILL (its candles
+    // Killed: a part live, a checkpoint, another part, SIGKILL (its candles
     // are likely not checkpointed yet), then the rest bounded from the checkpoint.
     let (killed, killed_state) = run("killed");
     create_topics(&[
@@ -409,23 +414,27 @@ async fn revisions_and_late_rows_are_the_same_after_kill_9() {
         &log,
     );
     let candles = killed["CANDLES"].clone();
-    let quarter = records.len() / 4;
     produce(&killed["TRADES_TOPIC"], &records[..quarter]).await;
-    wait_for(
-        "candles of the first quarter",
-        Duration::from_secs(60),
-        || read_all(&candles).len() > 5,
-    );
-    let chk = std::path::Path::new(&killed_state);
-    let checkpoints = || std::fs::read_dir(chk).map_or(0, |d| d.count());
-    wait_for("a checkpoint", Duration::from_secs(60), || {
-        checkpoints() > 0
+    wait_for("candles of the first part", Duration::from_secs(60), || {
+        read_all(&candles).len() > 5
     });
-    std::thread::sleep(Duration::from_millis(3500));
+    // A checkpoint holding closed windows and revision counts, not only open windows.
+    let held = |suffix: &str| {
+        let dir = std::path::Path::new(&killed_state);
+        dir.exists()
+            && files_under(dir)
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with(suffix))
+    };
+    wait_for(
+        "a checkpoint of closed windows and revisions",
+        Duration::from_secs(60),
+        || held("closed.arrow") && held("revisions.arrow"),
+    );
     let before = read_all(&candles).len();
     produce(&killed["TRADES_TOPIC"], &records[quarter..half]).await;
     wait_for(
-        "candles of the second quarter",
+        "candles of the second part",
         Duration::from_secs(60),
         || read_all(&candles).len() > before,
     );

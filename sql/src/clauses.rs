@@ -99,13 +99,20 @@ pub fn split_clauses(text: &str, line: usize) -> Result<(String, StreamClauses),
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
         .collect();
-    let mut depth = 0i32;
+    let (mut depth, mut grouped) = (0i32, false);
     for (i, t) in tokens.iter().enumerate() {
         match &t.token {
             Token::LParen => depth += 1,
             Token::RParen => depth -= 1,
             _ if depth == 0 && starts_clause(&tokens[i..]) => {
-                let clauses = parse_clauses(&tokens[i..])?;
+                // After the GROUP BY, the words are clauses and their errors are ours;
+                // before it (or without one) only if they parse as clauses to the
+                // end, so that a column `late` aliased `data` stays SQL.
+                let clauses = match parse_clauses(&tokens[i..]) {
+                    Ok(c) => c,
+                    Err(e) if grouped => return Err(e),
+                    Err(_) => continue,
+                };
                 let cut = byte_offset(text, t.span.start.line, t.span.start.column);
                 let mut kept = text[..cut].to_string();
                 kept.extend(
@@ -114,6 +121,9 @@ pub fn split_clauses(text: &str, line: usize) -> Result<(String, StreamClauses),
                         .map(|c| if c == '\n' { '\n' } else { ' ' }),
                 );
                 return Ok((kept, clauses));
+            }
+            _ if depth == 0 && word(Some(t)).as_deref() == Some("GROUP") => {
+                grouped |= word(tokens.get(i + 1)).as_deref() == Some("BY");
             }
             _ => {}
         }
@@ -307,5 +317,11 @@ mod tests {
             .contains("at most 366 days"));
         assert!(bad("LATE DATA TO").1.contains("needs a table name"));
         assert!(bad("EMIT ON UPDATE LIMIT 5").1.contains("found `LIMIT`"));
+        // Before a GROUP BY the words may be SQL: a column `late` aliased `data`.
+        let sql = "\nSELECT symbol, late data FROM t";
+        assert_eq!(
+            split_clauses(sql, 2).unwrap(),
+            (sql.to_string(), StreamClauses::default())
+        );
     }
 }

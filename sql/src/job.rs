@@ -194,6 +194,16 @@ impl JobFile {
                     "EMIT, ALLOW LATENESS and LATE DATA TO belong to a windowed GROUP BY, which this statement has not"
                 );
             }
+            let early_or_late = clauses.emit != crate::clauses::EmitPolicy::OnWindowClose
+                || clauses.lateness_ms > 0;
+            if early_or_late && has_having(&insert.query) {
+                line_err!(
+                    clauses.line,
+                    "HAVING cannot be combined with EMIT EVERY, EMIT ON UPDATE or ALLOW LATENESS: \
+                     a later revision of a window's row that HAVING filters out would leave readers \
+                     with the earlier one (filter where the rows are read instead)"
+                );
+            }
             if let Some(late) = &clauses.late_data_to {
                 if self.table(late).is_none() {
                     line_err!(
@@ -348,6 +358,11 @@ fn parse_insert(text: &str, line: usize, views: &[ViewDef]) -> Result<InsertDef,
         view: None,
         clauses,
     })
+}
+
+/// Whether the query's top-level SELECT has a HAVING.
+fn has_having(query: &Query) -> bool {
+    matches!(query.body.as_ref(), SetExpr::Select(select) if select.having.is_some())
 }
 
 /// `SELECT * FROM x` and nothing more.

@@ -196,7 +196,9 @@ async fn plan_insert(job: &JobFile, insert: &InsertDef) -> Result<PlannedStateme
     // which the engine's window operator fills in.
     let mut input_schema = source.schema();
     if let Some(window) = &insert.window {
-        for name in [WINDOW_START, WINDOW_END, WINDOW_FINAL, WINDOW_REVISION] {
+        let pseudo = [WINDOW_FINAL, WINDOW_REVISION];
+        let added = [WINDOW_START, WINDOW_END].into_iter();
+        for name in added.chain(pseudo.into_iter().filter(|_| window.revision_columns)) {
             if source.column(name).is_some() {
                 return Err(at(format!(
                     "source `{}` has a column `{name}`, which its window would hide",

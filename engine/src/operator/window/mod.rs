@@ -122,28 +122,40 @@ enum Emission {
 
 /// Rejected rows without their window columns, a HOP row once rather than
 /// once per window: its copies are adjacent and fail alike, so a run of `n`
-/// equal rejections stands for `ceil(n / copies)` records.
+/// equal rejections stands for `ceil(n / copies)` records. `rejected` holds
+/// one list per path a batch's copies took (open windows, closed ones within
+/// the lateness): a record whose copies took both is counted across them.
 fn without_window_copies(
-    rejected: Vec<RejectedRow>,
+    rejected: Vec<Vec<RejectedRow>>,
     copies: usize,
     window_columns: usize,
 ) -> Vec<RejectedRow> {
-    let mut runs: Vec<(RejectedRow, usize)> = Vec::with_capacity(rejected.len());
-    for r in rejected {
-        let width = r.row.num_columns().saturating_sub(window_columns);
-        let row = match r.row.project(&(0..width).collect::<Vec<_>>()) {
-            Ok(row) => row,
-            Err(_) => r.row,
-        };
-        match runs.last_mut() {
-            Some((last, n)) if last.row == row && last.error == r.error => *n += 1,
-            _ => runs.push((
-                RejectedRow {
-                    row,
-                    error: r.error,
-                },
-                1,
-            )),
+    let mut runs: Vec<(RejectedRow, usize)> = Vec::new();
+    for (path, rejected) in rejected.into_iter().enumerate() {
+        let first_of_path = runs.len();
+        for r in rejected {
+            let width = r.row.num_columns().saturating_sub(window_columns);
+            let row = match r.row.project(&(0..width).collect::<Vec<_>>()) {
+                Ok(row) => row,
+                Err(_) => r.row,
+            };
+            // Later paths (rare: late rows of a HOP) look for the same record's run.
+            let same = |x: &(RejectedRow, usize)| x.0.row == row && x.0.error == r.error;
+            let last = runs.last().filter(|x| same(x)).map(|_| runs.len() - 1);
+            let found = match path {
+                0 => last,
+                _ => runs[..first_of_path].iter().position(same).or(last),
+            };
+            match found {
+                Some(i) => runs[i].1 += 1,
+                None => runs.push((
+                    RejectedRow {
+                        row,
+                        error: r.error,
+                    },
+                    1,
+                )),
+            }
         }
     }
     runs.into_iter()
@@ -288,8 +300,10 @@ impl WindowAggregate {
         state: RecordBatch,
     ) -> Result<(Vec<RecordBatch>, bool)> {
         if !self.closed.contains_key(&end) {
-            // A window that had no state when it closed (no row yet) is kept from now on.
+            // A window that had no state when it closed (no row yet) is kept from now
+            // on, and emitted (its first row is this correction).
             (self.metrics.open_windows).fetch_add(1, Ordering::Relaxed);
+            Metrics::add(&self.metrics.windows_emitted, 1);
         }
         let window = self.closed.entry(end).or_default();
         if window.index.is_none() {
@@ -331,6 +345,8 @@ impl WindowAggregate {
         let drop_through = watermark.saturating_sub(self.lateness_ms);
         let still_open = self.open.split_off(&watermark.saturating_add(1));
         let closing = std::mem::replace(&mut self.open, still_open);
+        // Windows closed before go first: their last revisions end before these.
+        self.drop_closed(drop_through, out).await?;
         for (end, window) in closing {
             let rows = self
                 .emit_rows(window.states.clone(), Emission::Close)
@@ -350,12 +366,17 @@ impl WindowAggregate {
                 self.closed.insert(end, closed);
             }
         }
-        self.drop_until(drop_through, out).await
+        self.revisions.drop_through(drop_through);
+        self.dropped_through = Some(
+            self.dropped_through
+                .map_or(drop_through, |d| d.max(drop_through)),
+        );
+        Ok(())
     }
 
     /// Drops the closed windows ending at or before `through`, emitting
     /// each one's last revision on the `FINAL` output.
-    async fn drop_until(&mut self, through: EventTime, out: &mut Collector) -> Result<()> {
+    async fn drop_closed(&mut self, through: EventTime, out: &mut Collector) -> Result<()> {
         let kept = self.closed.split_off(&through.saturating_add(1));
         let dropped = std::mem::replace(&mut self.closed, kept);
         for (_, window) in dropped {
@@ -366,8 +387,6 @@ impl WindowAggregate {
             rows.into_iter().for_each(|b| out.emit_to(FINAL, b));
             self.metrics.open_windows.fetch_sub(1, Ordering::Relaxed);
         }
-        self.revisions.drop_through(through);
-        self.dropped_through = Some(self.dropped_through.map_or(through, |d| d.max(through)));
         Ok(())
     }
 
@@ -614,10 +633,10 @@ impl Operator for WindowAggregate {
         self.late(&batch, assigned.dropped, &assigned.late_rows, out)?;
         let mut rejected = Vec::new();
         if assigned.on_time.num_rows() > 0 {
-            rejected.extend(self.fold(assigned.on_time).await?);
+            rejected.push(self.fold(assigned.on_time).await?);
         }
         if assigned.allowed.num_rows() > 0 {
-            rejected.extend(self.correct(assigned.allowed, out).await?);
+            rejected.push(self.correct(assigned.allowed, out).await?);
         }
         let copies = self.spec.windows_per_record() as usize;
         for r in without_window_copies(rejected, copies, self.window_columns) {
@@ -679,9 +698,12 @@ impl Operator for WindowAggregate {
             Some(d) => d.as_i64(),
             None => self.watermark,
         };
+        // Which windows changed since their last early row is not checkpointed:
+        // every restored one counts as changed, so none misses its early row.
+        let early = self.emit != EmitPolicy::OnWindowClose;
         if let Some(bytes) = snapshot.blobs.get(WINDOWS) {
             for batch in batches_from_ipc(bytes.clone())? {
-                self.add_open(batch, false).await?;
+                self.add_open(batch, early).await?;
             }
         }
         if let Some(bytes) = snapshot.blobs.get(CLOSED) {
