@@ -11,39 +11,11 @@ use std::sync::Arc;
 use arrow::array::{
     Array, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use common::*;
 use engine::operator::{Collector, Operator, FINAL, LATE, MAIN};
 use engine::Metrics;
-use engine_sql::{plan_job, timestamp_type, JobFile};
-
-fn batch_of(trades: &[Trade]) -> RecordBatch {
-    let schema = Schema::new(vec![
-        Field::new("symbol", DataType::Utf8, false),
-        Field::new("price", DataType::Float64, false),
-        Field::new("size", DataType::Float64, false),
-        Field::new("ts", timestamp_type(), false),
-    ]);
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![
-            Arc::new(
-                trades
-                    .iter()
-                    .map(|t| Some(t.symbol.as_str()))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(trades.iter().map(|t| t.price).collect::<Float64Array>()),
-            Arc::new(trades.iter().map(|t| t.size).collect::<Float64Array>()),
-            Arc::new(
-                TimestampMillisecondArray::from(trades.iter().map(|t| t.ts).collect::<Vec<_>>())
-                    .with_timezone("UTC"),
-            ),
-        ],
-    )
-    .unwrap()
-}
+use engine_sql::{plan_job, JobFile};
 
 /// A 1-minute candle statement with `clauses` after its GROUP BY.
 async fn operator(clauses: &str, metrics: Arc<Metrics>) -> Box<dyn Operator> {

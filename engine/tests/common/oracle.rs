@@ -1,5 +1,11 @@
 //! Trades and the independent fold the engine's output is checked against.
 
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+
 use super::*;
 
 /// One trade, as the producer sent it.
@@ -150,4 +156,27 @@ pub fn read_trades_file(path: &std::path::Path) -> Vec<Trade> {
             }
         })
         .collect()
+}
+
+/// Trades as a batch of the jobs' `trades` columns (symbol, price, size, ts).
+pub fn batch_of(trades: &[Trade]) -> RecordBatch {
+    let schema = Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("price", DataType::Float64, false),
+        Field::new("size", DataType::Float64, false),
+        Field::new("ts", engine_sql::timestamp_type(), false),
+    ]);
+    let ts: Vec<i64> = trades.iter().map(|t| t.ts).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            trades
+                .iter()
+                .map(|t| Some(t.symbol.as_str()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(trades.iter().map(|t| t.price).collect::<Float64Array>()),
+        Arc::new(trades.iter().map(|t| t.size).collect::<Float64Array>()),
+        Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+    ];
+    RecordBatch::try_new(Arc::new(schema), columns).unwrap()
 }
