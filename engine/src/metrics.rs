@@ -9,10 +9,13 @@ pub struct Metrics {
     pub records_in: AtomicU64,
     /// Records that failed to decode or lacked a required field (sent to the dead-letter topic).
     pub bad_records: AtomicU64,
-    /// Rows that arrived after their window had closed (dropped, and counted). With
-    /// HOP a record belongs to several windows; each closed one it missed counts once.
+    /// Rows that arrived after their window was gone (its end plus the allowed
+    /// lateness passed): counted, and sent to the `LATE DATA TO` table if the
+    /// statement has one. With HOP a record belongs to several windows; each
+    /// one it missed counts once.
     pub late_rows: AtomicU64,
-    /// Rows statements produced (each may go to several sinks).
+    /// Rows statements produced on their main output, early rows and
+    /// corrections included (each may go to several sinks).
     pub rows_emitted: AtomicU64,
     /// Rows written to sinks.
     pub rows_out: AtomicU64,
