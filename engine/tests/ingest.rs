@@ -299,18 +299,15 @@ async fn alpaca_authenticates_retries_a_connection_limit_and_stops_on_refused_ke
     ];
     refused.push(send(r#"[{"T":"error","code":402,"msg":"auth failed"}]"#));
     let server = scripted_server(vec![refused]).await;
-    let run = ingest_to_file(
-        &[
-            "--provider",
-            "alpaca",
-            "--symbols",
-            "SYM00",
-            "--url",
-            &server.url,
-        ],
-        &alpaca_env(),
-    )
-    .await;
+    let args = [
+        "--provider",
+        "alpaca",
+        "--symbols",
+        "SYM00",
+        "--url",
+        &server.url,
+    ];
+    let run = ingest_to_file(&args, &alpaca_env()).await;
     assert!(!run.ok);
     assert!(
         run.stderr.contains("Alpaca error 402: auth failed"),
@@ -321,18 +318,7 @@ async fn alpaca_authenticates_retries_a_connection_limit_and_stops_on_refused_ke
     assert_eq!(server.connections().len(), 1, "no retry of refused keys");
 
     // Without the keys, nothing connects and the variable is named.
-    let run = ingest_to_file(
-        &[
-            "--provider",
-            "alpaca",
-            "--symbols",
-            "SYM00",
-            "--url",
-            &server.url,
-        ],
-        &[],
-    )
-    .await;
+    let run = ingest_to_file(&args, &[]).await;
     assert!(
         !run.ok && run.stderr.contains("APCA_API_KEY_ID"),
         "{}",

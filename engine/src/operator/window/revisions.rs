@@ -60,7 +60,7 @@ impl Identities {
         Ok(self.converter.convert_columns(&columns)?)
     }
 
-    /// Identities back as columns (for a checkpoint), with `window_end`'s index among them.
+    /// Identities back as their group columns (for a checkpoint).
     fn to_columns<'a>(&self, ids: impl Iterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
         let parser = self.converter.parser();
         Ok(self
