@@ -3,24 +3,33 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
 use arrow::record_batch::RecordBatch;
 use common::*;
-use engine::operator::{Collector, Operator, MAIN};
+use engine::operator::{Collector, Operator, LATE, MAIN};
 use engine::Metrics;
 use engine_sql::{plan_job, JobFile};
 
 async fn operator(window: &str, metrics: Arc<Metrics>) -> Box<dyn Operator> {
+    operator_with(window, "", metrics).await
+}
+
+/// The statement over `window`, with `clauses` after its GROUP BY (a late
+/// table `late` is there for `LATE DATA TO late`).
+async fn operator_with(window: &str, clauses: &str, metrics: Arc<Metrics>) -> Box<dyn Operator> {
     let text = format!(
         "CREATE TABLE trades (symbol TEXT NOT NULL, price DOUBLE NOT NULL, size DOUBLE NOT NULL, ts TIMESTAMP NOT NULL,
             WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'kafka', topic = 't');
          CREATE TABLE out (symbol TEXT, window_start TIMESTAMP, window_end TIMESTAMP, vwap DOUBLE, open DOUBLE,
             close DOUBLE, n BIGINT, p50 DOUBLE) WITH (connector = 'kafka', topic = 'o');
+         CREATE TABLE late (symbol TEXT, price DOUBLE, size DOUBLE, ts TIMESTAMP, late_reason TEXT,
+            watermark_at_arrival TIMESTAMP, statement TEXT) WITH (connector = 'kafka', topic = 'l');
          INSERT INTO out SELECT symbol, window_start, window_end, sum(price * size) / sum(size),
             first_value(price ORDER BY ts), last_value(price ORDER BY ts), count(*), approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY price)
-         FROM trades GROUP BY symbol, {window};"
+         FROM trades GROUP BY symbol, {window} {clauses};"
     );
     let job = JobFile::parse("test.sql", &text, &|_| None).unwrap();
     let planned = plan_job(&job).await.unwrap();
@@ -176,4 +185,296 @@ async fn late_rows_are_counted_not_silently_dropped() {
     assert_eq!(Metrics::get(&metrics.late_rows), 1);
     let rest = rows(&end(&mut op).await);
     assert_eq!((rest.len(), rest[0].start, rest[0].n), (1, 60_000, 1));
+}
+
+/// Like `run`, but every batch goes to a new operator restored from the
+/// previous one's snapshot (a checkpoint and a restart after each batch).
+async fn run_restoring(window_sql: &str, arrivals: &[Trade], batch: usize) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    let mut max_ts = i64::MIN;
+    let mut op = operator(window_sql, Arc::new(Metrics::new())).await;
+    for chunk in arrivals.chunks(batch) {
+        out.extend(feed(&mut op, batch_of(chunk)).await);
+        max_ts = max_ts.max(chunk.iter().map(|t| t.ts).max().unwrap());
+        out.extend(advance(&mut op, max_ts - 2000).await);
+        let snapshot = op.snapshot().unwrap();
+        op = operator(window_sql, Arc::new(Metrics::new())).await;
+        op.restore(&snapshot).await.unwrap();
+    }
+    out.extend(end(&mut op).await);
+    out
+}
+
+/// Rows keyed by (symbol, window_start, window_end), each once.
+fn by_window(got: &[Out]) -> BTreeMap<(String, i64, i64), &Out> {
+    let mut keyed = BTreeMap::new();
+    for r in got {
+        let key = (r.symbol.clone(), r.start, r.end);
+        assert!(
+            keyed.insert(key, r).is_none(),
+            "{} {} {} twice",
+            r.symbol,
+            r.start,
+            r.end
+        );
+    }
+    keyed
+}
+
+fn check_row(r: &Out, e: &Candle) {
+    assert_eq!(
+        (r.end, r.n, r.open, r.close),
+        (e.window_end, e.trades, e.open, e.close),
+        "{} {}",
+        r.symbol,
+        r.start
+    );
+    assert!(close_to(r.vwap, e.vwap(), 1e-9), "{} {}", r.symbol, r.start);
+}
+
+const CUMULATE_SQL: &str = "CUMULATE(ts, INTERVAL '1' MINUTE, INTERVAL '10' MINUTE)";
+
+/// Two 10-minute periods and a bit of a third: every (symbol, period, step)
+/// with trades, in window order, equal to the fold of the period so far.
+async fn check_cumulate(batch: usize, restoring: bool) {
+    let trades = generate_trades(5, 20_000, 6, 1_763_640_000_000, 37);
+    let arrivals = arrival_order(&trades, 9, 1900);
+    let metrics = Arc::new(Metrics::new());
+    let got = match restoring {
+        false => {
+            let mut op = operator(CUMULATE_SQL, Arc::clone(&metrics)).await;
+            run(&mut op, &arrivals, batch).await
+        }
+        true => run_restoring(CUMULATE_SQL, &arrivals, batch).await,
+    };
+    let got = rows(&got);
+    let expected = fold_cumulate(&trades, 60_000, 600_000);
+    assert_eq!(Metrics::get(&metrics.late_rows), 0);
+    assert!(got.windows(2).all(|w| w[0].end <= w[1].end));
+    let keyed = by_window(&got);
+    assert_eq!(
+        keyed.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, e) in &expected {
+        check_row(keyed[key], e);
+    }
+    // The periods' last windows span them whole (the bounded end emits them).
+    assert!(got.iter().any(|r| r.end - r.start == 600_000));
+}
+
+#[tokio::test]
+async fn cumulating_windows_match_fold() {
+    check_cumulate(1000, false).await;
+    check_cumulate(7, false).await;
+}
+
+#[tokio::test]
+async fn cumulating_windows_survive_a_restore_after_every_batch() {
+    check_cumulate(500, true).await;
+}
+
+const SESSION_SQL: &str = "SESSION(ts, INTERVAL '2' SECOND, INTERVAL '1' MINUTE)";
+
+/// Trades with holes: each symbol goes quiet for a few seconds at its own
+/// times, so sessions end, start, and are cut at minute boundaries; arriving
+/// out of order, later rows bridge sessions already open.
+fn gappy_trades() -> Vec<Trade> {
+    generate_trades(11, 40_000, 6, 1_763_640_000_000, 23)
+        .into_iter()
+        .filter(|t| {
+            let offset = t.symbol.bytes().map(|b| b as i64).sum::<i64>() * 1_300;
+            ((t.ts + offset) / 3_000) % 4 != 0 && (t.ts / 1_000) % 17 != 3
+        })
+        .collect()
+}
+
+async fn check_sessions(batch: usize, restoring: bool) {
+    let trades = gappy_trades();
+    let arrivals = arrival_order(&trades, 3, 1900);
+    let metrics = Arc::new(Metrics::new());
+    let got = match restoring {
+        false => {
+            let mut op = operator(SESSION_SQL, Arc::clone(&metrics)).await;
+            run(&mut op, &arrivals, batch).await
+        }
+        true => run_restoring(SESSION_SQL, &arrivals, batch).await,
+    };
+    let got = rows(&got);
+    let expected = fold_sessions(&trades, 2_000, 60_000);
+    assert_eq!(Metrics::get(&metrics.late_rows), 0);
+    assert!(expected.len() > 200, "{} sessions", expected.len());
+    let keyed: BTreeMap<(String, i64), &Out> = by_window(&got)
+        .into_iter()
+        .map(|((s, start, _), r)| ((s, start), r))
+        .collect();
+    assert_eq!(
+        keyed.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, e) in &expected {
+        check_row(keyed[key], e);
+    }
+    // Cut at minute boundaries: no session starts in one minute and has a row in the next.
+    assert!(got
+        .iter()
+        .all(|r| (r.end - 2_000).div_euclid(60_000) == r.start.div_euclid(60_000)));
+    assert_eq!(
+        metrics
+            .open_windows
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn session_windows_match_fold() {
+    check_sessions(1000, false).await;
+    check_sessions(5, false).await;
+}
+
+#[tokio::test]
+async fn session_windows_survive_a_restore_after_every_batch() {
+    check_sessions(300, true).await;
+}
+
+/// The late output's rows as (symbol, ts, reason).
+fn late_rows(out: &mut Collector) -> Vec<(String, i64, String)> {
+    let mut rows = Vec::new();
+    for b in out.take(LATE) {
+        let symbol = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let ts = b.column(3).as_any();
+        let ts = ts.downcast_ref::<TimestampMillisecondArray>().unwrap();
+        let reason = b.column(4).as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            rows.push((symbol.value(i).into(), ts.value(i), reason.value(i).into()));
+        }
+    }
+    rows
+}
+
+fn trade_at(symbol: &str, ts: i64, price: f64) -> Trade {
+    Trade {
+        symbol: symbol.into(),
+        price,
+        size: 1.0,
+        ts,
+    }
+}
+
+/// Feeds `trades` as one batch; returns what went to the late output.
+async fn feed_late(op: &mut Box<dyn Operator>, trades: &[Trade]) -> Vec<(String, i64, String)> {
+    let mut out = Collector::default();
+    op.process_batch(batch_of(trades), &mut out).await.unwrap();
+    assert!(out.take_rejected().is_empty());
+    late_rows(&mut out)
+}
+
+#[tokio::test]
+async fn a_row_bridging_two_sessions_merges_them_and_a_row_after_its_session_is_late() {
+    let metrics = Arc::new(Metrics::new());
+    let window = "SESSION(ts, INTERVAL '10' SECOND)";
+    let mut op = operator_with(window, "LATE DATA TO late", Arc::clone(&metrics)).await;
+    let a = |ts, p| trade_at("A", ts, p);
+    assert!(feed_late(&mut op, &[a(0, 1.0), a(20_000, 3.0)])
+        .await
+        .is_empty());
+    assert!(advance(&mut op, 5_000).await.is_empty());
+    assert_eq!(
+        metrics
+            .open_windows
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // Bridges [0, 10 s) and [20 s, 30 s): one session.
+    assert!(
+        feed_late(&mut op, &[a(10_000, 2.0), trade_at("B", 1_000, 5.0)])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        metrics
+            .open_windows
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let b = rows(&advance(&mut op, 12_000).await);
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        (b[0].symbol.as_str(), b[0].start, b[0].end, b[0].n),
+        ("B", 1_000, 11_000, 1)
+    );
+    // B's session is gone: a B row from before it is late. An A row behind the
+    // watermark that is within the gap of A's open session joins it.
+    let late = feed_late(&mut op, &[trade_at("B", 500, 6.0), a(1_500, 9.0)]).await;
+    assert_eq!(late.len(), 1);
+    assert_eq!((late[0].0.as_str(), late[0].1), ("B", 500));
+    assert!(late[0].2.contains("session closed"), "{}", late[0].2);
+    assert_eq!(Metrics::get(&metrics.late_rows), 1);
+    let a_rows = rows(&advance(&mut op, 30_000).await);
+    assert_eq!(a_rows.len(), 1);
+    let r = &a_rows[0];
+    assert_eq!(
+        (r.start, r.end, r.n, r.open, r.close),
+        (0, 30_000, 4, 1.0, 3.0)
+    );
+    assert_eq!(Metrics::get(&metrics.windows_emitted), 2);
+    assert_eq!(
+        metrics
+            .open_windows
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn cumulate_keeps_a_row_for_its_later_windows_and_sends_a_row_after_its_period_to_late() {
+    let metrics = Arc::new(Metrics::new());
+    let mut op = operator_with(CUMULATE_SQL, "LATE DATA TO late", Arc::clone(&metrics)).await;
+    let base = 600_000; // a period [10 min, 20 min)
+    assert!(feed_late(&mut op, &[trade_at("A", base + 10_000, 1.0)])
+        .await
+        .is_empty());
+    let first = rows(&advance(&mut op, base + 65_000).await);
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].start, first[0].end, first[0].n),
+        (base, base + 60_000, 1)
+    );
+    // Its step has closed, its period has not: counted late, and in every later window.
+    // The other row's period ended before the watermark: the late output.
+    let late = feed_late(
+        &mut op,
+        &[
+            trade_at("A", base + 30_000, 2.0),
+            trade_at("A", 100_000, 3.0),
+        ],
+    )
+    .await;
+    assert_eq!(Metrics::get(&metrics.late_rows), 2);
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].1, 100_000);
+    assert!(
+        late[0].2.contains("last window of its period"),
+        "{}",
+        late[0].2
+    );
+    let second = rows(&advance(&mut op, base + 125_000).await);
+    assert_eq!(second.len(), 1);
+    let r = &second[0];
+    assert_eq!(
+        (r.start, r.end, r.n, r.open, r.close),
+        (base, base + 120_000, 2, 1.0, 2.0)
+    );
+    // The rest of the period at the end of the input: every step to its end, unchanged.
+    let rest = rows(&end(&mut op).await);
+    assert_eq!(rest.len(), 8);
+    assert!(rest.iter().all(|r| r.n == 2 && r.start == base));
+    assert_eq!(rest.last().unwrap().end, base + 600_000);
+    assert_eq!(
+        metrics
+            .open_windows
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }

@@ -204,6 +204,22 @@ impl JobFile {
                      with the earlier one (filter where the rows are read instead)"
                 );
             }
+            if let Some(window) = insert.window.as_ref().filter(|w| w.kind.fixed().is_none()) {
+                let kind = window.kind.describe(&window.time_column);
+                if early_or_late {
+                    line_err!(
+                        clauses.line,
+                        "{kind} emits each window once, when the watermark passes its end: \
+                         EMIT EVERY, EMIT ON UPDATE and ALLOW LATENESS need TUMBLE or HOP"
+                    );
+                }
+                if window.revision_columns {
+                    line_err!(
+                        insert.line,
+                        "window_final and window_revision need TUMBLE or HOP: {kind} emits each window once"
+                    );
+                }
+            }
             if let Some(late) = &clauses.late_data_to {
                 if self.table(late).is_none() {
                     line_err!(
@@ -435,7 +451,17 @@ GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
             (insert.line, insert.sink.as_str(), insert.source.as_str()),
             (9, "out", "trades")
         );
-        assert_eq!(insert.window.as_ref().unwrap().spec.size_ms, 60_000);
+        assert_eq!(
+            insert
+                .window
+                .as_ref()
+                .unwrap()
+                .kind
+                .fixed()
+                .unwrap()
+                .size_ms,
+            60_000
+        );
         assert_eq!(job.sources().count(), 1);
     }
 
@@ -451,7 +477,17 @@ GROUP BY symbol, TUMBLE(ts, INTERVAL '1' MINUTE);
             (insert.view.as_deref(), insert.source.as_str()),
             (Some("per_minute"), "trades")
         );
-        assert_eq!(insert.window.as_ref().unwrap().spec.size_ms, 60_000);
+        assert_eq!(
+            insert
+                .window
+                .as_ref()
+                .unwrap()
+                .kind
+                .fixed()
+                .unwrap()
+                .size_ms,
+            60_000
+        );
         let bad = text.replace("SELECT * FROM per_minute", "SELECT symbol FROM per_minute");
         let err = JobFile::parse("job.sql", &bad, &env).unwrap_err();
         assert!(err.message.contains("a view is shared as a whole"), "{err}");

@@ -5,7 +5,7 @@
 //! ```text
 //! job.sql --substitute ${VAR}--> text --split--> statements
 //!   CREATE TABLE ... WITH (...)   --ddl-->      TableDef (columns, WATERMARK, options)
-//!   CREATE VIEW v AS SELECT ...   --window-->   query with TUMBLE/HOP rewritten
+//!   CREATE VIEW v AS SELECT ...   --window-->   query with its window rewritten
 //!   INSERT INTO sink SELECT ...   --window-->   (or SELECT * FROM v: statements share the view)
 //!                                 --planner-->  DataFusion LogicalPlan -> ExecutionPlan
 //!                                 --physical--> StreamPlan (partial / final pieces)
@@ -16,7 +16,7 @@
 //! - [`split`]: statements and the line each starts on.
 //! - [`ddl`]: `CREATE TABLE` with `WATERMARK FOR` and `METADATA FROM`.
 //! - [`options`]: typed `WITH (...)` options; unknown keys are errors.
-//! - [`window`]: `TUMBLE` / `HOP` in `GROUP BY`.
+//! - [`window`]: `TUMBLE` / `HOP` / `CUMULATE` / `SESSION` in `GROUP BY`.
 //! - [`clauses`]: `EMIT`, `ALLOW LATENESS`, `LATE DATA TO` after a windowed query.
 //! - [`job`]: the parsed job file.
 //! - [`planner`]: planning each `INSERT` on DataFusion.
@@ -37,7 +37,7 @@
 //! ", &|_| None).unwrap();
 //! let planned = plan_job(&job).await.unwrap();
 //! assert!(planned[0].plan.is_aggregate());
-//! assert_eq!(planned[0].window().unwrap().spec.size_ms, 60_000);
+//! assert_eq!(planned[0].window().unwrap().kind.fixed().unwrap().size_ms, 60_000);
 //! # });
 //! ```
 #![warn(missing_docs)]
@@ -61,6 +61,6 @@ pub use options::Options;
 pub use physical::StreamPlan;
 pub use planner::{plan_job, streaming_session, PlannedStatement};
 pub use window::{
-    with_window_columns, FoundWindow, WindowSpec, WINDOW_END, WINDOW_FINAL, WINDOW_REVISION,
-    WINDOW_START,
+    with_window_columns, CumulateSpec, FoundWindow, SessionSpec, WindowKind, WindowSpec,
+    WINDOW_END, WINDOW_FINAL, WINDOW_REVISION, WINDOW_START,
 };

@@ -15,7 +15,8 @@
 //!
 //! # Layout
 //! - `stateless`: statements without aggregates;
-//! - `window/`: windowed aggregates, their emit policies, lateness and late rows.
+//! - `window/`: windowed aggregates (one module per window kind), emit
+//!   policies, lateness and late rows.
 
 mod stateless;
 mod window;
@@ -29,7 +30,6 @@ use engine_sql::PlannedStatement;
 use crate::checkpoint::Snapshot;
 
 pub(crate) use stateless::StatelessQuery;
-pub(crate) use window::WindowAggregate;
 
 use crate::error::Result;
 use crate::message::EventTime;
@@ -191,7 +191,7 @@ pub fn for_statement(
     metrics: Arc<Metrics>,
 ) -> Result<Box<dyn Operator>> {
     Ok(match planned.window() {
-        Some(_) => Box::new(WindowAggregate::new(planned, metrics)?),
+        Some(w) => window::for_window(planned, w.kind, metrics)?,
         None => Box::new(StatelessQuery::new(planned.plan.clone())),
     })
 }

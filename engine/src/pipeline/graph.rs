@@ -67,15 +67,7 @@ impl JobGraph {
                 key: index.to_string(),
                 line: st.insert.line,
                 source: st.insert.source.clone(),
-                window: st
-                    .window()
-                    .map(|w| match w.spec.size_ms == w.spec.slide_ms {
-                        true => format!("TUMBLE({}, {} ms)", w.time_column, w.spec.size_ms),
-                        false => format!(
-                            "HOP({}, slide {} ms, size {} ms)",
-                            w.time_column, w.spec.slide_ms, w.spec.size_ms
-                        ),
-                    }),
+                window: st.window().map(|w| w.kind.describe(&w.time_column)),
                 emission: st.window().map(|_| {
                     let c = &st.insert.clauses;
                     let late = match &c.late_data_to {

@@ -329,7 +329,7 @@ impl Job {
             let sink_table = self.table(name);
             let window = match output {
                 LATE => None,
-                _ => st.window().map(|w| w.spec),
+                _ => st.window().map(|w| w.kind),
             };
             let opened = self.sinks[name]
                 .open(SinkContext {

@@ -24,7 +24,7 @@ use arrow::array::{Array, ArrayRef};
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use engine_sql::{TableDef, WindowSpec};
+use engine_sql::{TableDef, WindowKind};
 
 use crate::checkpoint::{Committer, Snapshot};
 pub(crate) use crate::connector::option_error;
@@ -125,7 +125,7 @@ pub struct SinkContext<'a> {
     /// The sink table.
     pub table: &'a TableDef,
     /// The window of the statement feeding it, if windowed.
-    pub window: Option<WindowSpec>,
+    pub window: Option<WindowKind>,
     /// The statement's allowed lateness (`ALLOW LATENESS`, ms): a window's
     /// last row comes this long after the watermark passed its end.
     pub lateness_ms: i64,

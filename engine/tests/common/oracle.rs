@@ -136,6 +136,105 @@ pub fn fold_windows(
     out
 }
 
+/// The aggregates of `trades` (at least one) as one window ending at `window_end`.
+pub fn candle_of<'a>(trades: impl IntoIterator<Item = &'a Trade>, window_end: i64) -> Candle {
+    let mut c: Option<Candle> = None;
+    for t in trades {
+        let c = c.get_or_insert(Candle {
+            window_end,
+            open: t.price,
+            high: t.price,
+            low: t.price,
+            close: t.price,
+            volume: 0.0,
+            notional: 0.0,
+            trades: 0,
+            first_ts: t.ts,
+            last_ts: t.ts,
+        });
+        if t.ts < c.first_ts {
+            (c.first_ts, c.open) = (t.ts, t.price);
+        }
+        if t.ts > c.last_ts {
+            (c.last_ts, c.close) = (t.ts, t.price);
+        }
+        c.high = c.high.max(t.price);
+        c.low = c.low.min(t.price);
+        c.volume += t.size;
+        c.notional += t.price * t.size;
+        c.trades += 1;
+    }
+    c.expect("a window has at least one trade")
+}
+
+/// Plain fold of CUMULATE(ts, step, max): for every period (multiples of
+/// `max`) and every step end in it, the trades of the period before that
+/// end, for each symbol that has any. Keyed by (symbol, window_start, window_end).
+pub fn fold_cumulate(
+    trades: &[Trade],
+    step_ms: i64,
+    max_ms: i64,
+) -> BTreeMap<(String, i64, i64), Candle> {
+    let mut by_period: BTreeMap<(String, i64), Vec<&Trade>> = BTreeMap::new();
+    for t in trades {
+        let period = t.ts.div_euclid(max_ms) * max_ms;
+        by_period
+            .entry((t.symbol.clone(), period))
+            .or_default()
+            .push(t);
+    }
+    let mut out = BTreeMap::new();
+    for ((symbol, start), ts) in by_period {
+        let mut end = start + step_ms;
+        while end <= start + max_ms {
+            let before: Vec<&Trade> = ts.iter().copied().filter(|t| t.ts < end).collect();
+            if !before.is_empty() {
+                out.insert((symbol.clone(), start, end), candle_of(before, end));
+            }
+            end += step_ms;
+        }
+    }
+    out
+}
+
+/// Plain fold of SESSION(ts, gap, max_length): per symbol, trades in time
+/// order split where two are more than `gap` apart or on either side of a
+/// multiple of `max_length`; a session is `[first, last + gap)`. Keyed by
+/// (symbol, window_start).
+pub fn fold_sessions(
+    trades: &[Trade],
+    gap_ms: i64,
+    max_length_ms: i64,
+) -> BTreeMap<(String, i64), Candle> {
+    let mut by_symbol: BTreeMap<&str, Vec<&Trade>> = BTreeMap::new();
+    for t in trades {
+        by_symbol.entry(&t.symbol).or_default().push(t);
+    }
+    let mut out = BTreeMap::new();
+    for (symbol, mut ts) in by_symbol {
+        ts.sort_by_key(|t| t.ts);
+        let mut session: Vec<&Trade> = Vec::new();
+        let mut close = |session: &mut Vec<&Trade>| {
+            if let (Some(first), Some(last)) = (session.first(), session.last()) {
+                let key = (symbol.to_string(), first.ts);
+                out.insert(key, candle_of(session.iter().copied(), last.ts + gap_ms));
+            }
+            session.clear();
+        };
+        for t in ts {
+            if let Some(last) = session.last() {
+                let span = |x: i64| x.div_euclid(max_length_ms);
+                if t.ts - last.ts > gap_ms || span(t.ts) != span(last.ts) {
+                    close(&mut session);
+                }
+            }
+            session.push(t);
+        }
+        close(&mut session);
+    }
+    out
+}
+
 /// `a` and `b` equal to `rel` relative error.
 pub fn close_to(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(f64::MIN_POSITIVE)

@@ -34,7 +34,7 @@ def connect(lake):
                 ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)"""
         )
     lake = lake.rstrip("/")
-    for table, depth in [("ohlc_1m", "*"), ("trades", "*/*")]:
+    for table, depth in [("ohlc_1m", "*"), ("intraday_vwap", "*"), ("trades", "*/*")]:
         try:
             con.execute(
                 f"""CREATE VIEW {table} AS SELECT * FROM read_parquet('{lake}/{table}/{depth}/*.parquet',

@@ -1,4 +1,4 @@
--- fail: only one TUMBLE or HOP window is allowed per GROUP BY
+-- fail: only one window (TUMBLE, HOP, CUMULATE or SESSION) is allowed per GROUP BY
 CREATE TABLE trades (symbol TEXT NOT NULL, price DOUBLE NOT NULL, size DOUBLE NOT NULL, ts TIMESTAMP NOT NULL,
     WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
 WITH (connector = 'kafka', topic = 'trades');

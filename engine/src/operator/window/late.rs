@@ -1,49 +1,131 @@
-//! The rows `LATE DATA TO` writes: an input row that reached no window,
-//! with why, the watermark it met, and the statement's name.
+//! Rows that reached no window: counted (`late_rows`), and with
+//! `LATE DATA TO` sent to the `LATE` output with why, the watermark they
+//! met, and the statement's name; without it, logged (thinned out).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringArray, TimestampMillisecondArray, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use engine_sql::{clauses::late_row_schema, ddl::UTC, WindowSpec};
+use engine_sql::{clauses::late_row_schema, ddl::UTC, PlannedStatement};
 
 use crate::error::Result;
 use crate::message::EventTime;
+use crate::metrics::Metrics;
+use crate::operator::{Collector, LATE};
+
+/// Where a window operator's late rows go.
+pub(super) struct LateOutput {
+    /// The late-data table's rows, with `LATE DATA TO`.
+    rows: Option<LateRows>,
+    time_column: usize,
+    metrics: Arc<Metrics>,
+    /// Batches that had late rows, to thin out the warnings.
+    batches: u64,
+}
+
+/// Why a row of event time `ts` reached no window.
+pub(super) type Reason<'a> = &'a dyn Fn(EventTime) -> String;
+
+impl LateOutput {
+    /// The late output of `planned`, whose input's first `source_columns`
+    /// columns are the source's (the rest are the window columns added).
+    pub fn new(
+        planned: &PlannedStatement,
+        source_columns: usize,
+        time_column: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let input = planned.plan.input_schema();
+        let rows = match &planned.insert.clauses.late_data_to {
+            Some(_) => {
+                let source = Schema::new(input.fields()[..source_columns].to_vec());
+                Some(LateRows {
+                    schema: Arc::new(late_row_schema(&source)),
+                    statement: planned.name().to_string(),
+                })
+            }
+            None => None,
+        };
+        Ok(Self {
+            rows,
+            time_column,
+            metrics,
+            batches: 0,
+        })
+    }
+
+    /// Counts `missed` rows (or a HOP row's copies) that missed their
+    /// window, and sends `rows` of `batch`, which reached none, to the late
+    /// output, each with `reason` of its time; `watermark`: what they met.
+    pub fn record(
+        &mut self,
+        batch: &RecordBatch,
+        missed: u64,
+        rows: &[u32],
+        watermark: Option<EventTime>,
+        reason: Reason<'_>,
+        out: &mut Collector,
+    ) -> Result<()> {
+        if missed == 0 {
+            return Ok(());
+        }
+        let total = self.metrics.late_rows.fetch_add(missed, Ordering::Relaxed) + missed;
+        let sent_to = match &self.rows {
+            Some(late) if !rows.is_empty() => {
+                let at = watermark.unwrap_or(EventTime::MIN);
+                let late_rows = late.rows(batch, rows, self.time_column, at, reason)?;
+                out.emit_to(LATE, late_rows);
+                "sent to the late-data table"
+            }
+            Some(_) => "counted (each still reached one of its windows)",
+            None => "dropped and counted",
+        };
+        self.batches += 1;
+        // Every batch with late rows at first, then every 1000th, so a flood of late
+        // data cannot flood the log; the counter has the exact number.
+        if self.batches <= 20 || self.batches.is_multiple_of(1000) {
+            let example = rows.first().and_then(|&r| {
+                let ts = batch.column(self.time_column).as_any();
+                let ts = ts.downcast_ref::<TimestampMillisecondArray>()?;
+                Some(reason(ts.value(r as usize)))
+            });
+            tracing::warn!(
+                late_rows = missed,
+                late_rows_total = total,
+                watermark,
+                reason = example.unwrap_or_default(),
+                "rows arrived after their window closed; {sent_to}"
+            );
+        }
+        Ok(())
+    }
+}
 
 /// Builds late rows for one statement.
-pub(super) struct LateRows {
+struct LateRows {
     schema: SchemaRef,
     statement: String,
 }
 
 impl LateRows {
-    /// Late rows of a statement whose input is the first `source_columns`
-    /// columns of `input` (the rest are the window columns it adds).
-    pub fn new(input: &SchemaRef, source_columns: usize, statement: &str) -> Result<Self> {
-        let source = Schema::new(input.fields()[..source_columns].to_vec());
-        Ok(Self {
-            schema: Arc::new(late_row_schema(&source)),
-            statement: statement.to_string(),
-        })
-    }
-
     /// Rows `rows` of `batch` (the statement's input), which arrived at
     /// `watermark` after every window they belong to was gone.
-    pub fn rows(
+    fn rows(
         &self,
         batch: &RecordBatch,
         rows: &[u32],
         time_column: usize,
-        spec: WindowSpec,
-        lateness_ms: i64,
         watermark: EventTime,
+        reason: Reason<'_>,
     ) -> Result<RecordBatch> {
         let indices = UInt32Array::from(rows.to_vec());
         let mut columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
+            .take(self.schema.fields().len() - 3)
             .map(|c| take(c.as_ref(), &indices, None))
             .collect::<Result<_, _>>()?;
         let ts = columns[time_column]
@@ -52,13 +134,11 @@ impl LateRows {
             .cloned();
         let reasons: StringArray = (0..rows.len())
             .map(|i| {
-                let last_end = ts.as_ref().map(|ts| {
-                    let t = ts.value(i);
-                    spec.first_start(t)
-                        + (spec.windows_per_record() - 1) * spec.slide_ms
-                        + spec.size_ms
-                });
-                Some(reason(last_end, spec.windows_per_record(), lateness_ms))
+                Some(
+                    ts.as_ref()
+                        .map(|ts| reason(ts.value(i)))
+                        .unwrap_or_default(),
+                )
             })
             .collect();
         columns.push(Arc::new(reasons));
@@ -73,17 +153,9 @@ impl LateRows {
     }
 }
 
-/// Why a row reached no window: its (last) window's end and the lateness.
-fn reason(last_end: Option<EventTime>, windows: i64, lateness_ms: i64) -> String {
-    let end = last_end
-        .and_then(chrono::DateTime::from_timestamp_millis)
+/// An event time as RFC 3339, for messages.
+pub(super) fn rfc3339(t: EventTime) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default();
-    let which = match windows {
-        1 => "its window".to_string(),
-        n => format!("all {n} of its windows"),
-    };
-    format!(
-        "window closed: {which} (ending by {end}) had passed window_end + lateness ({lateness_ms} ms) before the row arrived"
-    )
+        .unwrap_or_else(|| t.to_string())
 }

@@ -49,12 +49,13 @@ impl SinkSpec for LakeSinkConfig {
     async fn open(&self, ctx: SinkContext<'_>) -> Result<OpenedSink> {
         let mut sink =
             LakeSink::open(self.clone(), ctx.table.schema(), Arc::clone(&ctx.metrics)).await?;
-        // A HOP window starting in a partition closes `size - slide` after the
-        // partition's end, and a window's last revision comes its allowed
-        // lateness after it closes; the partition is complete only then.
+        // A window starting in a partition (a HOP's, a CUMULATE's, a
+        // session's) can close after the partition's end, and its last
+        // revision comes its allowed lateness after it closes; the partition
+        // is complete only then.
         if let Some(w) = &ctx.window {
             let window_lag = match sink.partition_time_column() {
-                Some(engine_sql::WINDOW_START) => w.size_ms - w.slide_ms,
+                Some(engine_sql::WINDOW_START) => w.start_lag_ms(sink.partition_span_ms()),
                 _ => 0,
             };
             sink.set_commit_lag(window_lag + ctx.lateness_ms);

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::config::PartitionScheme;
 
-const MS_PER_HOUR: i64 = 3_600_000;
-const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
+pub(super) const MS_PER_HOUR: i64 = 3_600_000;
+pub(super) const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 
 /// A partition as a number (rows group by it cheaply), then as a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -275,7 +275,8 @@ impl LakeSink {
     }
 
     /// Sets how long after a partition's end its rows can still arrive on time
-    /// (the `commit_lag_ms` field); 0 unless the partition time is a HOP window's start.
+    /// (the `commit_lag_ms` field); 0 unless the partition time is the start of
+    /// a window that can end after its partition (HOP, CUMULATE, SESSION).
     pub fn set_commit_lag(&mut self, lag_ms: i64) {
         self.commit_lag_ms = lag_ms;
     }
@@ -286,6 +287,16 @@ impl LakeSink {
             .then_some(())
             .and(self.config.partition_time_field)
             .map(|i| self.schema.field(i).name().as_str())
+    }
+
+    /// How long one partition spans, in ms (for a table without partitions, all time).
+    pub fn partition_span_ms(&self) -> i64 {
+        use super::config::PartitionScheme;
+        match self.config.partitioning {
+            PartitionScheme::None => i64::MAX,
+            PartitionScheme::Day => super::partition::MS_PER_DAY,
+            PartitionScheme::DayHour => super::partition::MS_PER_HOUR,
+        }
     }
 
     /// An empty in-memory Parquet file of the table's schema.

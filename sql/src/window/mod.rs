@@ -1,4 +1,5 @@
-//! Event-time windows in `GROUP BY`: `TUMBLE(ts, size)` and `HOP(ts, slide, size)`.
+//! Event-time windows in `GROUP BY`: `TUMBLE(ts, size)`, `HOP(ts, slide, size)`,
+//! `CUMULATE(ts, step, max)` and `SESSION(ts, gap[, max_length])`.
 //!
 //! The planner rewrites `GROUP BY key, TUMBLE(ts, INTERVAL '1' MINUTE)` into
 //! `GROUP BY key, window_start, window_end` over the source extended with
@@ -10,6 +11,14 @@ use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, SetExpr,
 };
 use serde::{Deserialize, Serialize};
+
+mod cumulate;
+mod fixed;
+mod session;
+
+pub use cumulate::CumulateSpec;
+pub use fixed::WindowSpec;
+pub use session::{SessionSpec, DEFAULT_SESSION_MAX_MS};
 
 /// Name of the added column holding a window's inclusive start.
 pub const WINDOW_START: &str = "window_start";
@@ -45,26 +54,71 @@ pub fn with_window_columns(schema: &Schema, revision_columns: bool) -> Schema {
     Schema::new(fields)
 }
 
-/// An event-time window over a source's time column.
+/// An event-time window over a source's time column, by kind.
+///
+/// A new kind is a module here (its call's parsing and its arithmetic),
+/// one arm in [`parse_call`], and its operator in the engine's
+/// `operator::window` registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowSpec {
-    /// Window length in milliseconds.
-    pub size_ms: i64,
-    /// Distance between window starts; equal to `size_ms` for TUMBLE.
-    pub slide_ms: i64,
+pub enum WindowKind {
+    /// `TUMBLE` and `HOP`: fixed-length windows at fixed starts.
+    Fixed(WindowSpec),
+    /// `CUMULATE`: windows from a period's start, ending every step.
+    Cumulate(CumulateSpec),
+    /// `SESSION`: per group key, rows less than a gap apart.
+    Session(SessionSpec),
 }
 
-impl WindowSpec {
-    /// Start of the earliest window containing `ts`.
-    pub fn first_start(&self, ts: i64) -> i64 {
-        // The latest start <= ts, then step back while the window still contains ts.
-        let last = ts.div_euclid(self.slide_ms) * self.slide_ms;
-        last - (self.windows_per_record() - 1) * self.slide_ms
+impl WindowKind {
+    /// The window as a job file would write it, over `time_column`.
+    pub fn describe(&self, time_column: &str) -> String {
+        match self {
+            WindowKind::Fixed(w) if w.size_ms == w.slide_ms => {
+                format!("TUMBLE({time_column}, {} ms)", w.size_ms)
+            }
+            WindowKind::Fixed(w) => format!(
+                "HOP({time_column}, slide {} ms, size {} ms)",
+                w.slide_ms, w.size_ms
+            ),
+            WindowKind::Cumulate(c) => format!(
+                "CUMULATE({time_column}, step {} ms, max {} ms)",
+                c.step_ms, c.max_ms
+            ),
+            WindowKind::Session(s) => format!(
+                "SESSION({time_column}, gap {} ms, max length {} ms)",
+                s.gap_ms, s.max_length_ms
+            ),
+        }
     }
 
-    /// How many windows each record belongs to (1 for TUMBLE).
-    pub fn windows_per_record(&self) -> i64 {
-        self.size_ms / self.slide_ms
+    /// How long after the end of a time span of `span_ms` (a lake partition,
+    /// aligned to the epoch) a window whose `window_start` is inside it can
+    /// still be emitted: a span is complete only that long after its end.
+    pub fn start_lag_ms(&self, span_ms: i64) -> i64 {
+        // Window starts are multiples of `align`; the latest start inside a
+        // span is gcd(span, align) before its end at the earliest.
+        let latest_start_gap = |align: i64| gcd(span_ms, align);
+        match self {
+            WindowKind::Fixed(w) => w.size_ms - latest_start_gap(w.slide_ms),
+            WindowKind::Cumulate(c) => c.max_ms - latest_start_gap(c.max_ms),
+            // A session starts anywhere, and ends up to `gap` after its span.
+            WindowKind::Session(s) => s.max_length_ms + s.gap_ms,
+        }
+    }
+
+    /// The fixed window, for TUMBLE and HOP.
+    pub fn fixed(&self) -> Option<WindowSpec> {
+        match self {
+            WindowKind::Fixed(w) => Some(*w),
+            _ => None,
+        }
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    match b {
+        0 => a.abs(),
+        _ => gcd(b, a % b),
     }
 }
 
@@ -73,14 +127,14 @@ impl WindowSpec {
 pub struct FoundWindow {
     /// The event-time column named as the window function's first argument.
     pub time_column: String,
-    /// The window's shape.
-    pub spec: WindowSpec,
+    /// The window's kind and shape.
+    pub kind: WindowKind,
     /// The query selects `window_final` / `window_revision`: they are grouped
     /// by like the window's bounds, and the operator fills them in per row.
     pub revision_columns: bool,
 }
 
-/// Finds a TUMBLE/HOP call in the top-level `GROUP BY` of `query` and
+/// Finds a window call in the top-level `GROUP BY` of `query` and
 /// replaces it by `window_start, window_end`. Returns `None` for a query
 /// without a window.
 pub fn rewrite_window(query: &mut Query) -> Result<Option<FoundWindow>, String> {
@@ -98,7 +152,7 @@ pub fn rewrite_window(query: &mut Query) -> Result<Option<FoundWindow>, String> 
             Some(mut w) => {
                 w.revision_columns = revision_columns;
                 if found.replace(w).is_some() {
-                    return Err("only one TUMBLE or HOP window is allowed per GROUP BY".into());
+                    return Err("only one window (TUMBLE, HOP, CUMULATE or SESSION) is allowed per GROUP BY".into());
                 }
                 rewritten.push(Expr::Identifier(Ident::new(WINDOW_START)));
                 rewritten.push(Expr::Identifier(Ident::new(WINDOW_END)));
@@ -114,85 +168,94 @@ pub fn rewrite_window(query: &mut Query) -> Result<Option<FoundWindow>, String> 
     Ok(found)
 }
 
+/// The window kinds' calls: the kind a function name makes, parsed from its arguments.
+fn parse_call(name: &str, args: &Args) -> Option<Result<WindowKind, String>> {
+    Some(match name {
+        "tumble" => fixed::tumble(args).map(WindowKind::Fixed),
+        "hop" => fixed::hop(args).map(WindowKind::Fixed),
+        "cumulate" => cumulate::cumulate(args).map(WindowKind::Cumulate),
+        "session" => session::session(args).map(WindowKind::Session),
+        _ => return None,
+    })
+}
+
+/// A window call's name and arguments.
+pub(crate) struct Args<'a> {
+    name: String,
+    args: Vec<&'a Expr>,
+}
+
+impl Args<'_> {
+    fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    /// An error unless there are `n` arguments.
+    fn expect(&self, n: usize, usage: &str) -> Result<(), String> {
+        match self.args.len() == n {
+            true => Ok(()),
+            false => Err(format!("{} takes {n} arguments: {usage}", self.name)),
+        }
+    }
+
+    /// Argument `i` as an interval in milliseconds.
+    fn interval(&self, i: usize) -> Result<i64, String> {
+        let e = self.args[i];
+        interval_ms(&e.to_string()).ok_or_else(|| {
+            format!("`{e}` is not a positive interval of whole milliseconds, at most 366 days (e.g. INTERVAL '1' MINUTE)")
+        })
+    }
+}
+
 fn window_call(expr: &Expr) -> Result<Option<FoundWindow>, String> {
     let Expr::Function(f) = expr else {
         return Ok(None);
     };
     let name = f.name.to_string().to_ascii_lowercase();
-    if name != "tumble" && name != "hop" {
+    let upper = name.to_uppercase();
+    if parse_call(
+        &name,
+        &Args {
+            name: upper.clone(),
+            args: Vec::new(),
+        },
+    )
+    .is_none()
+    {
         return Ok(None);
     }
     let FunctionArguments::List(list) = &f.args else {
-        return Err(format!("{} needs arguments", name.to_uppercase()));
+        return Err(format!("{upper} needs arguments"));
     };
     let args: Vec<&Expr> = list
         .args
         .iter()
         .map(|a| match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-            other => Err(format!(
-                "unsupported argument `{other}` to {}",
-                name.to_uppercase()
-            )),
+            other => Err(format!("unsupported argument `{other}` to {upper}")),
         })
         .collect::<Result<_, _>>()?;
-    let usage = if name == "tumble" {
-        "TUMBLE(ts, INTERVAL '1' MINUTE)"
-    } else {
-        "HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)"
-    };
-    let expected = if name == "tumble" { 2 } else { 3 };
-    if args.len() != expected {
+    let Some(first) = args.first() else {
         return Err(format!(
-            "{} takes {expected} arguments: {usage}",
-            name.to_uppercase()
+            "{upper} needs the event-time column as its first argument"
         ));
-    }
-    let time_column = match args[0] {
+    };
+    let time_column = match first {
         Expr::Identifier(id) => normalize(id),
         Expr::CompoundIdentifier(ids) => {
             normalize(ids.last().expect("compound identifiers are never empty"))
         }
         other => {
             return Err(format!(
-                "the first argument of {} must be a column, found `{other}`",
-                name.to_uppercase()
+                "the first argument of {upper} must be a column, found `{other}`"
             ))
         }
     };
-    let interval = |e: &Expr| {
-        interval_ms(&e.to_string()).ok_or_else(|| {
-            format!("`{e}` is not a positive interval of whole milliseconds, at most 366 days (e.g. INTERVAL '1' MINUTE)")
-        })
-    };
-    let spec = if name == "tumble" {
-        let size = interval(args[1])?;
-        WindowSpec {
-            size_ms: size,
-            slide_ms: size,
-        }
-    } else {
-        let (slide, size) = (interval(args[1])?, interval(args[2])?);
-        if size % slide != 0 {
-            return Err(format!(
-                "HOP size ({size} ms) must be a multiple of its slide ({slide} ms)"
-            ));
-        }
-        if size / slide > MAX_WINDOWS_PER_ROW {
-            return Err(format!(
-                "HOP size ({size} ms) over its slide ({slide} ms) puts every row into {} windows; \
-                 at most {MAX_WINDOWS_PER_ROW} are allowed (use a longer slide)",
-                size / slide
-            ));
-        }
-        WindowSpec {
-            size_ms: size,
-            slide_ms: slide,
-        }
-    };
+    let args = Args { name: upper, args };
+    let kind = parse_call(&name, &args).expect("a window call")?;
     Ok(Some(FoundWindow {
         time_column,
-        spec,
+        kind,
         revision_columns: false,
     }))
 }
@@ -269,11 +332,11 @@ mod tests {
         let w = rewrite_window(&mut q).unwrap().unwrap();
         assert_eq!(w.time_column, "ts");
         assert_eq!(
-            w.spec,
-            WindowSpec {
+            w.kind,
+            WindowKind::Fixed(WindowSpec {
                 size_ms: 60_000,
                 slide_ms: 60_000
-            }
+            })
         );
         assert!(
             q.to_string()
@@ -288,11 +351,11 @@ mod tests {
             query("SELECT 1 FROM t GROUP BY hop(t.ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)");
         let w = rewrite_window(&mut q).unwrap().unwrap();
         assert_eq!(
-            w.spec,
-            WindowSpec {
+            w.kind,
+            WindowKind::Fixed(WindowSpec {
                 size_ms: 300_000,
                 slide_ms: 60_000
-            }
+            })
         );
         let mut q =
             query("SELECT 1 FROM t GROUP BY HOP(ts, INTERVAL '2' MINUTE, INTERVAL '5' MINUTE)");
@@ -314,6 +377,79 @@ mod tests {
     }
 
     #[test]
+    fn cumulate_and_session_check_their_shape() {
+        let mut q = query(
+            "SELECT 1 FROM t GROUP BY s, CUMULATE(ts, INTERVAL '1' MINUTE, INTERVAL '1' DAY)",
+        );
+        let w = rewrite_window(&mut q).unwrap().unwrap();
+        let c = CumulateSpec {
+            step_ms: 60_000,
+            max_ms: 86_400_000,
+        };
+        assert_eq!(w.kind, WindowKind::Cumulate(c));
+        assert_eq!(c.period_start(86_400_000 + 5), 86_400_000);
+        assert_eq!(c.first_end(86_400_000 + 5), 86_400_000 + 60_000);
+        assert_eq!(c.first_end(59_999), 60_000);
+        assert_eq!(c.first_end(-1), 0);
+        let mut q =
+            query("SELECT 1 FROM t GROUP BY CUMULATE(ts, INTERVAL '7' MINUTE, INTERVAL '1' HOUR)");
+        let err = rewrite_window(&mut q).unwrap_err();
+        assert!(err.contains("multiple of its step"), "{err}");
+
+        let mut q = query("SELECT 1 FROM t GROUP BY s, session(ts, INTERVAL '30' SECOND)");
+        let w = rewrite_window(&mut q).unwrap().unwrap();
+        let s = SessionSpec {
+            gap_ms: 30_000,
+            max_length_ms: DEFAULT_SESSION_MAX_MS,
+        };
+        assert_eq!(w.kind, WindowKind::Session(s));
+        assert_eq!(s.span_of(86_399_999), 0);
+        assert_eq!(s.span_of(86_400_000), 1);
+        let mut q =
+            query("SELECT 1 FROM t GROUP BY SESSION(ts, INTERVAL '30' SECOND, INTERVAL '1' HOUR)");
+        let w = rewrite_window(&mut q).unwrap().unwrap();
+        assert!(matches!(w.kind, WindowKind::Session(s) if s.max_length_ms == 3_600_000));
+        let mut q =
+            query("SELECT 1 FROM t GROUP BY SESSION(ts, INTERVAL '2' HOUR, INTERVAL '1' HOUR)");
+        let err = rewrite_window(&mut q).unwrap_err();
+        assert!(err.contains("longer than its maximum length"), "{err}");
+        let mut q = query("SELECT 1 FROM t GROUP BY SESSION(ts)");
+        let err = rewrite_window(&mut q).unwrap_err();
+        assert!(err.contains("SESSION takes 2 arguments"), "{err}");
+        let mut q = query("SELECT 1 FROM t GROUP BY SESSION()");
+        let err = rewrite_window(&mut q).unwrap_err();
+        assert!(err.contains("first argument"), "{err}");
+    }
+
+    #[test]
+    fn partitions_wait_for_windows_starting_in_them() {
+        let day = 86_400_000;
+        let hour = 3_600_000;
+        let tumble = WindowKind::Fixed(WindowSpec {
+            size_ms: 60_000,
+            slide_ms: 60_000,
+        });
+        assert_eq!(tumble.start_lag_ms(day), 0);
+        let hop = WindowKind::Fixed(WindowSpec {
+            size_ms: 300_000,
+            slide_ms: 60_000,
+        });
+        assert_eq!(hop.start_lag_ms(day), 240_000);
+        // A 7-minute slide: the last start in an hour can be 1 minute before its end.
+        let odd = WindowKind::Fixed(WindowSpec {
+            size_ms: 14 * 60_000,
+            slide_ms: 7 * 60_000,
+        });
+        assert_eq!(odd.start_lag_ms(hour), 13 * 60_000);
+        let daily = WindowKind::Cumulate(CumulateSpec {
+            step_ms: 60_000,
+            max_ms: day,
+        });
+        assert_eq!(daily.start_lag_ms(day), 0);
+        assert_eq!(daily.start_lag_ms(hour), day - hour);
+    }
+
+    #[test]
     fn intervals() {
         assert_eq!(interval_ms("INTERVAL '1' MINUTE"), Some(60_000));
         assert_eq!(interval_ms("INTERVAL '90 seconds'"), Some(90_000));
@@ -326,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn window_assignment_bounds() {
+    fn fixed_window_bounds() {
         let hop = WindowSpec {
             size_ms: 300,
             slide_ms: 100,

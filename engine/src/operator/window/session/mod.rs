@@ -1,0 +1,331 @@
+//! SESSION: per group key, rows less than a gap apart form a session,
+//! which ends `gap` after its last row. Each row is labelled with its own
+//! proto-session `[ts, ts + gap)`; after DataFusion's `Partial` aggregate
+//! the labels of each key are merged where they overlap or touch (Flink's
+//! merging windows) into the open [`Sessions`], and state rows are
+//! relabelled with their session's bounds (a label's start always lies in
+//! its session, so that lookup survives later merges). When the watermark
+//! passes a session's end, its state rows are computed into its row.
+//!
+//! Sessions never cross a multiple of `max_length` (UTC midnight for the
+//! 1-day default): a row after that boundary starts a new one.
+//!
+//! A row whose proto-session ends at or before the watermark is late
+//! unless it touches a session still open (then it joins that one): these
+//! rare rows are labelled one at a time, to know each one's key.
+
+mod sessions;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
+use arrow::compute::{filter_record_batch, take_record_batch};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::execution::TaskContext;
+use engine_sql::{streaming_session, PlannedStatement, SessionSpec, StreamPlan};
+
+use self::sessions::Sessions;
+use super::late::{rfc3339, LateOutput};
+use super::{
+    final_rows, labelled, partial_states, reduced, relabelled, time_column, times, Columns,
+};
+use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
+use crate::error::{EngineError, Result};
+use crate::message::EventTime;
+use crate::metrics::Metrics;
+use crate::operator::{Collector, Operator};
+
+/// State batches kept before they are folded into one row per session.
+const MAX_STATE_BATCHES: usize = 64;
+
+/// A `GROUP BY ..., SESSION(ts, gap[, max_length])`.
+pub(crate) struct SessionAggregate {
+    plan: StreamPlan,
+    spec: SessionSpec,
+    columns: Columns,
+    /// The group key's columns of state rows in row format (`None`: no key
+    /// besides the session, every row has the same one).
+    keys: Option<RowConverter>,
+    late: LateOutput,
+    sessions: Sessions,
+    /// State rows of the open sessions, each labelled with bounds inside its session.
+    states: Vec<RecordBatch>,
+    /// Sessions ending at or before this have been emitted.
+    watermark: Option<EventTime>,
+    task_ctx: Arc<TaskContext>,
+    metrics: Arc<Metrics>,
+}
+
+/// The blob of its snapshot: open sessions' state rows, labelled with their bounds.
+const SESSIONS: &str = "sessions.arrow";
+
+/// A stopped operator's sessions are no longer open here.
+impl Drop for SessionAggregate {
+    fn drop(&mut self) {
+        (self.metrics.open_windows).fetch_sub(self.sessions.len() as i64, Ordering::Relaxed);
+    }
+}
+
+impl SessionAggregate {
+    /// The operator of a statement grouped by `SESSION`.
+    pub fn new(
+        planned: &PlannedStatement,
+        spec: SessionSpec,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let columns = Columns::of(planned)?;
+        let state = planned
+            .plan
+            .state_schema()
+            .ok_or_else(|| EngineError::Internal("windowed plan has no state".into()))?;
+        let keys = match columns.key.is_empty() {
+            true => None,
+            false => Some(RowConverter::new(
+                (columns.key.iter())
+                    .map(|&c| SortField::new(state.field(c).data_type().clone()))
+                    .collect(),
+            )?),
+        };
+        Ok(Self {
+            plan: planned.plan.clone(),
+            spec,
+            keys,
+            late: LateOutput::new(planned, columns.source, columns.time, Arc::clone(&metrics))?,
+            columns,
+            sessions: Sessions::default(),
+            states: Vec::new(),
+            watermark: None,
+            task_ctx: streaming_session().task_ctx(),
+            metrics,
+        })
+    }
+
+    /// The group keys of state rows, in row format.
+    fn keys_of(&self, state: &RecordBatch) -> Result<Option<Rows>> {
+        let Some(converter) = &self.keys else {
+            return Ok(None);
+        };
+        let columns: Vec<ArrayRef> = (self.columns.key.iter())
+            .map(|&c| Arc::clone(state.column(c)))
+            .collect();
+        Ok(Some(converter.convert_columns(&columns)?))
+    }
+
+    /// Merges state rows' labels into the open sessions (counting new ones).
+    fn merge_labels(&mut self, state: &RecordBatch) -> Result<()> {
+        let keys = self.keys_of(state)?;
+        let starts = times(state, self.columns.state_start)?;
+        let ends = times(state, self.columns.state_end)?;
+        let before = self.sessions.len();
+        for r in 0..state.num_rows() {
+            let key = keys.as_ref().map_or(&[][..], |k| k.row(r).data());
+            let start = starts.value(r);
+            self.sessions
+                .add(key, self.spec.span_of(start), start, ends.value(r));
+        }
+        let opened = self.sessions.len() as i64 - before as i64;
+        self.metrics
+            .open_windows
+            .fetch_add(opened, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// State rows relabelled with their sessions' bounds as they are now.
+    fn with_session_bounds(&self, state: &RecordBatch) -> Result<RecordBatch> {
+        let keys = self.keys_of(state)?;
+        let labels = times(state, self.columns.state_start)?;
+        let n = state.num_rows();
+        let (mut starts, mut ends) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for r in 0..n {
+            let key = keys.as_ref().map_or(&[][..], |k| k.row(r).data());
+            let t = labels.value(r);
+            let (s, e) = self
+                .sessions
+                .holding(key, self.spec.span_of(t), t)
+                .ok_or_else(|| {
+                    EngineError::Internal("a session state row has no open session".into())
+                })?;
+            starts.push(s);
+            ends.push(e);
+        }
+        relabelled(state, &self.columns, time_column(starts), time_column(ends))
+    }
+
+    /// Adds state rows of rows that joined open sessions: labels merged,
+    /// rows relabelled and folded per session.
+    async fn add_states(&mut self, states: Vec<RecordBatch>) -> Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        for state in &states {
+            self.merge_labels(state)?;
+        }
+        let states = states
+            .iter()
+            .map(|s| self.with_session_bounds(s))
+            .collect::<Result<Vec<_>>>()?;
+        self.states
+            .extend(reduced(&self.plan, &self.task_ctx, states).await?);
+        if self.states.len() >= MAX_STATE_BATCHES {
+            let all = std::mem::take(&mut self.states)
+                .iter()
+                .map(|s| self.with_session_bounds(s))
+                .collect::<Result<Vec<_>>>()?;
+            self.states = reduced(&self.plan, &self.task_ctx, all).await?;
+        }
+        Ok(())
+    }
+
+    /// Emits every session ending at or before `watermark`; returns the
+    /// latest end emitted.
+    async fn advance(
+        &mut self,
+        watermark: EventTime,
+        out: &mut Collector,
+    ) -> Result<Option<EventTime>> {
+        if self.watermark.is_some_and(|w| watermark <= w) {
+            return Ok(None);
+        }
+        self.watermark = Some(watermark);
+        if self.sessions.first_end().is_none_or(|end| end > watermark) {
+            return Ok(None);
+        }
+        let (mut closing, mut staying) = (Vec::new(), Vec::new());
+        for state in std::mem::take(&mut self.states) {
+            let state = self.with_session_bounds(&state)?;
+            let ends = times(&state, self.columns.state_end)?;
+            let done: BooleanArray = ends.iter().map(|e| e.map(|e| e <= watermark)).collect();
+            closing.push(filter_record_batch(&state, &done)?);
+            staying.push(filter_record_batch(&state, &arrow::compute::not(&done)?)?);
+        }
+        self.states = staying.into_iter().filter(|s| s.num_rows() > 0).collect();
+        let (closed, last_end) = self.sessions.close_through(watermark);
+        self.metrics
+            .open_windows
+            .fetch_sub(closed as i64, Ordering::Relaxed);
+        Metrics::add(&self.metrics.windows_emitted, closed as u64);
+        for rows in final_rows(&self.plan, &self.task_ctx, closing).await? {
+            out.emit(rows);
+        }
+        Ok(last_end)
+    }
+}
+
+#[async_trait::async_trait]
+impl Operator for SessionAggregate {
+    /// Labels rows with their proto-sessions and merges them into their
+    /// keys' sessions; rows that can join no open session go to the late output.
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        let ts = times(&batch, self.columns.time)?;
+        let watermark = self.watermark.unwrap_or(EventTime::MIN);
+        let gap = self.spec.gap_ms;
+        let (mut on_time, mut doubtful) = (Vec::new(), Vec::new());
+        for (row, &t) in ts.values().iter().enumerate() {
+            match t.saturating_add(gap) > watermark {
+                true => on_time.push(row as u32),
+                false => doubtful.push(row as u32),
+            }
+        }
+        let time = self.columns.time;
+        let label = move |rows: &RecordBatch| {
+            let ts = times(rows, time)?.values();
+            labelled(
+                rows,
+                ts.to_vec(),
+                ts.iter().map(|t| t.saturating_add(gap)).collect(),
+            )
+        };
+        if !on_time.is_empty() {
+            let rows = match on_time.len() == batch.num_rows() {
+                true => batch.clone(),
+                false => take_record_batch(&batch, &UInt32Array::from(on_time))?,
+            };
+            let (states, rejected) = partial_states(
+                &self.plan,
+                &self.task_ctx,
+                label(&rows)?,
+                self.columns.source,
+            )
+            .await?;
+            rejected.into_iter().for_each(|r| out.reject(r));
+            self.add_states(states).await?;
+        }
+        let mut gone = Vec::new();
+        for row in doubtful {
+            let one = label(&batch.slice(row as usize, 1))?;
+            let (states, rejected) =
+                partial_states(&self.plan, &self.task_ctx, one, self.columns.source).await?;
+            rejected.into_iter().for_each(|r| out.reject(r));
+            let Some(state) = states.into_iter().find(|s| s.num_rows() > 0) else {
+                continue;
+            };
+            let keys = self.keys_of(&state)?;
+            let key = keys.as_ref().map_or(&[][..], |k| k.row(0).data());
+            let t = ts.value(row as usize);
+            match self
+                .sessions
+                .touches(key, self.spec.span_of(t), t, t.saturating_add(gap))
+            {
+                true => self.add_states(vec![state]).await?,
+                false => gone.push(row),
+            }
+        }
+        let reason = |t: EventTime| {
+            format!(
+                "session closed: the row's session would have ended at {} (gap {gap} ms), which the watermark had passed, and no open session of its key was within the gap",
+                rfc3339(t.saturating_add(gap))
+            )
+        };
+        self.late.record(
+            &batch,
+            gone.len() as u64,
+            &gone,
+            self.watermark,
+            &reason,
+            out,
+        )
+    }
+
+    async fn handle_watermark(&mut self, watermark: EventTime, out: &mut Collector) -> Result<()> {
+        self.advance(watermark, out).await.map(|_| ())
+    }
+
+    /// Emits every session; the watermark left behind is the end of the
+    /// last one emitted, so a later run goes on from there.
+    async fn handle_end_of_data(&mut self, out: &mut Collector) -> Result<()> {
+        let before = self.watermark;
+        let last_end = self.advance(EventTime::MAX, out).await?;
+        self.watermark = match (before, last_end) {
+            (Some(w), Some(end)) => Some(w.max(end)),
+            (w, end) => w.or(end),
+        };
+        Ok(())
+    }
+
+    /// Its watermark and the open sessions' state rows, labelled with their
+    /// sessions' bounds, as Arrow IPC: the sessions are rebuilt from the labels.
+    fn snapshot(&self) -> Result<Snapshot> {
+        let mut snapshot = Snapshot::meta(serde_json::json!({ "watermark": self.watermark }));
+        let states = (self.states.iter())
+            .map(|s| self.with_session_bounds(s))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(bytes) = batches_to_ipc(&states)? {
+            snapshot.blobs.insert(SESSIONS.to_string(), bytes.into());
+        }
+        Ok(snapshot)
+    }
+
+    async fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        self.watermark = snapshot.meta.get("watermark").and_then(|w| w.as_i64());
+        if let Some(bytes) = snapshot.blobs.get(SESSIONS) {
+            let states = batches_from_ipc(bytes.clone())?;
+            for state in &states {
+                self.merge_labels(state)?;
+            }
+            self.states.extend(states);
+        }
+        Ok(())
+    }
+}
