@@ -5,7 +5,8 @@
 --
 --   engine run jobs/intraday_vwap.sql             # keeps running; Ctrl-C stops cleanly
 --   engine run jobs/intraday_vwap.sql --bounded   # reads what is there now, emits every
---                                                 # window of each day seen, exits
+--                                                 # window of each day seen (to midnight), exits;
+--                                                 # a later run's trades of those days are late
 --
 -- CUMULATE(ts, step, max) has Flink's semantics: every window of a day starts at
 -- the day's start and one ends every step, so the row ending at 14:31 covers

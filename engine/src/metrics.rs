@@ -12,16 +12,19 @@ pub struct Metrics {
     /// Rows that arrived after their window was gone (its end plus the allowed
     /// lateness passed): counted, and sent to the `LATE DATA TO` table if the
     /// statement has one. With HOP a record belongs to several windows; each
-    /// one it missed counts once.
+    /// one it missed counts once. With CUMULATE a row that missed some of its
+    /// windows (its step had closed) counts once, however many it missed.
     pub late_rows: AtomicU64,
     /// Rows statements produced on their main output, early rows and
     /// corrections included (each may go to several sinks).
     pub rows_emitted: AtomicU64,
     /// Rows written to sinks.
     pub rows_out: AtomicU64,
-    /// Windows holding state now, over all windowed statements.
+    /// Windows holding state now, over all windowed statements: TUMBLE/HOP
+    /// windows, CUMULATE periods, SESSION sessions (one per key).
     pub open_windows: AtomicI64,
-    /// Window ends emitted, summed over the job's windowed statements.
+    /// Windows emitted, summed over the job's windowed statements: TUMBLE/HOP
+    /// window ends, CUMULATE step ends, SESSION sessions (one per key).
     pub windows_emitted: AtomicU64,
     /// Files committed by lake sinks.
     pub files_written: AtomicU64,

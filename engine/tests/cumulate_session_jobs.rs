@@ -222,3 +222,60 @@ async fn session_job_equals_the_fold_and_a_second_run_adds_only_new_sessions() {
         assert_eq!(engine::Metrics::get(&report.metrics.late_rows), 0);
     }
 }
+
+/// The rewritten queries of a TUMBLE and a SESSION job are alike (both group
+/// by `window_start, window_end`): the state of one is still never restored
+/// into the other, where it would be dropped unread.
+#[tokio::test]
+async fn a_session_job_does_not_take_a_tumbling_jobs_checkpoints() {
+    let trades_topic = unique("trades");
+    let out_topic = unique("bursts");
+    create_topics(&[
+        (&trades_topic, 1),
+        (&format!("{trades_topic}.dlq"), 1),
+        (&out_topic, 1),
+    ])
+    .await;
+    produce(
+        &trades_topic,
+        &trade_records(&generate_trades(2, 500, 2, START_MS, 100)),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = "SESSION(ts, INTERVAL '5' SECOND, INTERVAL '1' HOUR)";
+    let tumbling = SESSIONS_JOB.replace(session, "TUMBLE(ts, INTERVAL '5' SECOND)");
+    let state = dir.path().join("state").display().to_string();
+    let (brokers, group) = (brokers(), unique("group"));
+    let run = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        engine_at_root(
+            &[
+                "run",
+                path.to_str().unwrap(),
+                "--bounded",
+                "--state-dir",
+                &state,
+            ],
+            [
+                ("KAFKA_BROKERS", brokers.as_str()),
+                ("TRADES_TOPIC", trades_topic.as_str()),
+                ("OUT_TOPIC", out_topic.as_str()),
+                ("GROUP", group.as_str()),
+            ],
+        )
+    };
+    let first = run("tumbling.sql", &tumbling);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = run("sessions.sql", SESSIONS_JOB);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("holds checkpoints of a different job"),
+        "{stderr}"
+    );
+}

@@ -10,7 +10,11 @@
 //! `revisions` (the same with window_revision / window_final selected);
 //! `every_1s` (EMIT EVERY INTERVAL '1' SECOND, ticks on the wall clock);
 //! `on_update` (EMIT ON UPDATE); `lateness_30s` (ALLOW LATENESS 30 s);
-//! `live` (jobs/ohlc_1m_live.sql: every second, 30 s lateness, late rows).
+//! `live` (jobs/ohlc_1m_live.sql: every second, 30 s lateness, late rows);
+//! the other window kinds over the same trades: `session_1m` (jobs/ohlc_1m.sql's
+//! aggregates over SESSION(ts, INTERVAL '1' MINUTE)) and `cumulate_1d`
+//! (jobs/intraday_vwap.sql: the day so far, every minute, which at the end of
+//! the input emits every remaining minute of the day).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +23,7 @@ use anyhow::{bail, Result};
 use arrow::array::{Float64Array, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use engine::operator::{Collector, MAIN};
+use engine::operator::{Collector, FINAL, LATE, MAIN};
 use engine::Metrics;
 use engine_sql::{plan_job, timestamp_type, JobFile};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -31,13 +35,25 @@ const MODES: &[&str] = &[
     "on_update",
     "lateness_30s",
     "live",
+    "session_1m",
+    "cumulate_1d",
 ];
 
 /// The candle statement of `mode`: the live job with its clauses as the mode says.
 fn job_text(mode: &str, root: &std::path::Path) -> Result<String> {
     let read = |f: &str| std::fs::read_to_string(root.join("jobs").join(f));
-    if mode == "close" {
-        return Ok(read("ohlc_1m.sql")?);
+    let tumble = "TUMBLE(ts, INTERVAL '1' MINUTE)";
+    match mode {
+        "close" => return Ok(read("ohlc_1m.sql")?),
+        "session_1m" => {
+            let text = read("ohlc_1m.sql")?;
+            if !text.contains(tumble) {
+                bail!("jobs/ohlc_1m.sql no longer groups by {tumble}");
+            }
+            return Ok(text.replace(tumble, "SESSION(ts, INTERVAL '1' MINUTE)"));
+        }
+        "cumulate_1d" => return Ok(read("intraday_vwap.sql")?),
+        _ => {}
     }
     let live = read("ohlc_1m_live.sql")?;
     let clauses = "EMIT EVERY INTERVAL '1' SECOND\nALLOW LATENESS INTERVAL '30' SECOND\nLATE DATA TO trades_late;";
@@ -98,6 +114,26 @@ fn peak_rss_mb() -> f64 {
     usage.ru_maxrss as f64 / 1024.0
 }
 
+/// Rows of the main output; the final and late outputs are dropped (a sink
+/// would take them), so that they do not pile up in memory.
+fn taken(out: &mut Collector) -> usize {
+    let _ = (out.take(FINAL), out.take(LATE));
+    out.take(MAIN).iter().map(|b| b.num_rows()).sum()
+}
+
+/// Takes what the operator gives out in parts (as the statement task does); the rows.
+async fn pending(
+    op: &mut Box<dyn engine::operator::Operator>,
+    out: &mut Collector,
+) -> Result<usize> {
+    let mut rows = 0;
+    while op.has_pending() {
+        op.emit_pending(out).await?;
+        rows += taken(out);
+    }
+    Ok(rows)
+}
+
 /// One mode in this process: prints `mode events/s rows ticks rss`.
 async fn run_mode(mode: &str, trades: usize, symbols: usize) -> Result<()> {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
@@ -128,14 +164,18 @@ async fn run_mode(mode: &str, trades: usize, symbols: usize) -> Result<()> {
             op.handle_tick(&mut out).await?;
             (ticks, last_tick) = (ticks + 1, Instant::now());
         }
-        rows += out.take(MAIN).iter().map(|b| b.num_rows()).sum::<usize>();
+        rows += taken(&mut out);
+        rows += pending(&mut op, &mut out).await?;
     }
+    let ending = Instant::now();
     op.handle_end_of_data(&mut out).await?;
-    rows += out.take(MAIN).iter().map(|b| b.num_rows()).sum::<usize>();
-    let elapsed = started.elapsed();
+    rows += taken(&mut out);
+    rows += pending(&mut op, &mut out).await?;
+    let (elapsed, end) = (started.elapsed(), ending.elapsed());
     println!(
-        "{mode:<13} {:>10.0} events/s  {rows:>9} rows  {ticks:>4} ticks  peak RSS {:>6.0} MB",
+        "{mode:<13} {:>10.0} events/s  {rows:>9} rows  {ticks:>4} ticks  end of input {:>5.2} s  peak RSS {:>6.0} MB",
         trades as f64 / elapsed.as_secs_f64(),
+        end.as_secs_f64(),
         peak_rss_mb()
     );
     Ok(())

@@ -126,6 +126,20 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Whether the last call left rows to emit: an operator that would emit
+    /// a great many at once (a watermark passing a day of CUMULATE windows)
+    /// gives them out in parts, so they are never all in memory together.
+    /// Its caller then calls [`Operator::emit_pending`] (forwarding each
+    /// part) until this is false, before anything else.
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    /// Emits the next part of what is pending.
+    async fn emit_pending(&mut self, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+
     /// Its state for a checkpoint (opaque to the coordinator).
     fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::default())

@@ -299,6 +299,13 @@ impl Job {
                 "insert {} {} {:?} {}\n",
                 i.sink, i.source, i.view, i.query
             ));
+            // The rewritten query no longer says which kind of window it groups
+            // by: SESSION and CUMULATE state restored into another kind would be
+            // dropped unread. (TUMBLE and HOP are left out so that their jobs
+            // keep the fingerprints they had.)
+            if let Some(w) = i.window.as_ref().filter(|w| w.kind.fixed().is_none()) {
+                text.push_str(&format!(" window {}\n", w.kind.describe(&w.time_column)));
+            }
             // Only when given, so that jobs without the clauses keep their fingerprints.
             let c = &i.clauses;
             if c.any() {

@@ -169,6 +169,11 @@ impl StatementTask {
             }
         }
         self.forward(out).await?;
+        while self.operator.has_pending() {
+            let mut out = Collector::default();
+            self.operator.emit_pending(&mut out).await?;
+            self.forward(out).await?;
+        }
         let ended = matches!(after, Some(ToSink::EndOfData));
         if let Some(signal) = after {
             to_sinks(&self.sinks, None, signal).await?;

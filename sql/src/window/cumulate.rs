@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Args;
 
+/// The most windows a CUMULATE period may have (max / step): a week of
+/// minutes. Each step emits a row per key, and the end of a bounded input
+/// emits every step left in the period.
+pub const MAX_CUMULATE_STEPS: i64 = 7 * 24 * 60;
+
 /// A cumulating window over a source's time column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CumulateSpec {
@@ -20,12 +25,12 @@ pub struct CumulateSpec {
 impl CumulateSpec {
     /// Start of the period holding `ts`: every window of `ts` starts there.
     pub fn period_start(&self, ts: i64) -> i64 {
-        ts.div_euclid(self.max_ms) * self.max_ms
+        ts.div_euclid(self.max_ms).saturating_mul(self.max_ms)
     }
 
     /// End of the first (shortest) window holding `ts`: the end of its step.
     pub fn first_end(&self, ts: i64) -> i64 {
-        ts.div_euclid(self.step_ms) * self.step_ms + self.step_ms
+        (ts.div_euclid(self.step_ms).saturating_mul(self.step_ms)).saturating_add(self.step_ms)
     }
 }
 
@@ -37,6 +42,13 @@ pub(super) fn cumulate(args: &Args) -> Result<CumulateSpec, String> {
     if max % step != 0 {
         return Err(format!(
             "CUMULATE max size ({max} ms) must be a multiple of its step ({step} ms)"
+        ));
+    }
+    if max / step > MAX_CUMULATE_STEPS {
+        return Err(format!(
+            "CUMULATE max size ({max} ms) over its step ({step} ms) makes {} windows per period; \
+             at most {MAX_CUMULATE_STEPS} are allowed (use a longer step)",
+            max / step
         ));
     }
     Ok(CumulateSpec {

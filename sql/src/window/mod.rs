@@ -16,7 +16,7 @@ mod cumulate;
 mod fixed;
 mod session;
 
-pub use cumulate::CumulateSpec;
+pub use cumulate::{CumulateSpec, MAX_CUMULATE_STEPS};
 pub use fixed::WindowSpec;
 pub use session::{SessionSpec, DEFAULT_SESSION_MAX_MS};
 
@@ -101,8 +101,11 @@ impl WindowKind {
         match self {
             WindowKind::Fixed(w) => w.size_ms - latest_start_gap(w.slide_ms),
             WindowKind::Cumulate(c) => c.max_ms - latest_start_gap(c.max_ms),
-            // A session starts anywhere, and ends up to `gap` after its span.
-            WindowKind::Session(s) => s.max_length_ms + s.gap_ms,
+            // A session's rows lie in one span of `max_length` (aligned like
+            // the partitions), so it ends at most `gap` after that span's end.
+            WindowKind::Session(s) => {
+                s.max_length_ms - latest_start_gap(s.max_length_ms) + s.gap_ms
+            }
         }
     }
 
@@ -395,6 +398,10 @@ mod tests {
             query("SELECT 1 FROM t GROUP BY CUMULATE(ts, INTERVAL '7' MINUTE, INTERVAL '1' HOUR)");
         let err = rewrite_window(&mut q).unwrap_err();
         assert!(err.contains("multiple of its step"), "{err}");
+        let mut q =
+            query("SELECT 1 FROM t GROUP BY CUMULATE(ts, INTERVAL '1' SECOND, INTERVAL '1' DAY)");
+        let err = rewrite_window(&mut q).unwrap_err();
+        assert!(err.contains("86400 windows per period"), "{err}");
 
         let mut q = query("SELECT 1 FROM t GROUP BY s, session(ts, INTERVAL '30' SECOND)");
         let w = rewrite_window(&mut q).unwrap().unwrap();
@@ -447,6 +454,12 @@ mod tests {
         });
         assert_eq!(daily.start_lag_ms(day), 0);
         assert_eq!(daily.start_lag_ms(hour), day - hour);
+        let session = WindowKind::Session(SessionSpec {
+            gap_ms: 30_000,
+            max_length_ms: day,
+        });
+        assert_eq!(session.start_lag_ms(day), 30_000);
+        assert_eq!(session.start_lag_ms(hour), day - hour + 30_000);
     }
 
     #[test]

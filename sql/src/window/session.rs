@@ -2,7 +2,8 @@
 //! rows keep coming less than `gap` apart; it ends `gap` after its last row
 //! (`window_end`), and two sessions merge when a row bridges them. Sessions
 //! are cut at `max_length` boundaries (aligned to the epoch in UTC, so the
-//! 1-day default cuts at midnight UTC), so one never grows forever.
+//! 1-day default cuts at midnight UTC: a session's rows are on one side),
+//! so one never grows forever.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +17,9 @@ pub const DEFAULT_SESSION_MAX_MS: i64 = 86_400_000;
 pub struct SessionSpec {
     /// Inactivity that ends a session.
     pub gap_ms: i64,
-    /// Sessions never span a multiple of this (rows on either side of one
-    /// are in different sessions).
+    /// A session's rows never span a multiple of this (rows on either side
+    /// of one are in different sessions; its end, `gap` after its last row,
+    /// may be past it).
     pub max_length_ms: i64,
 }
 
@@ -26,6 +28,11 @@ impl SessionSpec {
     /// share a session.
     pub fn span_of(&self, ts: i64) -> i64 {
         ts.div_euclid(self.max_length_ms)
+    }
+
+    /// The end of a proto-session of a row at `ts`.
+    pub fn proto_end(&self, ts: i64) -> i64 {
+        ts.saturating_add(self.gap_ms)
     }
 }
 

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::late::{rfc3339, LateOutput};
 use super::{
-    final_rows, labelled, partial_states, reduced, relabelled, split_by_time, time_column, times,
-    Columns,
+    event_times, final_rows, labelled, partial_states, reduced, relabelled, split_by_time,
+    time_column, Columns, MAX_STATE_BATCHES,
 };
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
@@ -42,8 +42,10 @@ pub(crate) struct CumulateAggregate {
     steps: BTreeMap<EventTime, Vec<RecordBatch>>,
     /// Periods with rows whose last window is not emitted yet, by start.
     periods: BTreeMap<EventTime, Period>,
-    /// Windows ending at or before this have been emitted.
+    /// Windows ending at or before this have been emitted (or are pending).
     watermark: Option<EventTime>,
+    /// Windows the watermark has passed that are still to be emitted.
+    pending: Option<Pending>,
     task_ctx: Arc<TaskContext>,
     metrics: Arc<Metrics>,
 }
@@ -56,6 +58,21 @@ struct Period {
     /// The end of its next window to emit.
     next_end: EventTime,
 }
+
+/// The rest of an emission given out in parts.
+struct Pending {
+    /// Windows ending at or before this are due.
+    through: EventTime,
+    /// The end of the last window emitted so far.
+    last_end: Option<EventTime>,
+    /// At the end of a bounded input: the watermark before it.
+    finishing: Option<Option<EventTime>>,
+}
+
+/// Rows one call emits at most (about: whole windows are emitted), so that
+/// a watermark passing many windows (the end of a bounded input emits every
+/// step left in a day) never holds them all in memory at once.
+const EMIT_BUDGET_ROWS: usize = 65_536;
 
 /// A period's place in a checkpoint (its running state is in a blob).
 #[derive(Serialize, Deserialize)]
@@ -91,6 +108,7 @@ impl CumulateAggregate {
             steps: BTreeMap::new(),
             periods: BTreeMap::new(),
             watermark: None,
+            pending: None,
             task_ctx: streaming_session().task_ctx(),
             metrics,
         })
@@ -117,56 +135,97 @@ impl CumulateAggregate {
         period
     }
 
-    /// Emits, in window order, every window the watermark has passed.
-    async fn advance(
-        &mut self,
-        watermark: EventTime,
-        out: &mut Collector,
-    ) -> Result<Option<EventTime>> {
+    /// Starts emitting, in window order, every window the watermark has passed.
+    async fn advance(&mut self, watermark: EventTime, out: &mut Collector) -> Result<()> {
         if self.watermark.is_some_and(|w| watermark <= w) {
-            return Ok(None);
+            return Ok(());
         }
         self.watermark = Some(watermark);
-        let mut last_end = None;
-        let due: Vec<EventTime> = self
-            .periods
-            .iter()
-            .filter(|(_, p)| p.next_end <= watermark)
-            .map(|(start, _)| *start)
-            .collect();
-        for start in due {
-            let period_end = start + self.spec.max_ms;
-            let mut period = self.periods.remove(&start).expect("listed above");
-            while period.next_end <= watermark.min(period_end) {
+        self.pending = Some(Pending {
+            through: watermark,
+            last_end: None,
+            finishing: None,
+        });
+        self.emit_some(out).await
+    }
+
+    /// Emits due windows until about [`EMIT_BUDGET_ROWS`] rows are out (the
+    /// rest stays pending for [`Operator::emit_pending`]), in window order.
+    async fn emit_some(&mut self, out: &mut Collector) -> Result<()> {
+        let Some(mut pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let mut budget = EMIT_BUDGET_ROWS;
+        while let Some((&start, _)) =
+            (self.periods.iter()).find(|(_, p)| p.next_end <= pending.through)
+        {
+            let period_end = start.saturating_add(self.spec.max_ms);
+            let mut period = self.periods.remove(&start).expect("found above");
+            while period.next_end <= pending.through.min(period_end) && budget > 0 {
                 let end = period.next_end;
-                let mut running = std::mem::take(&mut period.running);
-                running.extend(self.steps.remove(&end).unwrap_or_default());
-                let mut labelled = Vec::with_capacity(running.len());
-                for state in &running {
-                    let n = state.num_rows();
-                    labelled.push(relabelled(
-                        state,
-                        &self.columns,
-                        time_column(vec![start; n]),
-                        time_column(vec![end; n]),
-                    )?);
+                budget = budget.saturating_sub(self.emit_step(start, end, &mut period, out).await?);
+                pending.last_end = Some(end);
+                period.next_end = end.saturating_add(self.spec.step_ms);
+                if end == EventTime::MAX {
+                    break;
                 }
-                period.running = reduced(&self.plan, &self.task_ctx, labelled).await?;
-                let rows = final_rows(&self.plan, &self.task_ctx, period.running.clone()).await?;
-                if !rows.is_empty() {
-                    Metrics::add(&self.metrics.windows_emitted, 1);
-                }
-                rows.into_iter().for_each(|b| out.emit(b));
-                last_end = Some(end);
-                period.next_end = end + self.spec.step_ms;
             }
-            if period.next_end > period_end {
+            if period.next_end > period_end || period.next_end == EventTime::MAX {
                 self.metrics.open_windows.fetch_sub(1, Ordering::Relaxed);
             } else {
                 self.periods.insert(start, period);
             }
+            if budget == 0 {
+                self.pending = Some(pending);
+                return Ok(());
+            }
         }
-        Ok(last_end)
+        if let Some(before) = pending.finishing {
+            // The end of a bounded input: the watermark left behind is the end of
+            // the last window emitted (as for TUMBLE), so a later run goes on from there.
+            self.watermark = match (before, pending.last_end) {
+                (Some(w), Some(end)) => Some(w.max(end)),
+                (w, end) => w.or(end),
+            };
+        }
+        Ok(())
+    }
+
+    /// Emits the window of `period` (starting at `start`) that ends at
+    /// `end`: its running state plus the step's; returns how many rows.
+    async fn emit_step(
+        &mut self,
+        start: EventTime,
+        end: EventTime,
+        period: &mut Period,
+        out: &mut Collector,
+    ) -> Result<usize> {
+        let step = self.steps.remove(&end);
+        let mut running = std::mem::take(&mut period.running);
+        let changed = step.is_some() || running.len() > 1;
+        running.extend(step.unwrap_or_default());
+        let mut labelled = Vec::with_capacity(running.len());
+        for state in &running {
+            let n = state.num_rows();
+            labelled.push(relabelled(
+                state,
+                &self.columns,
+                time_column(vec![start; n]),
+                time_column(vec![end; n]),
+            )?);
+        }
+        // A step without rows changes only the running state's label.
+        period.running = match changed {
+            true => reduced(&self.plan, &self.task_ctx, labelled).await?,
+            false => labelled,
+        };
+        let rows = final_rows(&self.plan, &self.task_ctx, period.running.clone()).await?;
+        if !rows.is_empty() {
+            Metrics::add(&self.metrics.windows_emitted, 1);
+        }
+        let n = rows.iter().map(|b| b.num_rows()).sum();
+        rows.into_iter().for_each(|b| out.emit(b));
+        Ok(n)
     }
 }
 
@@ -176,11 +235,11 @@ impl Operator for CumulateAggregate {
     /// them into their step (or, when it has closed, their period's running
     /// state), and sends rows whose period has closed to the late output.
     async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
-        let ts = times(&batch, self.columns.time)?;
+        let ts = event_times(&batch, self.columns.time)?;
         let watermark = self.watermark.unwrap_or(EventTime::MIN);
         let (mut kept, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
         let (mut missed, mut gone) = (0u64, Vec::new());
-        for (row, &t) in ts.values().iter().enumerate() {
+        for (row, &t) in ts.iter().enumerate() {
             let (start, end) = (self.spec.period_start(t), self.spec.first_end(t));
             if start.saturating_add(self.spec.max_ms) <= watermark {
                 gone.push(row as u32);
@@ -196,8 +255,8 @@ impl Operator for CumulateAggregate {
         let spec = self.spec;
         let reason = |t: EventTime| {
             format!(
-                "window closed: the last window of its period (ending {}) had been emitted before the row arrived",
-                rfc3339(spec.period_start(t) + spec.max_ms)
+                "window closed: the watermark had passed the end of its period ({}), its last window, before the row arrived",
+                rfc3339(spec.period_start(t).saturating_add(spec.max_ms))
             )
         };
         let late = missed + gone.len() as u64;
@@ -224,23 +283,43 @@ impl Operator for CumulateAggregate {
                 }
             }
         }
+        // A long step (an hour, a day) gets many batches: fold them as they come.
+        for states in self.steps.values_mut() {
+            if states.len() >= MAX_STATE_BATCHES {
+                *states = reduced(&self.plan, &self.task_ctx, std::mem::take(states)).await?;
+            }
+        }
+        for period in self.periods.values_mut() {
+            if period.running.len() >= MAX_STATE_BATCHES {
+                let all = std::mem::take(&mut period.running);
+                period.running = reduced(&self.plan, &self.task_ctx, all).await?;
+            }
+        }
         Ok(())
     }
 
     async fn handle_watermark(&mut self, watermark: EventTime, out: &mut Collector) -> Result<()> {
-        self.advance(watermark, out).await.map(|_| ())
+        self.advance(watermark, out).await
     }
 
-    /// Emits every period to its end; the watermark left behind is the end
-    /// of the last window emitted (as for TUMBLE), so a later run goes on from there.
+    /// Emits every period to its end (in parts, see [`Operator::emit_pending`]).
     async fn handle_end_of_data(&mut self, out: &mut Collector) -> Result<()> {
         let before = self.watermark;
-        let last_end = self.advance(EventTime::MAX, out).await?;
-        self.watermark = match (before, last_end) {
-            (Some(w), Some(end)) => Some(w.max(end)),
-            (w, end) => w.or(end),
-        };
-        Ok(())
+        self.watermark = Some(EventTime::MAX);
+        self.pending = Some(Pending {
+            through: EventTime::MAX,
+            last_end: None,
+            finishing: Some(before),
+        });
+        self.emit_some(out).await
+    }
+
+    fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    async fn emit_pending(&mut self, out: &mut Collector) -> Result<()> {
+        self.emit_some(out).await
     }
 
     /// Its watermark, the periods' next windows, open steps' state rows and

@@ -110,6 +110,20 @@ pub(super) fn times(batch: &RecordBatch, column: usize) -> Result<&TimestampMill
         .ok_or_else(|| EngineError::Internal(format!("column {column} is not TIMESTAMP(ms)")))
 }
 
+/// The event times of a statement's input rows (never null: the source rejects such rows).
+pub(super) fn event_times(batch: &RecordBatch, column: usize) -> Result<&[i64]> {
+    let ts = times(batch, column)?;
+    if ts.null_count() > 0 {
+        return Err(EngineError::Internal(
+            "null event time reached a window (the source must reject it)".into(),
+        ));
+    }
+    Ok(ts.values())
+}
+
+/// State batches a window (or step, or the sessions) keeps before they are folded.
+pub(super) const MAX_STATE_BATCHES: usize = 64;
+
 /// `times` as a column of window bounds.
 pub(super) fn time_column(times: Vec<i64>) -> ArrayRef {
     Arc::new(TimestampMillisecondArray::from(times).with_timezone(UTC))

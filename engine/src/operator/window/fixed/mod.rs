@@ -48,14 +48,12 @@ use engine_sql::{
 use self::assign::assign_windows;
 use self::revisions::{Identities, Identity, Revisions};
 use super::late::{rfc3339, LateOutput};
+use super::MAX_STATE_BATCHES;
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
 use crate::metrics::Metrics;
 use crate::operator::{split_failed, Collector, Operator, RejectedRow, FINAL, MAIN};
-
-/// State batches a window keeps before they are folded into one.
-const MAX_STATE_BATCHES: usize = 64;
 
 /// A windowed `GROUP BY`.
 pub struct WindowAggregate {

@@ -29,7 +29,8 @@ use engine_sql::{streaming_session, PlannedStatement, SessionSpec, StreamPlan};
 use self::sessions::Sessions;
 use super::late::{rfc3339, LateOutput};
 use super::{
-    final_rows, labelled, partial_states, reduced, relabelled, time_column, times, Columns,
+    event_times, final_rows, labelled, partial_states, reduced, relabelled, time_column, times,
+    Columns,
 };
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
@@ -37,8 +38,15 @@ use crate::message::EventTime;
 use crate::metrics::Metrics;
 use crate::operator::{Collector, Operator};
 
-/// State batches kept before they are folded into one row per session.
-const MAX_STATE_BATCHES: usize = 64;
+/// State rows are folded into one per session once there are more than
+/// this many per open session (and at least `MIN_FOLD_ROWS`): a watermark
+/// relabels the rows of sessions that may close, so their count must stay
+/// near the sessions' own.
+const ROWS_PER_SESSION: usize = 2;
+const MIN_FOLD_ROWS: usize = 4096;
+
+/// State rows kept together at most (sorted by session end when more come at once).
+const CHUNK_ROWS: usize = 1024;
 
 /// A `GROUP BY ..., SESSION(ts, gap[, max_length])`.
 pub(crate) struct SessionAggregate {
@@ -50,8 +58,11 @@ pub(crate) struct SessionAggregate {
     keys: Option<RowConverter>,
     late: LateOutput,
     sessions: Sessions,
-    /// State rows of the open sessions, each labelled with bounds inside its session.
-    states: Vec<RecordBatch>,
+    /// State rows of the open sessions, each labelled with bounds inside
+    /// its session, with the earliest label end among them: merges only
+    /// extend sessions, so no row of a batch can be in a session ending
+    /// before that, and a watermark below it needs no look at the batch.
+    states: Vec<(RecordBatch, EventTime)>,
     /// Sessions ending at or before this have been emitted.
     watermark: Option<EventTime>,
     task_ctx: Arc<TaskContext>,
@@ -166,14 +177,39 @@ impl SessionAggregate {
             .iter()
             .map(|s| self.with_session_bounds(s))
             .collect::<Result<Vec<_>>>()?;
-        self.states
-            .extend(reduced(&self.plan, &self.task_ctx, states).await?);
-        if self.states.len() >= MAX_STATE_BATCHES {
+        for state in reduced(&self.plan, &self.task_ctx, states).await? {
+            self.keep(state)?;
+        }
+        let rows: usize = self.states.iter().map(|(s, _)| s.num_rows()).sum();
+        if rows > MIN_FOLD_ROWS.max(ROWS_PER_SESSION * self.sessions.len()) {
             let all = std::mem::take(&mut self.states)
                 .iter()
-                .map(|s| self.with_session_bounds(s))
+                .map(|(s, _)| self.with_session_bounds(s))
                 .collect::<Result<Vec<_>>>()?;
-            self.states = reduced(&self.plan, &self.task_ctx, all).await?;
+            for state in reduced(&self.plan, &self.task_ctx, all).await? {
+                self.keep(state)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps state rows of open sessions, with their earliest label end;
+    /// many rows are sorted by it and kept in chunks, so that a watermark
+    /// looks at the rows of the sessions closing first, not at all of them.
+    fn keep(&mut self, state: RecordBatch) -> Result<()> {
+        let ends = times(&state, self.columns.state_end)?;
+        if state.num_rows() <= CHUNK_ROWS {
+            if let Some(first_end) = arrow::compute::min(ends) {
+                self.states.push((state, first_end));
+            }
+            return Ok(());
+        }
+        let order = arrow::compute::sort_to_indices(ends, None, None)?;
+        let sorted = take_record_batch(&state, &order)?;
+        for offset in (0..sorted.num_rows()).step_by(CHUNK_ROWS) {
+            let chunk = sorted.slice(offset, CHUNK_ROWS.min(sorted.num_rows() - offset));
+            let first_end = times(&chunk, self.columns.state_end)?.value(0);
+            self.states.push((chunk, first_end));
         }
         Ok(())
     }
@@ -192,24 +228,129 @@ impl SessionAggregate {
         if self.sessions.first_end().is_none_or(|end| end > watermark) {
             return Ok(None);
         }
-        let (mut closing, mut staying) = (Vec::new(), Vec::new());
-        for state in std::mem::take(&mut self.states) {
+        let mut closing = Vec::new();
+        for (state, first_end) in std::mem::take(&mut self.states) {
+            if first_end > watermark {
+                self.states.push((state, first_end));
+                continue;
+            }
             let state = self.with_session_bounds(&state)?;
             let ends = times(&state, self.columns.state_end)?;
             let done: BooleanArray = ends.iter().map(|e| e.map(|e| e <= watermark)).collect();
             closing.push(filter_record_batch(&state, &done)?);
-            staying.push(filter_record_batch(&state, &arrow::compute::not(&done)?)?);
+            self.keep(filter_record_batch(&state, &arrow::compute::not(&done)?)?)?;
         }
-        self.states = staying.into_iter().filter(|s| s.num_rows() > 0).collect();
+        let ranked = self.by_rank(closing, watermark)?;
         let (closed, last_end) = self.sessions.close_through(watermark);
         self.metrics
             .open_windows
             .fetch_sub(closed as i64, Ordering::Relaxed);
         Metrics::add(&self.metrics.windows_emitted, closed as u64);
-        for rows in final_rows(&self.plan, &self.task_ctx, closing).await? {
-            out.emit(rows);
+        for states in ranked {
+            for rows in final_rows(&self.plan, &self.task_ctx, states).await? {
+                out.emit(rows);
+            }
         }
         Ok(last_end)
+    }
+
+    /// Closing state rows (with their sessions' bounds) in rounds: a key's
+    /// first closing session in the first, its second in the next, ... so
+    /// that each key's sessions come out in the order they end. (One round,
+    /// unless a watermark closes more than one session of a key.)
+    fn by_rank(
+        &self,
+        closing: Vec<RecordBatch>,
+        watermark: EventTime,
+    ) -> Result<Vec<Vec<RecordBatch>>> {
+        let Some(ranks) = self.sessions.closing_ranks(watermark) else {
+            return Ok(vec![closing]);
+        };
+        let mut rounds: Vec<Vec<RecordBatch>> = Vec::new();
+        for state in closing {
+            let keys = self.keys_of(&state)?;
+            let starts = times(&state, self.columns.state_start)?;
+            let mut rank = Vec::with_capacity(state.num_rows());
+            for r in 0..state.num_rows() {
+                let key = keys.as_ref().map_or(&[][..], |k| k.row(r).data());
+                let slot = self.sessions.slot_of(key);
+                let at = slot.and_then(|slot| ranks.get(&(slot, starts.value(r))));
+                rank.push(*at.ok_or_else(|| {
+                    EngineError::Internal(
+                        "a closing session state row has no closing session".into(),
+                    )
+                })?);
+            }
+            for (n, round) in (0..=rank.iter().copied().max().unwrap_or(0)).enumerate() {
+                let keep: BooleanArray = rank.iter().map(|&r| Some(r == round)).collect();
+                if rounds.len() <= n {
+                    rounds.push(Vec::new());
+                }
+                rounds[n].push(filter_record_batch(&state, &keep)?);
+            }
+        }
+        Ok(rounds)
+    }
+
+    /// Adds the rows `rows` of `batch` (each of whose proto-session ends after
+    /// the watermark) to their keys' sessions.
+    async fn add_rows(
+        &mut self,
+        batch: &RecordBatch,
+        rows: Vec<u32>,
+        out: &mut Collector,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = match rows.len() == batch.num_rows() {
+            true => batch.clone(),
+            false => take_record_batch(batch, &UInt32Array::from(rows))?,
+        };
+        let (states, rejected) = partial_states(
+            &self.plan,
+            &self.task_ctx,
+            self.label(&rows)?,
+            self.columns.source,
+        )
+        .await?;
+        rejected.into_iter().for_each(|r| out.reject(r));
+        self.add_states(states).await
+    }
+
+    /// Source rows with their proto-sessions `[ts, ts + gap)` as window labels.
+    fn label(&self, rows: &RecordBatch) -> Result<RecordBatch> {
+        let ts = event_times(rows, self.columns.time)?;
+        let ends = ts.iter().map(|&t| self.spec.proto_end(t)).collect();
+        labelled(rows, ts.to_vec(), ends)
+    }
+
+    /// Row `row` of `batch`, whose proto-session ends at or before the
+    /// watermark: it joins an open session of its key that it touches;
+    /// returns false if there is none (it is late).
+    async fn add_if_touching(
+        &mut self,
+        batch: &RecordBatch,
+        row: usize,
+        out: &mut Collector,
+    ) -> Result<bool> {
+        let one = self.label(&batch.slice(row, 1))?;
+        let (states, rejected) =
+            partial_states(&self.plan, &self.task_ctx, one, self.columns.source).await?;
+        rejected.into_iter().for_each(|r| out.reject(r));
+        let Some(state) = states.into_iter().find(|s| s.num_rows() > 0) else {
+            return Ok(true); // dead-lettered, or filtered out by WHERE: not late
+        };
+        let keys = self.keys_of(&state)?;
+        let key = keys.as_ref().map_or(&[][..], |k| k.row(0).data());
+        let t = times(&state, self.columns.state_start)?.value(0);
+        let touching = self
+            .sessions
+            .touches(key, self.spec.span_of(t), t, self.spec.proto_end(t));
+        if touching {
+            self.add_states(vec![state]).await?;
+        }
+        Ok(touching)
     }
 }
 
@@ -217,61 +358,36 @@ impl SessionAggregate {
 impl Operator for SessionAggregate {
     /// Labels rows with their proto-sessions and merges them into their
     /// keys' sessions; rows that can join no open session go to the late output.
+    ///
+    /// Rows are taken in their order: a row behind the watermark can join a
+    /// session that the rows before it (in this batch too) opened, not one
+    /// opened by rows after it. Runs of rows ahead of it are folded together.
     async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
-        let ts = times(&batch, self.columns.time)?;
+        let ts = event_times(&batch, self.columns.time)?.to_vec();
         let watermark = self.watermark.unwrap_or(EventTime::MIN);
-        let gap = self.spec.gap_ms;
-        let (mut on_time, mut doubtful) = (Vec::new(), Vec::new());
-        for (row, &t) in ts.values().iter().enumerate() {
-            match t.saturating_add(gap) > watermark {
-                true => on_time.push(row as u32),
-                false => doubtful.push(row as u32),
-            }
-        }
-        let time = self.columns.time;
-        let label = move |rows: &RecordBatch| {
-            let ts = times(rows, time)?.values();
-            labelled(
-                rows,
-                ts.to_vec(),
-                ts.iter().map(|t| t.saturating_add(gap)).collect(),
-            )
-        };
-        if !on_time.is_empty() {
-            let rows = match on_time.len() == batch.num_rows() {
-                true => batch.clone(),
-                false => take_record_batch(&batch, &UInt32Array::from(on_time))?,
-            };
-            let (states, rejected) = partial_states(
-                &self.plan,
-                &self.task_ctx,
-                label(&rows)?,
-                self.columns.source,
-            )
-            .await?;
-            rejected.into_iter().for_each(|r| out.reject(r));
-            self.add_states(states).await?;
-        }
+        let (mut run, mut run_first) = (Vec::new(), EventTime::MAX);
         let mut gone = Vec::new();
-        for row in doubtful {
-            let one = label(&batch.slice(row as usize, 1))?;
-            let (states, rejected) =
-                partial_states(&self.plan, &self.task_ctx, one, self.columns.source).await?;
-            rejected.into_iter().for_each(|r| out.reject(r));
-            let Some(state) = states.into_iter().find(|s| s.num_rows() > 0) else {
+        for (row, &t) in ts.iter().enumerate() {
+            let end = self.spec.proto_end(t);
+            if end > watermark {
+                run.push(row as u32);
+                run_first = run_first.min(t);
                 continue;
-            };
-            let keys = self.keys_of(&state)?;
-            let key = keys.as_ref().map_or(&[][..], |k| k.row(0).data());
-            let t = ts.value(row as usize);
-            match self
-                .sessions
-                .touches(key, self.spec.span_of(t), t, t.saturating_add(gap))
-            {
-                true => self.add_states(vec![state]).await?,
-                false => gone.push(row),
+            }
+            // No session (open, or to be opened by the run so far) starts early enough to touch it.
+            let first_start = self.sessions.first_start().unwrap_or(EventTime::MAX);
+            if end < first_start.min(run_first) {
+                gone.push(row as u32);
+                continue;
+            }
+            self.add_rows(&batch, std::mem::take(&mut run), out).await?;
+            run_first = EventTime::MAX;
+            if !self.add_if_touching(&batch, row, out).await? {
+                gone.push(row as u32);
             }
         }
+        self.add_rows(&batch, run, out).await?;
+        let gap = self.spec.gap_ms;
         let reason = |t: EventTime| {
             format!(
                 "session closed: the row's session would have ended at {} (gap {gap} ms), which the watermark had passed, and no open session of its key was within the gap",
@@ -309,7 +425,7 @@ impl Operator for SessionAggregate {
     fn snapshot(&self) -> Result<Snapshot> {
         let mut snapshot = Snapshot::meta(serde_json::json!({ "watermark": self.watermark }));
         let states = (self.states.iter())
-            .map(|s| self.with_session_bounds(s))
+            .map(|(s, _)| self.with_session_bounds(s))
             .collect::<Result<Vec<_>>>()?;
         if let Some(bytes) = batches_to_ipc(&states)? {
             snapshot.blobs.insert(SESSIONS.to_string(), bytes.into());
@@ -321,10 +437,10 @@ impl Operator for SessionAggregate {
         self.watermark = snapshot.meta.get("watermark").and_then(|w| w.as_i64());
         if let Some(bytes) = snapshot.blobs.get(SESSIONS) {
             let states = batches_from_ipc(bytes.clone())?;
-            for state in &states {
-                self.merge_labels(state)?;
+            for state in states {
+                self.merge_labels(&state)?;
+                self.keep(state)?;
             }
-            self.states.extend(states);
         }
         Ok(())
     }
