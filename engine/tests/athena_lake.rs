@@ -293,7 +293,7 @@ async fn round_trip(lake_url: &str) {
     assert!(!out.status.success());
     assert!(
         stderr.contains(
-            "table 'awsdatacatalog.market.candles' not found (lake tables: ohlc_1m, trades)"
+            "table 'awsdatacatalog.market.candles' not found (lake tables: intraday_vwap, ohlc_1m, trades)"
         ),
         "{stderr}"
     );

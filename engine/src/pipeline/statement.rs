@@ -124,6 +124,7 @@ impl StatementTask {
                     let mut out = Collector::default();
                     self.operator.handle_tick(&mut out).await?;
                     self.forward(out).await?;
+                    self.forward_pending().await?;
                 }
             }
         }
@@ -169,16 +170,23 @@ impl StatementTask {
             }
         }
         self.forward(out).await?;
-        while self.operator.has_pending() {
-            let mut out = Collector::default();
-            self.operator.emit_pending(&mut out).await?;
-            self.forward(out).await?;
-        }
+        self.forward_pending().await?;
         let ended = matches!(after, Some(ToSink::EndOfData));
         if let Some(signal) = after {
             to_sinks(&self.sinks, None, signal).await?;
         }
         Ok(ended)
+    }
+
+    /// Passes on, part by part, what the operator left pending: before
+    /// anything else reaches it (a barrier's snapshot must not see it half done).
+    async fn forward_pending(&mut self) -> Result<()> {
+        while self.operator.has_pending() {
+            let mut out = Collector::default();
+            self.operator.emit_pending(&mut out).await?;
+            self.forward(out).await?;
+        }
+        Ok(())
     }
 
     /// Passes what the operator emitted on: rejected rows to the dead

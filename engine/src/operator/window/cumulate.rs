@@ -235,6 +235,8 @@ impl Operator for CumulateAggregate {
     /// them into their step (or, when it has closed, their period's running
     /// state), and sends rows whose period has closed to the late output.
     async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        // The watermark is ahead of what is emitted while windows are pending.
+        debug_assert!(self.pending.is_none(), "rows while windows are pending");
         let ts = event_times(&batch, self.columns.time)?;
         let watermark = self.watermark.unwrap_or(EventTime::MIN);
         let (mut kept, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
@@ -325,6 +327,11 @@ impl Operator for CumulateAggregate {
     /// Its watermark, the periods' next windows, open steps' state rows and
     /// periods' running state rows (labelled with their period's start), as Arrow IPC.
     fn snapshot(&self) -> Result<Snapshot> {
+        if self.pending.is_some() {
+            return Err(EngineError::Internal(
+                "a CUMULATE snapshot while windows are pending".into(),
+            ));
+        }
         let periods: Vec<PeriodMeta> = self
             .periods
             .iter()

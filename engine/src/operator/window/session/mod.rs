@@ -30,7 +30,7 @@ use self::sessions::Sessions;
 use super::late::{rfc3339, LateOutput};
 use super::{
     event_times, final_rows, labelled, partial_states, reduced, relabelled, time_column, times,
-    Columns,
+    Columns, MAX_STATE_BATCHES,
 };
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
@@ -181,7 +181,8 @@ impl SessionAggregate {
             self.keep(state)?;
         }
         let rows: usize = self.states.iter().map(|(s, _)| s.num_rows()).sum();
-        if rows > MIN_FOLD_ROWS.max(ROWS_PER_SESSION * self.sessions.len()) {
+        let many = MIN_FOLD_ROWS.max(ROWS_PER_SESSION * self.sessions.len());
+        if rows > many || self.states.len() > MAX_STATE_BATCHES * 4 {
             let all = std::mem::take(&mut self.states)
                 .iter()
                 .map(|(s, _)| self.with_session_bounds(s))
@@ -337,9 +338,11 @@ impl SessionAggregate {
         let one = self.label(&batch.slice(row, 1))?;
         let (states, rejected) =
             partial_states(&self.plan, &self.task_ctx, one, self.columns.source).await?;
+        let dead_lettered = !rejected.is_empty();
         rejected.into_iter().for_each(|r| out.reject(r));
         let Some(state) = states.into_iter().find(|s| s.num_rows() > 0) else {
-            return Ok(true); // dead-lettered, or filtered out by WHERE: not late
+            // Filtered out by WHERE: late, as rows far behind are (decided without the query).
+            return Ok(dead_lettered);
         };
         let keys = self.keys_of(&state)?;
         let key = keys.as_ref().map_or(&[][..], |k| k.row(0).data());
