@@ -107,62 +107,55 @@ pub fn fold_windows(
         let last_start = t.ts.div_euclid(slide_ms) * slide_ms;
         let mut start = last_start;
         while start > t.ts - size_ms {
-            let c = out.entry((t.symbol.clone(), start)).or_insert(Candle {
-                window_end: start + size_ms,
-                open: t.price,
-                high: t.price,
-                low: t.price,
-                close: t.price,
-                volume: 0.0,
-                notional: 0.0,
-                trades: 0,
-                first_ts: t.ts,
-                last_ts: t.ts,
-            });
-            if t.ts < c.first_ts {
-                (c.first_ts, c.open) = (t.ts, t.price);
-            }
-            if t.ts > c.last_ts {
-                (c.last_ts, c.close) = (t.ts, t.price);
-            }
-            c.high = c.high.max(t.price);
-            c.low = c.low.min(t.price);
-            c.volume += t.size;
-            c.notional += t.price * t.size;
-            c.trades += 1;
+            let key = (t.symbol.clone(), start);
+            let c = out
+                .entry(key)
+                .or_insert_with(|| Candle::empty(t, start + size_ms));
+            c.add(t);
             start -= slide_ms;
         }
     }
     out
 }
 
+impl Candle {
+    /// A window ending at `window_end` that `first` will be the first trade of.
+    fn empty(first: &Trade, window_end: i64) -> Candle {
+        Candle {
+            window_end,
+            open: first.price,
+            high: first.price,
+            low: first.price,
+            close: first.price,
+            volume: 0.0,
+            notional: 0.0,
+            trades: 0,
+            first_ts: first.ts,
+            last_ts: first.ts,
+        }
+    }
+
+    /// Folds one trade in.
+    fn add(&mut self, t: &Trade) {
+        if t.ts < self.first_ts {
+            (self.first_ts, self.open) = (t.ts, t.price);
+        }
+        if t.ts > self.last_ts {
+            (self.last_ts, self.close) = (t.ts, t.price);
+        }
+        self.high = self.high.max(t.price);
+        self.low = self.low.min(t.price);
+        self.volume += t.size;
+        self.notional += t.price * t.size;
+        self.trades += 1;
+    }
+}
+
 /// The aggregates of `trades` (at least one) as one window ending at `window_end`.
 pub fn candle_of<'a>(trades: impl IntoIterator<Item = &'a Trade>, window_end: i64) -> Candle {
     let mut c: Option<Candle> = None;
     for t in trades {
-        let c = c.get_or_insert(Candle {
-            window_end,
-            open: t.price,
-            high: t.price,
-            low: t.price,
-            close: t.price,
-            volume: 0.0,
-            notional: 0.0,
-            trades: 0,
-            first_ts: t.ts,
-            last_ts: t.ts,
-        });
-        if t.ts < c.first_ts {
-            (c.first_ts, c.open) = (t.ts, t.price);
-        }
-        if t.ts > c.last_ts {
-            (c.last_ts, c.close) = (t.ts, t.price);
-        }
-        c.high = c.high.max(t.price);
-        c.low = c.low.min(t.price);
-        c.volume += t.size;
-        c.notional += t.price * t.size;
-        c.trades += 1;
+        c.get_or_insert_with(|| Candle::empty(t, window_end)).add(t);
     }
     c.expect("a window has at least one trade")
 }
