@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# One target directory outside the clone, reused by later runs (a cold build is long).
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdengine-target}
+# The build goes where `cargo run` puts it (./target, or $CARGO_TARGET_DIR when
+# set), so the README's two commands build the dependencies once between them.
 
 started=0
 if ! (exec 3<>"/dev/tcp/127.0.0.1/${KAFKA_PORT:-19092}") 2>/dev/null; then started=1; fi

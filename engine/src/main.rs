@@ -22,18 +22,23 @@ async fn main() -> std::process::ExitCode {
             || ((target.starts_with("tungstenite") || target.starts_with("tokio_tungstenite"))
                 && *meta.level() > tracing::Level::INFO))
     });
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match cli.log_format {
+        cli::LogFormat::Text => lines.boxed(),
+        cli::LogFormat::Json => lines.json().flatten_event(true).boxed(),
+    };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(levels)
-                .with_filter(no_secrets),
-        )
+        .with(lines.with_filter(levels).with_filter(no_secrets))
         .init();
     match cli.command.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", engine::Chain(e.as_ref()));
+            let chain = engine::Chain(e.as_ref());
+            match cli.log_format {
+                cli::LogFormat::Text => eprintln!("error: {chain}"),
+                // A log shipper reads stderr as JSON lines: the error is one too.
+                cli::LogFormat::Json => tracing::error!(error = %chain, "the command failed"),
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -314,9 +314,14 @@ fn secrets_never_appear_in_output() {
             "format = 'json',\n",
             &format!("format = 'json',\n    properties.security.protocol = 'sasl_plaintext',\n    properties.sasl.mechanism = 'PLAIN',\n    properties.sasl.username = 'u',\n    {property} = '${{KAFKA_PASSWORD}}',\n"),
         );
-        for level in ["trace", "debug", "info"] {
+        for (level, format) in [
+            ("trace", "text"),
+            ("debug", "text"),
+            ("info", "text"),
+            ("trace", "json"),
+        ] {
             let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-                .args(["check", path.to_str().unwrap()])
+                .args(["check", path.to_str().unwrap(), "--log-format", format])
                 .env("RUST_LOG", level)
                 .env("KAFKA_PASSWORD", SECRET)
                 .output()
@@ -329,8 +334,21 @@ fn secrets_never_appear_in_output() {
             assert_eq!(out.status.success(), ok, "{property}: {all}");
             assert!(
                 !all.contains(SECRET),
-                "{property} at {level}: the secret was printed:\n{all}"
+                "{property} at {level} ({format}): the secret was printed:\n{all}"
             );
+            if format == "json" {
+                // For log shippers: every line of stderr is one JSON object, the error too.
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(stderr.lines().count() > 10);
+                for line in stderr.lines() {
+                    let v: serde_json::Value = serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                    assert!(
+                        v["level"].is_string() && v["timestamp"].is_string(),
+                        "{line}"
+                    );
+                }
+            }
             if !ok {
                 let line = text_line(&path, "sasl.pasword");
                 assert!(
