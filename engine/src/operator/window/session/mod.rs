@@ -267,27 +267,38 @@ impl SessionAggregate {
         let Some(ranks) = self.sessions.closing_ranks(watermark) else {
             return Ok(vec![closing]);
         };
-        let mut rounds: Vec<Vec<RecordBatch>> = Vec::new();
-        for state in closing {
-            let keys = self.keys_of(&state)?;
-            let starts = times(&state, self.columns.state_start)?;
-            let mut rank = Vec::with_capacity(state.num_rows());
-            for r in 0..state.num_rows() {
-                let key = keys.as_ref().map_or(&[][..], |k| k.row(r).data());
-                let slot = self.sessions.slot_of(key);
-                let at = slot.and_then(|slot| ranks.get(&(slot, starts.value(r))));
-                rank.push(*at.ok_or_else(|| {
-                    EngineError::Internal(
-                        "a closing session state row has no closing session".into(),
-                    )
-                })?);
-            }
-            for (n, round) in (0..=rank.iter().copied().max().unwrap_or(0)).enumerate() {
-                let keep: BooleanArray = rank.iter().map(|&r| Some(r == round)).collect();
-                if rounds.len() <= n {
-                    rounds.push(Vec::new());
-                }
-                rounds[n].push(filter_record_batch(&state, &keep)?);
+        let Some(first) = closing.first() else {
+            return Ok(Vec::new());
+        };
+        let all = arrow::compute::concat_batches(&first.schema(), &closing)?;
+        let keys = self.keys_of(&all)?;
+        let starts = times(&all, self.columns.state_start)?;
+        let mut rank = Vec::with_capacity(all.num_rows());
+        for r in 0..all.num_rows() {
+            let key = keys.as_ref().map_or(&[][..], |k| k.row(r).data());
+            let slot = self.sessions.slot_of(key);
+            let at = slot.and_then(|slot| ranks.get(&(slot, starts.value(r))));
+            rank.push(*at.ok_or_else(|| {
+                EngineError::Internal("a closing session state row has no closing session".into())
+            })? as u32);
+        }
+        // Sorted by rank once, then cut where the rank changes: a round per rank.
+        let rank = UInt32Array::from(rank);
+        let order = arrow::compute::sort_to_indices(&rank, None, None)?;
+        let (sorted, ranks) = (
+            take_record_batch(&all, &order)?,
+            arrow::compute::take(&rank, &order, None)?,
+        );
+        let ranks = ranks
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .expect("taken from a UInt32Array");
+        let mut rounds = Vec::new();
+        let mut from = 0;
+        for i in 1..=sorted.num_rows() {
+            if i == sorted.num_rows() || ranks.value(i) != ranks.value(from) {
+                rounds.push(vec![sorted.slice(from, i - from)]);
+                from = i;
             }
         }
         Ok(rounds)
