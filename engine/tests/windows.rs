@@ -571,3 +571,49 @@ async fn the_rest_of_a_cumulate_day_comes_out_in_parts() {
     .await;
     assert_eq!(Metrics::get(&metrics.late_rows), 1);
 }
+
+/// A row the query cannot compute (a size of 1e31 cast to DECIMAL(38, 8) in
+/// jobs/intraday_vwap.sql's sums) is dead-lettered once, without its window
+/// columns, and every other row still counts: for CUMULATE and for SESSION.
+#[tokio::test]
+async fn a_row_the_query_cannot_compute_is_rejected_once_by_cumulate_and_session() {
+    let text = std::fs::read_to_string(repo_root().join("jobs/intraday_vwap.sql")).unwrap();
+    let cumulate = "CUMULATE(ts, INTERVAL '1' MINUTE, INTERVAL '1' DAY)";
+    assert!(text.contains(cumulate));
+    let session = text.replace(cumulate, "SESSION(ts, INTERVAL '30' SECOND)");
+    for (kind, text) in [("CUMULATE", text.clone()), ("SESSION", session)] {
+        let job = JobFile::parse("intraday_vwap.sql", &text, &|_| None).unwrap();
+        let planned = plan_job(&job).await.unwrap();
+        let mut op =
+            engine::operator::for_statement(&planned[0], Arc::new(Metrics::new())).unwrap();
+        let base = 1_763_596_800_000;
+        let mut trades: Vec<Trade> = (0..50)
+            .map(|i| trade_at("A", base + i * 100, 10.0))
+            .collect();
+        trades[17].size = 1e31;
+        let mut out = Collector::default();
+        op.process_batch(batch_of(&trades), &mut out).await.unwrap();
+        let rejected = out.take_rejected();
+        assert_eq!(rejected.len(), 1, "{kind}");
+        assert_eq!(
+            rejected[0].row.num_columns(),
+            4,
+            "{kind}: the source's columns only"
+        );
+        let size = rejected[0]
+            .row
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        assert_eq!(size.value(0), 1e31, "{kind}");
+        let rows = end(&mut op).await;
+        let first = &rows[0];
+        let n = first
+            .column(9)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(n.value(0), 49, "{kind}: every other row counts");
+    }
+}
