@@ -202,22 +202,47 @@ async fn late_rows_are_counted_not_silently_dropped() {
     assert_eq!((rest.len(), rest[0].start, rest[0].n), (1, 60_000, 1));
 }
 
-/// Like `run`, but every batch goes to a new operator restored from the
-/// previous one's snapshot (a checkpoint and a restart after each batch).
-async fn run_restoring(window_sql: &str, arrivals: &[Trade], batch: usize) -> Vec<RecordBatch> {
+/// The rows of the statement over `window_sql` as `run` gives them; with
+/// `restoring`, every batch goes to a new operator restored from the
+/// previous one's snapshot (a checkpoint and a restart after each batch),
+/// all counting into `metrics`.
+async fn run_window(
+    window_sql: &str,
+    arrivals: &[Trade],
+    batch: usize,
+    restoring: bool,
+    metrics: &Arc<Metrics>,
+) -> Vec<Out> {
+    let mut op = operator(window_sql, Arc::clone(metrics)).await;
+    if !restoring {
+        return rows(&run(&mut op, arrivals, batch).await);
+    }
     let mut out = Vec::new();
     let mut max_ts = i64::MIN;
-    let mut op = operator(window_sql, Arc::new(Metrics::new())).await;
     for chunk in arrivals.chunks(batch) {
         out.extend(feed(&mut op, batch_of(chunk)).await);
         max_ts = max_ts.max(chunk.iter().map(|t| t.ts).max().unwrap());
         out.extend(advance(&mut op, max_ts - 2000).await);
         let snapshot = op.snapshot().unwrap();
-        op = operator(window_sql, Arc::new(Metrics::new())).await;
+        op = operator(window_sql, Arc::clone(metrics)).await;
         op.restore(&snapshot).await.unwrap();
     }
     out.extend(end(&mut op).await);
-    out
+    rows(&out)
+}
+
+/// Fails unless `got` has exactly the windows of `expected`, each equal to its fold.
+fn assert_windows_equal<K: Ord + std::fmt::Debug>(
+    got: &BTreeMap<K, &Out>,
+    expected: &BTreeMap<K, Candle>,
+) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, e) in expected {
+        check_row(got[key], e);
+    }
 }
 
 /// Rows keyed by (symbol, window_start, window_end), each once.
@@ -255,25 +280,11 @@ async fn check_cumulate(batch: usize, restoring: bool) {
     let trades = generate_trades(5, 20_000, 6, 1_763_640_000_000, 37);
     let arrivals = arrival_order(&trades, 9, 1900);
     let metrics = Arc::new(Metrics::new());
-    let got = match restoring {
-        false => {
-            let mut op = operator(CUMULATE_SQL, Arc::clone(&metrics)).await;
-            run(&mut op, &arrivals, batch).await
-        }
-        true => run_restoring(CUMULATE_SQL, &arrivals, batch).await,
-    };
-    let got = rows(&got);
+    let got = run_window(CUMULATE_SQL, &arrivals, batch, restoring, &metrics).await;
     let expected = fold_cumulate(&trades, 60_000, 600_000);
     assert_eq!(Metrics::get(&metrics.late_rows), 0);
     assert!(got.windows(2).all(|w| w[0].end <= w[1].end));
-    let keyed = by_window(&got);
-    assert_eq!(
-        keyed.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>()
-    );
-    for (key, e) in &expected {
-        check_row(keyed[key], e);
-    }
+    assert_windows_equal(&by_window(&got), &expected);
     // The periods' last windows span them whole (the bounded end emits them).
     assert!(got.iter().any(|r| r.end - r.start == 600_000));
 }
@@ -308,14 +319,7 @@ async fn check_sessions(batch: usize, restoring: bool) {
     let trades = gappy_trades();
     let arrivals = arrival_order(&trades, 3, 1900);
     let metrics = Arc::new(Metrics::new());
-    let got = match restoring {
-        false => {
-            let mut op = operator(SESSION_SQL, Arc::clone(&metrics)).await;
-            run(&mut op, &arrivals, batch).await
-        }
-        true => run_restoring(SESSION_SQL, &arrivals, batch).await,
-    };
-    let got = rows(&got);
+    let got = run_window(SESSION_SQL, &arrivals, batch, restoring, &metrics).await;
     let expected = fold_sessions(&trades, 2_000, 60_000);
     assert_eq!(Metrics::get(&metrics.late_rows), 0);
     assert!(expected.len() > 200, "{} sessions", expected.len());
@@ -323,13 +327,7 @@ async fn check_sessions(batch: usize, restoring: bool) {
         .into_iter()
         .map(|((s, start, _), r)| ((s, start), r))
         .collect();
-    assert_eq!(
-        keyed.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>()
-    );
-    for (key, e) in &expected {
-        check_row(keyed[key], e);
-    }
+    assert_windows_equal(&keyed, &expected);
     // Cut at minute boundaries: no session starts in one minute and has a row in the next.
     assert!(got
         .iter()
