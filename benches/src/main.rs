@@ -92,7 +92,7 @@ async fn main() -> Result<()> {
     let (decode_plain, _) = decode_all(&plain)?;
     let (decode, batches) = decode_all(&ruled)?;
 
-    let mut op = engine::operator::for_statement(&planned[0], std::sync::Arc::new(Metrics::new()))?;
+    let mut op = engine::operator::for_statement(&planned[0], Metrics::new().statement("bench"))?;
     let started = Instant::now();
     let mut out = Collector::default();
     let mut candles = 0;

@@ -22,7 +22,9 @@
 //! - [`checkpoint`]: the coordinator (phases only), the versioned manifest, the state dir.
 //! - `pipeline`: a job as a graph, run under a supervisor until done or stopped.
 //! - `resources`: what connectors share within one run.
-//! - `metrics`: counters of what was read, dropped and written.
+//! - `metrics`: the job's Prometheus registry: what was read, dropped,
+//!   emitted and written, lag, latency, checkpoints, readiness.
+//! - [`web`]: the HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
 //! - [`catalog`], [`query`]: the lake's tables for Glue/Athena, and local queries over them.
 //! - [`failpoint`]: commit-phase crash injection for tests.
 //! - `error`: the engine's error type.
@@ -38,7 +40,7 @@ pub mod feed;
 pub mod ingest;
 pub(crate) mod kafka;
 pub(crate) mod message;
-pub(crate) mod metrics;
+pub mod metrics;
 pub mod operator;
 pub(crate) mod pipeline;
 pub mod query;
@@ -47,6 +49,7 @@ pub mod sink;
 pub mod source;
 pub mod storage;
 pub(crate) mod watermark;
+pub mod web;
 
 pub use error::{Cause, Chain, EngineError, Result};
 /// How our Kafka consumers log (end-of-partition events are not errors): for tools reading topics.

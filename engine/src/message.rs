@@ -1,6 +1,8 @@
 //! What flows between sources, operators and sinks: data batches and
 //! in-band signals, in the spirit of Arroyo's `ArrowMessage`.
 
+use std::time::Instant;
+
 use arrow::record_batch::RecordBatch;
 
 /// Milliseconds since the Unix epoch, UTC: the engine's event-time unit.
@@ -19,8 +21,9 @@ pub enum Message {
 /// them at the same point of the stream as the rows they describe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
-    /// No later row will have an event time before this one.
-    Watermark(EventTime),
+    /// No later row will have an event time before this one; the source
+    /// found so at the instant given (where emit latency starts).
+    Watermark(EventTime, Instant),
     /// Snapshot point for a checkpoint (epoch number).
     Barrier(u64),
     /// The source is exhausted (bounded mode): flush everything.

@@ -105,11 +105,7 @@ async fn round_trip(lake_url: &str) {
     for job in ["jobs/trades_raw.sql", "jobs/ohlc_1m.sql"] {
         let text = std::fs::read_to_string(repo_root().join(job)).unwrap();
         let report = run_bounded(job, &text, &|n| vars.get(n).cloned()).await;
-        assert_eq!(
-            engine::Metrics::get(&report.metrics.late_lake_rows),
-            0,
-            "{job}"
-        );
+        assert_eq!(report.metrics.late_lake_rows(), 0, "{job}");
     }
 
     // Every trade exactly once: DuckDB's counts per partition against a fold of the file.

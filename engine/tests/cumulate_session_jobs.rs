@@ -219,7 +219,7 @@ async fn session_job_equals_the_fold_and_a_second_run_adds_only_new_sessions() {
     assert_equal_to_fold("topic", &got, &expected, "close");
     assert_eq!(first_rows, first_count);
     for report in [&first, &second] {
-        assert_eq!(engine::Metrics::get(&report.metrics.late_rows), 0);
+        assert_eq!(report.metrics.late_rows(), 0);
     }
 }
 

@@ -33,7 +33,7 @@ async fn operator(clauses: &str, metrics: Arc<Metrics>) -> Box<dyn Operator> {
     );
     let job = JobFile::parse("test.sql", &text, &|_| None).unwrap();
     let planned = plan_job(&job).await.unwrap();
-    engine::operator::for_statement(&planned[0], metrics).unwrap()
+    engine::operator::for_statement(&planned[0], metrics.statement("test.sql")).unwrap()
 }
 
 /// One output row of the candle statement.
@@ -342,7 +342,7 @@ async fn late_rows_within_the_lateness_correct_their_window() {
     );
     assert!(out[6].last.iter().all(|r| matches(r, &all(&given))));
     // The row for the dropped minute reached no window: the late output, with why.
-    assert_eq!(Metrics::get(&metrics.late_rows), 1);
+    assert_eq!(metrics.late_rows(), 1);
     let late = &out[7].late;
     assert_eq!(late.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     let reason = late[0]

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,14 +82,13 @@ impl Run {
     /// until its watermark reached `watermark`.
     async fn caught_up(&self, records: u64, watermark: i64) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Metrics::get(&self.metrics.records_in) < records {
+        while self.metrics.records_in() < records {
             assert!(Instant::now() < deadline, "{}", self.metrics.summary());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // A watermark that does not come is what the test is about: go on without it.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.metrics.watermark.load(Ordering::Relaxed) < watermark
-            && Instant::now() < deadline
+        while self.metrics.watermark().unwrap_or(i64::MIN) < watermark && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -100,7 +98,7 @@ impl Run {
     async fn stop(self) -> u64 {
         self.stop.cancel();
         let report = self.handle.await.unwrap().unwrap();
-        Metrics::get(&report.metrics.late_rows)
+        report.metrics.late_rows()
     }
 }
 

@@ -7,7 +7,6 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use engine::Metrics;
 
 /// The `engine produce` commands of fixtures/README.md, split into arguments.
 fn recorded_commands() -> Vec<Vec<String>> {
@@ -158,9 +157,9 @@ async fn fixture_through_ohlc_job(name: &str, batch_size: Option<usize>) -> (u64
     ]);
     let report = run_bounded("jobs/ohlc_1m.sql", &text, &|n| vars.get(n).cloned()).await;
     let m = &report.metrics;
-    assert_eq!(Metrics::get(&m.records_in), lines.len() as u64);
-    assert_eq!(Metrics::get(&m.bad_records), bad);
-    assert_eq!(Metrics::get(&m.late_rows), late, "late trades are counted");
+    assert_eq!(m.records_in(), lines.len() as u64);
+    assert_eq!(m.bad_records(), bad);
+    assert_eq!(m.late_rows(), late, "late trades are counted");
     assert_eq!(
         read_all(&format!("{topic}.dlq")).len() as u64,
         bad,

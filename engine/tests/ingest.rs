@@ -722,13 +722,7 @@ async fn a_job_reads_a_provider_through_the_websocket_source() {
         e.trades
     );
     assert_eq!(e.trades, 20);
-    assert_eq!(
-        metrics
-            .bad_records
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1,
-        "the bad frame counted"
-    );
+    assert_eq!(metrics.bad_records(), 1, "the bad frame counted");
 
     // A websocket never ends: a bounded run says so instead of waiting forever.
     let job = engine::Job::from_text("ws.sql", &job_text_bounded(&server.url), &|_| None)

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use engine::Metrics;
 use serde_json::Value;
 
 /// 2025-11-20T23:58:00Z: the first minute; the second ends at midnight.
@@ -593,10 +592,7 @@ async fn simulated_late_trades_are_corrections_or_late_rows_never_lost() {
             ts: v["ts"].as_i64().unwrap(),
         })
         .collect();
-    assert_eq!(
-        Metrics::get(&report.metrics.late_rows),
-        late_trades.len() as u64
-    );
+    assert_eq!(report.metrics.late_rows(), late_trades.len() as u64);
     assert!(
         !late_trades.is_empty(),
         "some simulated trades came past the lateness"

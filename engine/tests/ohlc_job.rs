@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
 use common::*;
-use engine::Metrics;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, LogicalType, TimeUnit};
 
@@ -120,10 +119,10 @@ async fn ohlc_job_matches_an_independent_fold() {
 
     // Every record is accounted for: read, and either a row or a dead letter.
     let m = &report.metrics;
-    assert_eq!(Metrics::get(&m.records_in), records.len() as u64);
-    assert_eq!(Metrics::get(&m.bad_records), bad.len() as u64);
+    assert_eq!(m.records_in(), records.len() as u64);
+    assert_eq!(m.bad_records(), bad.len() as u64);
     assert_eq!(
-        Metrics::get(&m.late_rows),
+        m.late_rows(),
         0,
         "disorder stayed inside the watermark delay"
     );
@@ -235,8 +234,8 @@ async fn ohlc_job_matches_an_independent_fold() {
 
     // A second bounded run of the same group starts from the committed offsets: nothing new.
     let again = run_bounded("jobs/ohlc_1m.sql", &text, &env).await;
-    assert_eq!(Metrics::get(&again.metrics.records_in), 0);
-    assert_eq!(Metrics::get(&again.metrics.rows_out), 0);
+    assert_eq!(again.metrics.records_in(), 0);
+    assert_eq!(again.metrics.rows_out(), 0);
 }
 
 fn assert_rows_match(what: &str, rows: &[Row], expected: &BTreeMap<(String, i64), Candle>) {

@@ -77,11 +77,10 @@ async fn partitions_commit_when_the_watermark_passes_their_end() {
     let metrics = Arc::new(Metrics::new());
     let mut lake = sink(dir.path(), &metrics).await;
 
-    lake.write(rows(&[
-        TEN + 10 * MINUTE,
-        TEN + 50 * MINUTE,
-        TEN + 65 * MINUTE,
-    ]))
+    lake.write(
+        rows(&[TEN + 10 * MINUTE, TEN + 50 * MINUTE, TEN + 65 * MINUTE]),
+        None,
+    )
     .await
     .unwrap();
     lake.handle_watermark(TEN + 60 * MINUTE - 1).await.unwrap();
@@ -102,8 +101,8 @@ async fn partitions_commit_when_the_watermark_passes_their_end() {
     assert_eq!(marker["table"], "trades_lake");
 
     // A late row for the committed hour: a new file in it, counted.
-    lake.write(rows(&[TEN + 30 * MINUTE])).await.unwrap();
-    assert_eq!(Metrics::get(&metrics.late_lake_rows), 1);
+    lake.write(rows(&[TEN + 30 * MINUTE]), None).await.unwrap();
+    assert_eq!(metrics.late_lake_rows(), 1);
     lake.handle_watermark(TEN + 70 * MINUTE).await.unwrap();
     assert_eq!(
         partition(dir.path(), "10"),
@@ -119,18 +118,14 @@ async fn partitions_commit_when_the_watermark_passes_their_end() {
         (1, false),
         "11:00-12:00 not complete"
     );
-    assert_eq!(
-        Metrics::get(&metrics.partitions_committed),
-        2,
-        "hour 10 twice"
-    );
+    assert_eq!(metrics.partitions_committed(), 2, "hour 10 twice");
 
     // End of a bounded input: everything written is complete.
-    lake.write(rows(&[TEN + 80 * MINUTE])).await.unwrap();
+    lake.write(rows(&[TEN + 80 * MINUTE]), None).await.unwrap();
     lake.end_of_data().await.unwrap();
     assert_eq!(partition(dir.path(), "11"), (2, true));
-    assert_eq!(Metrics::get(&metrics.late_lake_rows), 1);
-    assert_eq!(Metrics::get(&metrics.files_written), 4);
+    assert_eq!(metrics.late_lake_rows(), 1);
+    assert_eq!(metrics.files_written(), 4);
 }
 
 #[tokio::test]
@@ -141,14 +136,14 @@ async fn a_hop_lag_keeps_the_partition_open_until_its_last_window_closes() {
     // 5-minute windows every minute, partitioned by window_start: the window
     // starting at 10:59 closes at 11:04.
     lake.set_commit_lag(4 * MINUTE);
-    lake.write(rows(&[TEN + 58 * MINUTE])).await.unwrap();
+    lake.write(rows(&[TEN + 58 * MINUTE]), None).await.unwrap();
     lake.handle_watermark(TEN + 60 * MINUTE).await.unwrap();
-    lake.write(rows(&[TEN + 59 * MINUTE])).await.unwrap();
+    lake.write(rows(&[TEN + 59 * MINUTE]), None).await.unwrap();
     lake.handle_watermark(TEN + 64 * MINUTE - 1).await.unwrap();
     assert_eq!(partition(dir.path(), "10"), (0, false));
     lake.handle_watermark(TEN + 64 * MINUTE).await.unwrap();
     assert_eq!(partition(dir.path(), "10"), (1, true));
-    assert_eq!(Metrics::get(&metrics.late_lake_rows), 0, "nothing was late");
+    assert_eq!(metrics.late_lake_rows(), 0, "nothing was late");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +180,7 @@ async fn late_trades_of_a_committed_hour_land_in_a_new_file_of_it() {
     ]);
     let text = std::fs::read_to_string(common::repo_root().join("jobs/trades_raw.sql")).unwrap();
     let report = common::run_bounded("jobs/trades_raw.sql", &text, &|n| vars.get(n).cloned()).await;
-    let late = Metrics::get(&report.metrics.late_lake_rows);
+    let late = report.metrics.late_lake_rows();
     assert!(late > 0, "the feed has late trades for the committed hour");
 
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();

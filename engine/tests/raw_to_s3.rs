@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, Float64Array, StringArray};
 use bytes::Bytes;
 use common::*;
-use engine::Metrics;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -40,7 +39,7 @@ async fn raw_trades_land_on_s3_partitioned_by_hour() {
     let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
     let report = run_bounded("raw.sql", &job_text, &env).await;
     let kept: Vec<&Trade> = trades.iter().filter(|t| t.size >= 100.0).collect();
-    assert_eq!(Metrics::get(&report.metrics.rows_out), kept.len() as u64);
+    assert_eq!(report.metrics.rows_out(), kept.len() as u64);
 
     // Read back with our own S3 client from the same environment.
     let bucket = lake_url.trim_start_matches("s3://");

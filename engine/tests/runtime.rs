@@ -251,7 +251,7 @@ async fn a_bounded_run_matches_the_fold_and_bad_records_are_dead_lettered() {
 
     let report = setup.bounded().await.unwrap();
     setup.assert_exact(&all);
-    assert_eq!(Metrics::get(&report.metrics.bad_records), 2);
+    assert_eq!(report.metrics.bad_records(), 2);
     let dead = stream.dead_letters();
     assert_eq!(dead.len(), 2);
     assert_eq!(dead[0].position, Some((0, 700)));
@@ -287,7 +287,7 @@ async fn a_stopped_job_restores_its_open_windows_from_the_final_checkpoint() {
     };
     let run = tokio::spawn(job.run_with_metrics(options, stop.clone(), Arc::clone(&metrics)));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Metrics::get(&metrics.records_in) < 1000 || Metrics::get(&metrics.last_checkpoint) < 2 {
+    while metrics.records_in() < 1000 || metrics.last_checkpoint() < 2 {
         assert!(
             Instant::now() < deadline,
             "no progress: {}",
@@ -394,6 +394,6 @@ async fn a_state_dir_failing_twice_is_retried_and_the_checkpoint_completes() {
     let report = setup.bounded().await;
     failpoint::clear();
     let report = report.unwrap();
-    assert_eq!(Metrics::get(&report.metrics.checkpoint_failures), 2);
+    assert_eq!(report.metrics.checkpoint_failures(), 2);
     setup.assert_exact(&all);
 }

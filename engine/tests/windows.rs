@@ -33,7 +33,7 @@ async fn operator_with(window: &str, clauses: &str, metrics: Arc<Metrics>) -> Bo
     );
     let job = JobFile::parse("test.sql", &text, &|_| None).unwrap();
     let planned = plan_job(&job).await.unwrap();
-    engine::operator::for_statement(&planned[0], metrics).unwrap()
+    engine::operator::for_statement(&planned[0], metrics.statement("test.sql")).unwrap()
 }
 
 /// The rows a batch gives (none, for a window aggregate: it emits on watermarks).
@@ -142,7 +142,7 @@ async fn check_against_fold(window_sql: &str, size: i64, slide: i64, batch: usiz
     let mut op = operator(window_sql, Arc::clone(&metrics)).await;
     let got = rows(&run(&mut op, &arrivals, batch).await);
     let expected = fold_windows(&trades, size, slide);
-    assert_eq!(Metrics::get(&metrics.late_rows), 0);
+    assert_eq!(metrics.late_rows(), 0);
     assert_eq!(got.len(), expected.len());
     // Windows come out in event-time order.
     assert!(got.windows(2).all(|w| w[0].end <= w[1].end));
@@ -197,7 +197,7 @@ async fn late_rows_are_counted_not_silently_dropped() {
     assert_eq!((first.len(), first[0].n), (1, 2));
     // A row for the window already emitted: dropped and counted. A row for the next window: kept.
     feed(&mut op, batch_of(&[t(59_999), t(60_000)])).await;
-    assert_eq!(Metrics::get(&metrics.late_rows), 1);
+    assert_eq!(metrics.late_rows(), 1);
     let rest = rows(&end(&mut op).await);
     assert_eq!((rest.len(), rest[0].start, rest[0].n), (1, 60_000, 1));
 }
@@ -282,7 +282,7 @@ async fn check_cumulate(batch: usize, restoring: bool) {
     let metrics = Arc::new(Metrics::new());
     let got = run_window(CUMULATE_SQL, &arrivals, batch, restoring, &metrics).await;
     let expected = fold_cumulate(&trades, 60_000, 600_000);
-    assert_eq!(Metrics::get(&metrics.late_rows), 0);
+    assert_eq!(metrics.late_rows(), 0);
     assert!(got.windows(2).all(|w| w[0].end <= w[1].end));
     assert_windows_equal(&by_window(&got), &expected);
     // The periods' last windows span them whole (the bounded end emits them).
@@ -321,7 +321,7 @@ async fn check_sessions(batch: usize, restoring: bool) {
     let metrics = Arc::new(Metrics::new());
     let got = run_window(SESSION_SQL, &arrivals, batch, restoring, &metrics).await;
     let expected = fold_sessions(&trades, 2_000, 60_000);
-    assert_eq!(Metrics::get(&metrics.late_rows), 0);
+    assert_eq!(metrics.late_rows(), 0);
     assert!(expected.len() > 200, "{} sessions", expected.len());
     let keyed: BTreeMap<(String, i64), &Out> = by_window(&got)
         .into_iter()
@@ -332,12 +332,7 @@ async fn check_sessions(batch: usize, restoring: bool) {
     assert!(got
         .iter()
         .all(|r| (r.end - 2_000).div_euclid(60_000) == r.start.div_euclid(60_000)));
-    assert_eq!(
-        metrics
-            .open_windows
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(metrics.open_windows(), 0);
 }
 
 #[tokio::test]
@@ -393,24 +388,14 @@ async fn a_row_bridging_two_sessions_merges_them_and_a_row_after_its_session_is_
         .await
         .is_empty());
     assert!(advance(&mut op, 5_000).await.is_empty());
-    assert_eq!(
-        metrics
-            .open_windows
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(metrics.open_windows(), 2);
     // Bridges [0, 10 s) and [20 s, 30 s): one session.
     assert!(
         feed_late(&mut op, &[a(10_000, 2.0), trade_at("B", 1_000, 5.0)])
             .await
             .is_empty()
     );
-    assert_eq!(
-        metrics
-            .open_windows
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(metrics.open_windows(), 2);
     let b = rows(&advance(&mut op, 12_000).await);
     assert_eq!(b.len(), 1);
     assert_eq!(
@@ -423,7 +408,7 @@ async fn a_row_bridging_two_sessions_merges_them_and_a_row_after_its_session_is_
     assert_eq!(late.len(), 1);
     assert_eq!((late[0].0.as_str(), late[0].1), ("B", 500));
     assert!(late[0].2.contains("session closed"), "{}", late[0].2);
-    assert_eq!(Metrics::get(&metrics.late_rows), 1);
+    assert_eq!(metrics.late_rows(), 1);
     let a_rows = rows(&advance(&mut op, 30_000).await);
     assert_eq!(a_rows.len(), 1);
     let r = &a_rows[0];
@@ -431,13 +416,8 @@ async fn a_row_bridging_two_sessions_merges_them_and_a_row_after_its_session_is_
         (r.start, r.end, r.n, r.open, r.close),
         (0, 30_000, 4, 1.0, 3.0)
     );
-    assert_eq!(Metrics::get(&metrics.windows_emitted), 2);
-    assert_eq!(
-        metrics
-            .open_windows
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(metrics.windows_emitted(), 2);
+    assert_eq!(metrics.open_windows(), 0);
 }
 
 #[tokio::test]
@@ -464,7 +444,7 @@ async fn cumulate_keeps_a_row_for_its_later_windows_and_sends_a_row_after_its_pe
         ],
     )
     .await;
-    assert_eq!(Metrics::get(&metrics.late_rows), 2);
+    assert_eq!(metrics.late_rows(), 2);
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].1, 100_000);
     assert!(late[0].2.contains("the end of its period"), "{}", late[0].2);
@@ -480,12 +460,7 @@ async fn cumulate_keeps_a_row_for_its_later_windows_and_sends_a_row_after_its_pe
     assert_eq!(rest.len(), 8);
     assert!(rest.iter().all(|r| r.n == 2 && r.start == base));
     assert_eq!(rest.last().unwrap().end, base + 600_000);
-    assert_eq!(
-        metrics
-            .open_windows
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(metrics.open_windows(), 0);
 }
 
 /// A row behind the watermark joins a session opened by the rows before it,
@@ -501,7 +476,7 @@ async fn a_row_behind_the_watermark_joins_only_sessions_opened_before_it() {
         let trades: Vec<Trade> = order.iter().map(|&ts| trade_at("A", ts, 1.0)).collect();
         let late = feed_late(&mut op, &trades).await;
         assert_eq!(late.len(), late_expected, "{order:?}");
-        assert_eq!(Metrics::get(&metrics.late_rows), late_expected as u64);
+        assert_eq!(metrics.late_rows(), late_expected as u64);
         let out = rows(&end(&mut op).await);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].n, out[0].end), (n, 105_000), "{order:?}");
@@ -567,7 +542,7 @@ async fn the_rest_of_a_cumulate_day_comes_out_in_parts() {
         batch_of(&[trade_at("S000", base + 3_600_000, 1.0)]),
     )
     .await;
-    assert_eq!(Metrics::get(&metrics.late_rows), 1);
+    assert_eq!(metrics.late_rows(), 1);
 }
 
 /// A row the query cannot compute (a size of 1e31 cast to DECIMAL(38, 8) in
@@ -583,7 +558,8 @@ async fn a_row_the_query_cannot_compute_is_rejected_once_by_cumulate_and_session
         let job = JobFile::parse("intraday_vwap.sql", &text, &|_| None).unwrap();
         let planned = plan_job(&job).await.unwrap();
         let mut op =
-            engine::operator::for_statement(&planned[0], Arc::new(Metrics::new())).unwrap();
+            engine::operator::for_statement(&planned[0], Metrics::new().statement("test.sql"))
+                .unwrap();
         let base = 1_763_596_800_000;
         let mut trades: Vec<Trade> = (0..50)
             .map(|i| trade_at("A", base + i * 100, 10.0))

@@ -144,7 +144,8 @@ async fn run_mode(mode: &str, trades: usize, symbols: usize) -> Result<()> {
     let job = JobFile::parse(mode, &text, &|_| None)?;
     let planned = plan_job(&job).await?;
     let input = batches(trades, symbols)?;
-    let mut op = engine::operator::for_statement(&planned[0], Arc::new(Metrics::new()))?;
+    let mut op =
+        engine::operator::for_statement(&planned[0], Metrics::new().statement("test.sql"))?;
     let every = op.tick_interval();
     let (mut rows, mut ticks) = (0usize, 0usize);
     let started = Instant::now();

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -15,7 +15,7 @@ use super::participant::{CommitPoint, Committer, Snapshot};
 use super::store::{CheckpointStore, KEPT};
 use crate::error::{Chain, EngineError, Result};
 use crate::failpoint;
-use crate::metrics::Metrics;
+use crate::metrics::CheckpointMetrics;
 
 /// Who a snapshot is from: its kind and its key in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,8 +85,10 @@ pub struct Coordinator {
     kept: Vec<Manifest>,
     /// The epoch the next checkpoint gets.
     next_epoch: u64,
-    /// Where the newest complete epoch is shown (`last_checkpoint`).
-    metrics: Arc<Metrics>,
+    /// Checkpoint durations, sizes, epochs and failures.
+    metrics: CheckpointMetrics,
+    /// When the barrier of the checkpoint in flight was asked for.
+    requested_at: Option<Instant>,
     /// The state dir's generation, written into every manifest.
     generation: String,
     /// The next checkpoint is taken at the end of a bounded input.
@@ -103,7 +105,7 @@ impl Coordinator {
         fingerprint: String,
         generation: &str,
         restored: Option<Manifest>,
-        metrics: Arc<Metrics>,
+        metrics: CheckpointMetrics,
     ) -> Self {
         let next_epoch = restored.as_ref().map_or(1, |m| m.epoch + 1);
         Self {
@@ -112,6 +114,7 @@ impl Coordinator {
             kept: restored.into_iter().collect(),
             next_epoch,
             metrics,
+            requested_at: None,
             generation: generation.to_string(),
             finished: false,
             committers: Vec::new(),
@@ -131,6 +134,11 @@ impl Coordinator {
     /// The epoch the next checkpoint will get.
     pub fn next_epoch(&self) -> u64 {
         self.next_epoch
+    }
+
+    /// The barrier of the next checkpoint was asked for now (its duration counts from here).
+    pub fn barrier_requested(&mut self) {
+        self.requested_at = Some(Instant::now());
     }
 
     /// Reads `who`'s snapshot back from `manifest` (its blobs from the state dir).
@@ -199,8 +207,9 @@ impl Coordinator {
             finished: self.finished,
             ..Default::default()
         };
+        let completing = Instant::now();
         let mut retry = Retry::new(epoch, retry_for, &self.metrics);
-        let manifest = loop {
+        let (manifest, bytes) = loop {
             match self.write(manifest.clone(), &reports).await {
                 Ok(written) => break written,
                 Err(e) => retry.after(e, "writing the checkpoint").await?,
@@ -224,7 +233,11 @@ impl Coordinator {
                 return Err(failpoint::crashed(f));
             }
         }
-        self.metrics.last_checkpoint.store(epoch, Ordering::Relaxed);
+        for (_, committer) in &self.committers {
+            committer.visible(epoch);
+        }
+        let started = self.requested_at.take().unwrap_or(completing);
+        self.metrics.completed(epoch, started, bytes);
         self.next_epoch = self.next_epoch.max(epoch + 1);
         self.kept.push(manifest);
         if self.kept.len() > KEPT {
@@ -238,15 +251,16 @@ impl Coordinator {
     }
 
     /// Writes the checkpoint's state files and then its manifest (the commit
-    /// point); returns the manifest written. Safe to repeat after a failure:
+    /// point); returns the manifest written and the bytes of both. Safe to repeat after a failure:
     /// a manifest this coordinator wrote in an attempt whose reply was lost
     /// counts as written.
     async fn write(
         &self,
         mut manifest: Manifest,
         reports: &[(Participant, Snapshot)],
-    ) -> Result<Manifest> {
+    ) -> Result<(Manifest, u64)> {
         let epoch = manifest.epoch;
+        let mut bytes_written = 0;
         if let Some(f) = failpoint::hit("checkpoint::write") {
             return Err(EngineError::store_msg(format!(
                 "failpoint {f}: the state dir is unavailable"
@@ -262,6 +276,7 @@ impl Coordinator {
             };
             for (name, bytes) in &snapshot.blobs {
                 let file = format!("{}-{name}", who.file_prefix());
+                bytes_written += bytes.len() as u64;
                 let file = self.store.write(epoch, &file, bytes.to_vec()).await?;
                 entry.files.insert(name.clone(), file);
             }
@@ -272,11 +287,12 @@ impl Coordinator {
                 Participant::Sink(_) => manifest.sinks.insert(key, entry),
             };
         }
+        bytes_written += serde_json::to_vec(&manifest).map_or(0, |m| m.len() as u64);
         match self.store.commit(&manifest).await {
-            Ok(()) => Ok(manifest),
+            Ok(()) => Ok((manifest, bytes_written)),
             Err(e) => match self.store.manifest(epoch).await {
                 // Our own manifest from an attempt whose reply was lost.
-                Ok(Some(there)) if there == manifest => Ok(manifest),
+                Ok(Some(there)) if there == manifest => Ok((manifest, bytes_written)),
                 _ => Err(e),
             },
         }
@@ -314,11 +330,11 @@ struct Retry<'m> {
     started: tokio::time::Instant,
     retry_for: Duration,
     attempts: u32,
-    metrics: &'m Metrics,
+    metrics: &'m CheckpointMetrics,
 }
 
 impl<'m> Retry<'m> {
-    fn new(epoch: u64, retry_for: Duration, metrics: &'m Metrics) -> Self {
+    fn new(epoch: u64, retry_for: Duration, metrics: &'m CheckpointMetrics) -> Self {
         Self {
             epoch,
             started: tokio::time::Instant::now(),
@@ -331,7 +347,7 @@ impl<'m> Retry<'m> {
     /// Waits before the next attempt after `error` in step `what`, or gives
     /// the error back when it is not a store failure or time is up.
     async fn after(&mut self, error: EngineError, what: &str) -> Result<()> {
-        Metrics::add(&self.metrics.checkpoint_failures, 1);
+        self.metrics.failed();
         let retryable = matches!(error, EngineError::Store { .. });
         let elapsed = self.started.elapsed();
         if !retryable || elapsed >= self.retry_for {
@@ -393,6 +409,7 @@ pub async fn run_periodic(
         tokio::select! {
             _ = ticker.tick(), if in_flight.is_none() => {
                 let epoch = coordinator.next_epoch();
+                coordinator.barrier_requested();
                 barriers.requested.store(epoch, Ordering::Release);
                 in_flight = Some((epoch, Vec::new()));
             }

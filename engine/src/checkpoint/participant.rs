@@ -100,4 +100,11 @@ pub trait Committer: Send + Sync {
         let _ = (epoch, kept);
         Ok(())
     }
+
+    /// Every committer of checkpoint `epoch` has run: what they made
+    /// visible is visible now (a Kafka transaction is sent by the last
+    /// one), so acknowledgements (emit latency) are due here.
+    fn visible(&self, epoch: u64) {
+        let _ = epoch;
+    }
 }

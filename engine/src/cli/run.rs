@@ -6,7 +6,6 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -82,7 +81,15 @@ pub struct RunArgs {
     /// With --feed: the endpoint, if not the provider's own (a proxy, a test server).
     #[arg(long, requires = "feed", value_name = "URL")]
     pub feed_url: Option<String>,
+    /// Serve Prometheus metrics (/metrics) and health probes (/healthz,
+    /// /readyz) here, e.g. 127.0.0.1:9464 (port 0: any free port). The
+    /// embedded default serves them on 127.0.0.1:9464 (or a free port) unless set.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
+
+/// Where the embedded default serves its metrics unless --metrics-addr says.
+const EMBEDDED_METRICS_ADDR: &str = "127.0.0.1:9464";
 
 /// A duration longer than 0 (`--checkpoint-interval`, `--idle-timeout`).
 pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -106,8 +113,10 @@ impl RunArgs {
         let stop = super::stop_on_ctrl_c();
         let metrics = Arc::new(Metrics::new());
         let status = tokio::spawn(report_status(Arc::clone(&metrics), stop.clone()));
+        let embedded = std::env::var_os("KAFKA_BROKERS").is_none();
+        self.serve_metrics(&metrics, embedded, &stop).await?;
 
-        let result = if std::env::var_os("KAFKA_BROKERS").is_some() {
+        let result = if !embedded {
             if self.feed.is_some() {
                 bail!("--feed feeds the embedded default; with a broker (KAFKA_BROKERS), run `engine ingest` beside the job");
             }
@@ -154,6 +163,36 @@ impl RunArgs {
         status.await.ok();
         result?;
         eprintln!("{}", metrics.summary());
+        Ok(())
+    }
+
+    /// Starts the metrics endpoint if asked for (or by default in the
+    /// embedded default, on another port if its own is taken).
+    async fn serve_metrics(
+        &self,
+        metrics: &Arc<Metrics>,
+        embedded: bool,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (addr, fallback) = match (&self.metrics_addr, embedded) {
+            (Some(addr), _) => (addr.as_str(), None),
+            (None, true) => (EMBEDDED_METRICS_ADDR, Some("127.0.0.1:0")),
+            (None, false) => return Ok(()),
+        };
+        let endpoint = match engine::web::serve(addr, Arc::clone(metrics), stop.clone()).await {
+            Ok(e) => e,
+            Err(e) => match fallback {
+                Some(other) => {
+                    tracing::info!(error = %e, "the default metrics port is taken; using another");
+                    engine::web::serve(other, Arc::clone(metrics), stop.clone()).await?
+                }
+                None => return Err(e.into()),
+            },
+        };
+        eprintln!(
+            "metrics on http://{0}/metrics (health: http://{0}/healthz, http://{0}/readyz)",
+            endpoint.addr
+        );
         Ok(())
     }
 
@@ -336,7 +375,7 @@ async fn report_status(metrics: Arc<Metrics>, stop: CancellationToken) {
     } else {
         Duration::from_secs(10)
     };
-    let mut last = Metrics::get(&metrics.records_in);
+    let mut last = metrics.records_in();
     let mut failures_seen = 0;
     let mut printed = tokio::time::Instant::now();
     while !stop.is_cancelled() {
@@ -346,18 +385,18 @@ async fn report_status(metrics: Arc<Metrics>, stop: CancellationToken) {
             continue;
         }
         printed = tokio::time::Instant::now();
-        let now = Metrics::get(&metrics.records_in);
-        let watermark = match metrics.watermark.load(Ordering::Relaxed) {
-            i64::MIN => "-".to_string(),
-            w => chrono::DateTime::from_timestamp_millis(w)
+        let now = metrics.records_in();
+        let watermark = match metrics.watermark() {
+            None => "-".to_string(),
+            Some(w) => chrono::DateTime::from_timestamp_millis(w)
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default(),
         };
-        let checkpoint = match Metrics::get(&metrics.last_checkpoint) {
+        let checkpoint = match metrics.last_checkpoint() {
             0 => String::new(),
             n => format!(" | checkpoint {n}"),
         };
-        let failures = Metrics::get(&metrics.checkpoint_failures);
+        let failures = metrics.checkpoint_failures();
         let checkpoint = if failures > failures_seen {
             failures_seen = failures;
             format!("{checkpoint} | CHECKPOINT FAILING ({failures} failures, retrying)")
@@ -367,10 +406,10 @@ async fn report_status(metrics: Arc<Metrics>, stop: CancellationToken) {
         let line = format!(
             "{:.0} events/s | watermark {watermark} | open windows {} | rows emitted {} | bad {} | late {}{checkpoint}",
             (now - last) as f64 / every.as_secs_f64(),
-            metrics.open_windows.load(Ordering::Relaxed),
-            Metrics::get(&metrics.rows_emitted),
-            Metrics::get(&metrics.bad_records),
-            Metrics::get(&metrics.late_rows),
+            metrics.open_windows(),
+            metrics.rows_emitted(),
+            metrics.bad_records(),
+            metrics.late_rows(),
         );
         last = now;
         if terminal {

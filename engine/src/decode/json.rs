@@ -24,6 +24,7 @@ use arrow::record_batch::RecordBatch;
 use engine_sql::{MetadataField, TableDef};
 
 use super::rules::{Rejected, RowRules};
+use super::BadKind;
 use crate::error::{EngineError, Result};
 
 /// Deepest nesting of arrays and objects a record may have. The trade
@@ -57,6 +58,8 @@ pub struct BadRecord {
     pub index: usize,
     /// What is wrong with it, for the dead-letter topic and logs.
     pub error: String,
+    /// Which rule it broke, for the metrics.
+    pub kind: BadKind,
 }
 
 /// Decodes the JSON payloads of one source table.
@@ -131,10 +134,12 @@ impl JsonDecoder {
             match r.payload {
                 None | Some([]) => bad.push(BadRecord {
                     index: i,
+                    kind: BadKind::Empty,
                     error: "empty message".into(),
                 }),
                 Some(p) if p.len() > self.max_message_bytes => bad.push(BadRecord {
                     index: i,
+                    kind: BadKind::TooLarge,
                     error: format!(
                         "message of {} bytes exceeds max_message_bytes ({})",
                         p.len(),
@@ -143,6 +148,7 @@ impl JsonDecoder {
                 }),
                 Some(p) if too_deep(p) => bad.push(BadRecord {
                     index: i,
+                    kind: BadKind::TooDeep,
                     error: format!("JSON nested deeper than {MAX_NESTING} levels"),
                 }),
                 Some(_) => good.push(i),
@@ -204,6 +210,7 @@ impl JsonDecoder {
                 let n = batch.num_rows();
                 bad.push(BadRecord {
                     index: idx[0],
+                    kind: BadKind::Malformed,
                     error: format!("message holds {n} JSON values, expected one object"),
                 });
                 Ok(())
@@ -211,6 +218,7 @@ impl JsonDecoder {
             Err(e) if idx.len() == 1 => {
                 bad.push(BadRecord {
                     index: idx[0],
+                    kind: BadKind::Malformed,
                     error: excerpt(&e, MAX_ERROR_CHARS),
                 });
                 Ok(())
@@ -285,6 +293,7 @@ impl JsonDecoder {
                 .collect();
             (!missing.is_empty()).then(|| Rejected {
                 row,
+                kind: BadKind::MissingField,
                 reason: format!("missing required field(s): {}", missing.join(", ")),
             })
         });
@@ -332,6 +341,7 @@ fn drop_rows(
         bad.push(BadRecord {
             index: rows[r.row],
             error: r.reason,
+            kind: r.kind,
         });
     }
     let kept_rows = rows

@@ -30,6 +30,7 @@ use datafusion::prelude::SessionContext;
 use engine_sql::{LineError, TableDef};
 
 use super::json::excerpt;
+use super::BadKind;
 use crate::error::{EngineError, Result};
 use crate::message::{EventTime, MAX_EVENT_TIME, MIN_EVENT_TIME};
 
@@ -50,12 +51,12 @@ pub struct RowRules {
 
 /// Each rejected row's first reason.
 #[derive(Default)]
-struct Reasons(BTreeMap<usize, String>);
+struct Reasons(BTreeMap<usize, (BadKind, String)>);
 
 impl Reasons {
     /// Rejects `row` for `reason`, unless an earlier rule rejected it already.
-    fn note(&mut self, row: usize, reason: impl FnOnce() -> String) {
-        self.0.entry(row).or_insert_with(reason);
+    fn note(&mut self, row: usize, kind: BadKind, reason: impl FnOnce() -> String) {
+        self.0.entry(row).or_insert_with(|| (kind, reason()));
     }
 }
 
@@ -66,6 +67,8 @@ pub struct Rejected {
     pub row: usize,
     /// The reason, for the dead-letter topic.
     pub reason: String,
+    /// Which rule, for the metrics.
+    pub kind: BadKind,
 }
 
 impl RowRules {
@@ -165,7 +168,7 @@ impl RowRules {
         Ok(reasons
             .0
             .into_iter()
-            .map(|(row, reason)| Rejected { row, reason })
+            .map(|(row, (kind, reason))| Rejected { row, reason, kind })
             .collect())
     }
 
@@ -189,7 +192,7 @@ impl RowRules {
                 };
             for (row, v) in values.into_iter().enumerate() {
                 if let Some(v) = v.filter(|v| !v.is_finite()) {
-                    reasons.note(row, || {
+                    reasons.note(row, BadKind::NotFinite, || {
                         format!("field `{name}` is not a finite number ({v})")
                     });
                 }
@@ -210,7 +213,7 @@ impl RowRules {
             }
             for (row, t) in times.iter().enumerate() {
                 if let Some(t) = t.filter(|t| !representable.contains(t)) {
-                    reasons.note(row, || {
+                    reasons.note(row, BadKind::TimeOutOfRange, || {
                         format!(
                             "field `{name}` = {t} ms is outside the times the engine represents \
                              (0001-01-01 to 9999-12-31 UTC)"
@@ -235,7 +238,7 @@ impl RowRules {
         for (row, t) in times.iter().enumerate() {
             // Past the representable range is `out_of_range`'s to say.
             if let Some(t) = t.filter(|t| *t > limit && *t <= MAX_EVENT_TIME) {
-                reasons.note(row, || {
+                reasons.note(row, BadKind::TooFarAhead, || {
                     let when = chrono::DateTime::from_timestamp_millis(t)
                         .map(|d| d.to_rfc3339())
                         .unwrap_or_else(|| format!("{t} ms"));
@@ -256,7 +259,9 @@ impl RowRules {
             let passed = evaluate_check(expr, batch)?;
             for (row, ok) in passed.iter().enumerate() {
                 if let Some(failure) = ok {
-                    reasons.note(row, || format!("{label} failed{failure}"));
+                    reasons.note(row, BadKind::CheckFailed, || {
+                        format!("{label} failed{failure}")
+                    });
                 }
             }
         }
@@ -280,7 +285,7 @@ impl RowRules {
             let value = values.is_valid(row).then(|| values.value(row).as_bytes());
             let k = key(row);
             if value != k {
-                reasons.note(row, || {
+                reasons.note(row, BadKind::WrongKey, || {
                     let shown = |b: Option<&[u8]>| {
                         b.map(|b| format!("'{}'", excerpt(&String::from_utf8_lossy(b), 64)))
                             .unwrap_or_else(|| "none".into())

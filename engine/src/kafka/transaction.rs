@@ -464,8 +464,11 @@ impl SharedTransaction {
                 Recovery::SendAgain => {}
             }
         }
-        let sent = self.transactions.publish(&mark, &records, &offsets)?;
-        Metrics::add(&self.metrics.rows_out, sent);
+        self.transactions.publish(&mark, &records, &offsets)?;
+        for (sink, rows) in &records {
+            let sent = rows.iter().map(|b| b.num_rows() as u64).sum();
+            self.metrics.sink_rows_out(sink).inc_by(sent);
+        }
         if recovering {
             tracing::info!(
                 epoch = point.epoch,

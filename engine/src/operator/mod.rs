@@ -22,7 +22,6 @@ mod stateless;
 mod window;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use engine_sql::PlannedStatement;
@@ -33,7 +32,7 @@ pub(crate) use stateless::StatelessQuery;
 
 use crate::error::Result;
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::StatementMetrics;
 
 /// A row a statement could not compute (a value no cast or arithmetic of the
 /// query can take, such as a size of `1e31` cast to `DECIMAL(38, 8)`): it is
@@ -202,7 +201,7 @@ pub(crate) fn split_failed(
 /// by an event-time window, else a stateless query.
 pub fn for_statement(
     planned: &PlannedStatement,
-    metrics: Arc<Metrics>,
+    metrics: StatementMetrics,
 ) -> Result<Box<dyn Operator>> {
     Ok(match planned.window() {
         Some(w) => window::for_window(planned, w.kind, metrics)?,

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
+use prometheus::IntCounter;
 
+use crate::decode::BadKind;
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
 use crate::source::{DeadLetterSink, Origin};
@@ -26,23 +28,25 @@ pub struct Rejects {
     topic: String,
     /// `job.sql:42`: the statement, for the `dlq.statement` header and logs.
     statement: String,
-    metrics: Arc<Metrics>,
+    /// `engine_bad_records_total` of the source, with the reason of this kind of reject.
+    counted: IntCounter,
     sent: u64,
 }
 
 impl Rejects {
-    /// Rejected rows of statement `statement` (reading `topic`) to `dead_letters`.
+    /// Rejected rows of statement `statement` (reading `topic`) to
+    /// `dead_letters`, counted as bad records of `kind`.
     pub fn new(
         dead_letters: Arc<dyn DeadLetterSink>,
         topic: &str,
         statement: String,
-        metrics: Arc<Metrics>,
+        (metrics, kind): (&Metrics, BadKind),
     ) -> Self {
         Self {
             dead_letters,
             topic: topic.to_string(),
             statement,
-            metrics,
+            counted: metrics.bad_records_counter(topic, kind),
             sent: 0,
         }
     }
@@ -70,11 +74,8 @@ impl Rejects {
             };
             self.dead_letters.send(&payload, None, error, origin)?;
             self.sent += 1;
-            let n = self
-                .metrics
-                .bad_records
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
+            self.counted.inc();
+            let n = self.counted.get();
             if self.sent <= LOGGED || self.sent.is_multiple_of(1000) {
                 tracing::warn!(
                     statement = %self.statement, error = %crate::decode::excerpt(error, 512), bad_records = n,

@@ -28,6 +28,7 @@ use super::{join, Job, Lane, RunOptions, RunReport, CHANNEL_CAPACITY, DEFAULT_RE
 use crate::checkpoint::{
     run_periodic, BarrierRequests, Committer, Coordinator, Manifest, Participant, Report,
 };
+use crate::decode::BadKind;
 use crate::error::{EngineError, Result};
 use crate::message::Message;
 use crate::metrics::Metrics;
@@ -232,7 +233,7 @@ impl Job {
             self.fingerprint(),
             &generation,
             manifest.clone(),
-            Arc::clone(metrics),
+            metrics.checkpoints(c.interval),
         );
         Ok(Some(Checkpointing {
             coordinator,
@@ -299,20 +300,22 @@ impl Job {
         (dead_letters, source): (&Arc<dyn DeadLetterSink>, String),
         ctx: BuildContext<'_>,
     ) -> Result<StatementPlan> {
-        let rejects = || {
+        let statement = format!("{}:{}", self.name, st.insert.line);
+        let rejects = |kind| {
             Rejects::new(
                 Arc::clone(dead_letters),
                 &source,
-                format!("{}:{}", self.name, st.insert.line),
-                Arc::clone(ctx.metrics),
+                statement.clone(),
+                (ctx.metrics.as_ref(), kind),
             )
         };
+        let metrics = ctx.metrics.statement(&statement);
         let mut built = StatementPlan {
             task: StatementTask::new(
                 index.to_string(),
-                crate::operator::for_statement(st, Arc::clone(ctx.metrics))?,
-                rejects(),
-                Arc::clone(ctx.metrics),
+                crate::operator::for_statement(st, metrics.clone())?,
+                rejects(BadKind::RejectedByStatement),
+                metrics,
                 ctx.reports.clone(),
             ),
             sinks: Vec::new(),
@@ -348,8 +351,9 @@ impl Job {
                 SinkTask {
                     key: name.clone(),
                     writer: SinkWriter::new(sink_table, opened.sink),
-                    rejects: rejects(),
+                    rejects: rejects(BadKind::RejectedBySink),
                     reports: ctx.reports.clone(),
+                    metrics: ctx.metrics.sink(name),
                 },
                 output,
             );
@@ -455,6 +459,7 @@ async fn final_checkpoint(
     mut reports: Snapshots,
 ) -> Result<()> {
     let epoch = coordinator.next_epoch().max(in_flight.map_or(0, |e| e + 1));
+    coordinator.barrier_requested(); // its barrier is the end of every task
     if ends.iter().all(|e| e.reached_end) {
         coordinator.finish_input();
     }

@@ -5,9 +5,6 @@
 //! source. Each reports its part of a checkpoint at a barrier, and ends
 //! with its final state.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 
@@ -15,7 +12,7 @@ use super::rejects::Rejects;
 use crate::checkpoint::{Participant, Report, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::{EventTime, Message, Signal};
-use crate::metrics::Metrics;
+use crate::metrics::{Due, SinkMetrics, StatementMetrics};
 use crate::operator::{Collector, Operator, FINAL, LATE, MAIN};
 use crate::sink::{SinkWriter, FINAL_BARRIER};
 
@@ -29,7 +26,8 @@ pub(super) type Snapshots = Vec<(Participant, Snapshot)>;
 /// What a statement hands a sink.
 #[derive(Clone)]
 enum ToSink {
-    Rows(RecordBatch),
+    /// Rows, and when they became due if a watermark closed their windows.
+    Rows(RecordBatch, Option<Due>),
     Watermark(EventTime),
     Barrier(u64),
     EndOfData,
@@ -42,7 +40,7 @@ pub(super) struct StatementTask {
     pub operator: Box<dyn Operator>,
     /// Rows it cannot compute go to the source's dead-letter topic.
     pub rejects: Rejects,
-    pub metrics: Arc<Metrics>,
+    pub metrics: StatementMetrics,
     /// With checkpoints: the coordinator.
     pub reports: Option<mpsc::UnboundedSender<Report>>,
     /// Its sinks' tasks, each with the operator output it takes rows from.
@@ -58,6 +56,8 @@ pub(super) struct SinkTask {
     pub rejects: Rejects,
     /// With checkpoints: the coordinator.
     pub reports: Option<mpsc::UnboundedSender<Report>>,
+    /// Its series (busy, for readiness).
+    pub metrics: SinkMetrics,
 }
 
 impl StatementTask {
@@ -66,7 +66,7 @@ impl StatementTask {
         key: String,
         operator: Box<dyn Operator>,
         rejects: Rejects,
-        metrics: Arc<Metrics>,
+        metrics: StatementMetrics,
         reports: Option<mpsc::UnboundedSender<Report>>,
     ) -> Self {
         Self {
@@ -123,8 +123,8 @@ impl StatementTask {
                 _ = tick => {
                     let mut out = Collector::default();
                     self.operator.handle_tick(&mut out).await?;
-                    self.forward(out).await?;
-                    self.forward_pending().await?;
+                    self.forward(out, None).await?;
+                    self.forward_pending(None).await?;
                 }
             }
         }
@@ -142,10 +142,12 @@ impl StatementTask {
     async fn handle(&mut self, message: Message) -> Result<bool> {
         let mut out = Collector::default();
         let mut after = None;
+        let mut due = None;
         match message {
             Message::Data(batch) => self.operator.process_batch(batch, &mut out).await?,
-            Message::Signal(Signal::Watermark(w)) => {
-                self.metrics.watermark.fetch_max(w, Ordering::Relaxed);
+            Message::Signal(Signal::Watermark(w, at)) => {
+                self.metrics.watermark(w);
+                due = Some(Due(at));
                 self.operator.handle_watermark(w, &mut out).await?;
                 after = Some(ToSink::Watermark(w));
             }
@@ -169,8 +171,8 @@ impl StatementTask {
                 after = Some(ToSink::EndOfData);
             }
         }
-        self.forward(out).await?;
-        self.forward_pending().await?;
+        self.forward(out, due).await?;
+        self.forward_pending(due).await?;
         let ended = matches!(after, Some(ToSink::EndOfData));
         if let Some(signal) = after {
             to_sinks(&self.sinks, None, signal).await?;
@@ -180,31 +182,31 @@ impl StatementTask {
 
     /// Passes on, part by part, what the operator left pending: before
     /// anything else reaches it (a barrier's snapshot must not see it half done).
-    async fn forward_pending(&mut self) -> Result<()> {
+    async fn forward_pending(&mut self, due: Option<Due>) -> Result<()> {
         while self.operator.has_pending() {
             let mut out = Collector::default();
             self.operator.emit_pending(&mut out).await?;
-            self.forward(out).await?;
+            self.forward(out, due).await?;
         }
         Ok(())
     }
 
     /// Passes what the operator emitted on: rejected rows to the dead
-    /// letters, each output's rows to the sinks attached to it.
-    async fn forward(&mut self, mut out: Collector) -> Result<()> {
+    /// letters, each output's rows to the sinks attached to it (those a
+    /// watermark closed `due` then; late rows never are).
+    async fn forward(&mut self, mut out: Collector, due: Option<Due>) -> Result<()> {
         for r in out.take_rejected() {
             self.rejects.send(&r.row, &r.error)?;
         }
         for output in [MAIN, FINAL, LATE] {
             let rows = out.take(output);
             if output == MAIN {
-                Metrics::add(
-                    &self.metrics.rows_emitted,
-                    rows.iter().map(|b| b.num_rows() as u64).sum(),
-                );
+                let emitted = rows.iter().map(|b| b.num_rows() as u64).sum();
+                self.metrics.rows_emitted.inc_by(emitted);
             }
+            let due = due.filter(|_| output != LATE);
             for batch in rows {
-                to_sinks(&self.sinks, Some(output), ToSink::Rows(batch)).await?;
+                to_sinks(&self.sinks, Some(output), ToSink::Rows(batch, due)).await?;
             }
         }
         Ok(())
@@ -236,9 +238,10 @@ impl SinkTask {
     pub async fn run(mut self, SinkInput(mut input): SinkInput) -> Result<Snapshots> {
         let mut ended = false;
         while let Some(message) = input.recv().await {
+            let _busy = self.metrics.busy();
             match message {
-                ToSink::Rows(batch) => {
-                    for (row, why) in self.writer.write(&batch).await? {
+                ToSink::Rows(batch, due) => {
+                    for (row, why) in self.writer.write(&batch, due).await? {
                         self.rejects.send(&batch.slice(row, 1), &why)?;
                     }
                 }

@@ -30,7 +30,7 @@ use crate::checkpoint::{Committer, Snapshot};
 pub(crate) use crate::connector::option_error;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::{Due, Metrics};
 use crate::resources::Resources;
 use crate::source::SourceSpec;
 
@@ -161,8 +161,10 @@ pub struct OpenedSink {
 pub trait Sink: Send {
     /// Writes rows (buffered; durable after [`Sink::flush`] or with the next
     /// checkpoint). Rows it cannot place come back as (row, reason); the
-    /// rest are written.
-    async fn write(&mut self, batch: RecordBatch) -> Result<Vec<(usize, String)>>;
+    /// rest are written. Rows `due` (closed by a watermark) are observed in
+    /// `engine_emit_latency_seconds` once the sink acknowledges them.
+    async fn write(&mut self, batch: RecordBatch, due: Option<Due>)
+        -> Result<Vec<(usize, String)>>;
 
     /// How far event time has come (e.g. lake files roll and partitions commit by it).
     async fn handle_watermark(&mut self, _watermark: EventTime) -> Result<()> {
@@ -215,14 +217,19 @@ impl SinkWriter {
         self.sink.as_mut()
     }
 
-    /// Writes `batch`; returns the rows (indices in `batch`) not written, with the reason.
-    pub async fn write(&mut self, batch: &RecordBatch) -> Result<Vec<(usize, String)>> {
+    /// Writes `batch` (due at `due`, see [`Sink::write`]); returns the rows
+    /// (indices in `batch`) not written, with the reason.
+    pub async fn write(
+        &mut self,
+        batch: &RecordBatch,
+        due: Option<Due>,
+    ) -> Result<Vec<(usize, String)>> {
         let (batch, mut rejected) = conform_rows(batch, &self.schema, &self.name)?;
         if batch.num_rows() == 0 {
             return Ok(rejected);
         }
         let given = batch.num_rows() + rejected.len();
-        let more = self.sink.write(batch).await?;
+        let more = self.sink.write(batch, due).await?;
         if !more.is_empty() {
             // Indices of the conformed batch back to the rows given.
             let kept: Vec<usize> = (0..given)

@@ -112,6 +112,13 @@ pub trait SourceReader: Send + Sync {
     /// The name records are read from (a topic), for messages and metadata columns.
     fn name(&self) -> &str;
 
+    /// How many records each split is behind its end, where the reader
+    /// knows (`engine_consumer_lag_records`). Called about twice a second;
+    /// must not wait on the network.
+    fn lag(&self) -> Vec<(i32, i64)> {
+        Vec::new()
+    }
+
     /// A run without checkpoints ended cleanly: commits `positions` where
     /// the source keeps them (a consumer group). Blocking.
     fn commit(&mut self, positions: &serde_json::Value) -> Result<()> {

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DeadLetterSink, Origin, ReadOptions, SourceReader, SourceState};
 use crate::checkpoint::{BarrierRequests, Participant, Report};
-use crate::decode::{JsonDecoder, RawRecord, RowRules};
+use crate::decode::{BadRecord, JsonDecoder, RawRecord, RowRules};
 use crate::error::{EngineError, Result};
 use crate::message::{Message, Signal};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceMetrics};
 use crate::watermark::{WatermarkExpr, WatermarkTracker};
 
 /// Bad records logged one by one before the log switches to every 1000th.
@@ -30,6 +30,9 @@ const BAD_RECORDS_LOGGED: u64 = 20;
 /// How long one poll of the reader may wait: the loop looks at barriers and
 /// the stop flag at least this often.
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// How often the lag and watermark gauges are set.
+const GAUGES_EVERY: Duration = Duration::from_millis(500);
 
 /// How the checkpoint coordinator and a source talk: the coordinator raises
 /// `requests`; the source puts `Barrier(epoch)` in its stream after the data
@@ -52,8 +55,6 @@ pub struct RecordBuffer {
     bytes: Vec<u8>,
     records: Vec<Buffered>,
     ended: Vec<i32>,
-    /// Records added since the last look (counted into `records_in`).
-    added: u64,
 }
 
 struct Buffered {
@@ -90,7 +91,6 @@ impl RecordBuffer {
             offset,
             timestamp,
         });
-        self.added += 1;
     }
 
     /// Marks `split` as read to its end (bounded).
@@ -117,7 +117,9 @@ pub struct SourceRunner {
     watermark: Option<WatermarkExpr>,
     dead_letters: Arc<dyn DeadLetterSink>,
     options: ReadOptions,
-    metrics: Arc<Metrics>,
+    metrics: SourceMetrics,
+    /// Bad records of this source so far (the log thins out after the first).
+    bad_seen: u64,
     bounded: bool,
     barriers: Option<SourceBarriers>,
     restored: Option<SourceState>,
@@ -140,6 +142,7 @@ impl SourceRunner {
         let decoder =
             JsonDecoder::new(table, reader.name(), options.max_message_bytes).with_rules(rules);
         let watermark = WatermarkExpr::for_table(file, table, decoder.schema())?;
+        let metrics = metrics.source(reader.name());
         Ok(Self {
             table: table.name.clone(),
             reader,
@@ -148,6 +151,7 @@ impl SourceRunner {
             dead_letters,
             options,
             metrics,
+            bad_seen: 0,
             bounded,
             barriers: None,
             restored: None,
@@ -177,6 +181,7 @@ impl SourceRunner {
         let splits = self
             .reader
             .open(self.restored.as_ref().map(|s| &s.positions))?;
+        self.metrics.assigned(splits.len());
         // A bounded run reads what is there: silence is a slow broker, not a closed market.
         let idle_advance = self.options.idle_advance.filter(|_| !self.bounded);
         let mut tracker =
@@ -226,19 +231,20 @@ impl SourceRunner {
     ) -> Result<bool> {
         let mut buffer = RecordBuffer::default();
         let mut last_flush = Instant::now();
+        let mut last_gauges = Instant::now();
         let mut last_barrier = self
             .barriers
             .as_ref()
             .map_or(0, |b| b.requests.requested.load(Ordering::Acquire));
         loop {
-            if let Some(barriers) = &self.barriers {
-                let wanted = barriers.requests.requested.load(Ordering::Acquire);
-                if wanted > last_barrier {
-                    self.flush(&mut buffer, tracker, outputs)?;
-                    last_flush = Instant::now();
-                    self.barrier(wanted, tracker, outputs)?;
-                    last_barrier = wanted;
-                }
+            let wanted = (self.barriers.as_ref())
+                .map(|b| b.requests.requested.load(Ordering::Acquire))
+                .filter(|&wanted| wanted > last_barrier);
+            if let Some(wanted) = wanted {
+                self.flush(&mut buffer, tracker, outputs)?;
+                last_flush = Instant::now();
+                self.barrier(wanted, tracker, outputs)?;
+                last_barrier = wanted;
             }
             if self.bounded && open.is_empty() {
                 self.flush(&mut buffer, tracker, outputs)?;
@@ -250,7 +256,6 @@ impl SourceRunner {
             }
             let room = self.options.batch_size.saturating_sub(buffer.records.len());
             self.reader.poll(POLL_TIMEOUT, room.max(1), &mut buffer)?;
-            Metrics::add(&self.metrics.records_in, std::mem::take(&mut buffer.added));
             for split in std::mem::take(&mut buffer.ended) {
                 open.remove(&split);
                 tracker.finish(split);
@@ -262,9 +267,24 @@ impl SourceRunner {
                 self.flush(&mut buffer, tracker, outputs)?;
                 last_flush = Instant::now();
             }
-            if let Some(wm) = tracker.advance(Instant::now()) {
-                send(outputs, Message::Signal(Signal::Watermark(wm)))?;
+            let now = Instant::now();
+            if let Some(wm) = tracker.advance(now) {
+                send(outputs, Message::Signal(Signal::Watermark(wm, now)))?;
             }
+            if now.duration_since(last_gauges) >= GAUGES_EVERY {
+                self.set_gauges(tracker);
+                last_gauges = now;
+            }
+        }
+    }
+
+    /// Sets each split's lag and watermark gauges.
+    fn set_gauges(&mut self, tracker: &WatermarkTracker) {
+        for (split, lag) in self.reader.lag() {
+            self.metrics.lag(split, lag);
+        }
+        for (split, clock) in tracker.clocks() {
+            self.metrics.watermark(split, clock);
         }
     }
 
@@ -295,7 +315,7 @@ impl SourceRunner {
 
     /// Decodes each split's buffer into one batch and sends it on.
     fn flush(
-        &self,
+        &mut self,
         buffer: &mut RecordBuffer,
         tracker: &mut WatermarkTracker,
         outputs: &[mpsc::Sender<Message>],
@@ -315,8 +335,9 @@ impl SourceRunner {
                 })
                 .collect();
             let (batch, bad) = self.decoder.decode(&raw)?;
+            (self.metrics.split(split).records_in).inc_by(raw.len() as u64);
             for bad in &bad {
-                self.dead_letter(&raw[bad.index], &bad.error)?;
+                self.dead_letter(&raw[bad.index], bad)?;
             }
             let wm = match &self.watermark {
                 Some(expr) if batch.num_rows() > 0 => expr.max_over(&batch)?,
@@ -332,7 +353,8 @@ impl SourceRunner {
         Ok(())
     }
 
-    fn dead_letter(&self, r: &RawRecord, error: &str) -> Result<()> {
+    fn dead_letter(&mut self, r: &RawRecord, bad: &BadRecord) -> Result<()> {
+        let error = bad.error.as_str();
         let origin = Origin {
             topic: self.reader.name(),
             position: Some((r.partition, r.offset)),
@@ -340,7 +362,9 @@ impl SourceRunner {
         };
         self.dead_letters
             .send(r.payload.unwrap_or_default(), r.key, error, origin)?;
-        let n = self.metrics.bad_records.fetch_add(1, Ordering::Relaxed) + 1;
+        self.metrics.bad(bad.kind).inc();
+        self.bad_seen += 1;
+        let n = self.bad_seen;
         if n <= BAD_RECORDS_LOGGED || n.is_multiple_of(1000) {
             tracing::warn!(
                 topic = %self.reader.name(), partition = r.partition, offset = r.offset, error = %error,

@@ -11,7 +11,6 @@
 //! A row whose period has closed reaches no window (the late output).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::UInt32Array;
@@ -29,7 +28,7 @@ use super::{
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::StatementMetrics;
 use crate::operator::{Collector, Operator};
 
 /// A `GROUP BY ..., CUMULATE(ts, step, max)`.
@@ -47,7 +46,7 @@ pub(crate) struct CumulateAggregate {
     /// Windows the watermark has passed that are still to be emitted.
     pending: Option<Pending>,
     task_ctx: Arc<TaskContext>,
-    metrics: Arc<Metrics>,
+    metrics: StatementMetrics,
 }
 
 /// A period in progress.
@@ -88,7 +87,7 @@ const RUNNING: &str = "periods.arrow";
 /// A stopped operator's periods are no longer open here.
 impl Drop for CumulateAggregate {
     fn drop(&mut self) {
-        (self.metrics.open_windows).fetch_sub(self.periods.len() as i64, Ordering::Relaxed);
+        (self.metrics.open_windows).sub(self.periods.len() as i64);
     }
 }
 
@@ -97,13 +96,13 @@ impl CumulateAggregate {
     pub fn new(
         planned: &PlannedStatement,
         spec: CumulateSpec,
-        metrics: Arc<Metrics>,
+        metrics: StatementMetrics,
     ) -> Result<Self> {
         let columns = Columns::of(planned)?;
         Ok(Self {
             plan: planned.plan.clone(),
             spec,
-            late: LateOutput::new(planned, columns.source, columns.time, Arc::clone(&metrics))?,
+            late: LateOutput::new(planned, columns.source, columns.time, metrics.clone())?,
             columns,
             steps: BTreeMap::new(),
             periods: BTreeMap::new(),
@@ -125,7 +124,7 @@ impl CumulateAggregate {
         let after_watermark = self.watermark.map_or(first_end, |w| self.spec.first_end(w));
         let first = first_end.max(after_watermark);
         if !self.periods.contains_key(&start) {
-            self.metrics.open_windows.fetch_add(1, Ordering::Relaxed);
+            self.metrics.open_windows.add(1);
         }
         let period = self.periods.entry(start).or_insert(Period {
             running: Vec::new(),
@@ -171,7 +170,7 @@ impl CumulateAggregate {
                 }
             }
             if period.next_end > period_end || period.next_end == EventTime::MAX {
-                self.metrics.open_windows.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.open_windows.sub(1);
             } else {
                 self.periods.insert(start, period);
             }
@@ -221,7 +220,7 @@ impl CumulateAggregate {
         };
         let rows = final_rows(&self.plan, &self.task_ctx, period.running.clone()).await?;
         if !rows.is_empty() {
-            Metrics::add(&self.metrics.windows_emitted, 1);
+            self.metrics.windows_emitted.inc_by(1);
         }
         let n = rows.iter().map(|b| b.num_rows()).sum();
         rows.into_iter().for_each(|b| out.emit(b));
@@ -376,7 +375,7 @@ impl Operator for CumulateAggregate {
                 )
                 .is_none()
             {
-                self.metrics.open_windows.fetch_add(1, Ordering::Relaxed);
+                self.metrics.open_windows.add(1);
             }
         }
         if let Some(bytes) = snapshot.blobs.get(STEPS) {

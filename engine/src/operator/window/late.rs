@@ -2,7 +2,6 @@
 //! `LATE DATA TO` sent to the `LATE` output with why, the watermark they
 //! met, and the statement's name; without it, logged (thinned out).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringArray, TimestampMillisecondArray, UInt32Array};
@@ -13,7 +12,7 @@ use engine_sql::{clauses::late_row_schema, ddl::UTC, PlannedStatement};
 
 use crate::error::Result;
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::StatementMetrics;
 use crate::operator::{Collector, LATE};
 
 /// Where a window operator's late rows go.
@@ -21,7 +20,7 @@ pub(super) struct LateOutput {
     /// The late-data table's rows, with `LATE DATA TO`.
     rows: Option<LateRows>,
     time_column: usize,
-    metrics: Arc<Metrics>,
+    metrics: StatementMetrics,
     /// Batches that had late rows, to thin out the warnings.
     batches: u64,
 }
@@ -36,7 +35,7 @@ impl LateOutput {
         planned: &PlannedStatement,
         source_columns: usize,
         time_column: usize,
-        metrics: Arc<Metrics>,
+        metrics: StatementMetrics,
     ) -> Result<Self> {
         let input = planned.plan.input_schema();
         let rows = match &planned.insert.clauses.late_data_to {
@@ -72,7 +71,8 @@ impl LateOutput {
         if missed == 0 {
             return Ok(());
         }
-        let total = self.metrics.late_rows.fetch_add(missed, Ordering::Relaxed) + missed;
+        self.metrics.late_rows.inc_by(missed);
+        let total = self.metrics.late_rows.get();
         let sent_to = match &self.rows {
             Some(late) if !rows.is_empty() => {
                 let at = watermark.unwrap_or(EventTime::MIN);

@@ -39,14 +39,14 @@ use engine_sql::{ddl::UTC, with_window_columns, PlannedStatement, StreamPlan, Wi
 use super::{split_failed, Collector, Operator, RejectedRow};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::StatementMetrics;
 
 /// The operator of a windowed statement, by its window's kind: the one
 /// place a new kind is registered.
 pub(crate) fn for_window(
     planned: &PlannedStatement,
     kind: WindowKind,
-    metrics: Arc<Metrics>,
+    metrics: StatementMetrics,
 ) -> Result<Box<dyn Operator>> {
     Ok(match kind {
         WindowKind::Fixed(_) => Box::new(fixed::WindowAggregate::new(planned, metrics)?),

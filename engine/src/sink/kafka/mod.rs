@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use engine_sql::TableDef;
+use prometheus::Histogram;
 
 pub use config::{CommitMode, KafkaSinkConfig};
 pub use exactly_once::exactly_once_sinks;
@@ -20,6 +21,7 @@ use super::{JobContext, OpenedSink, SinkContext, SinkSpec, Uncommitted};
 use crate::checkpoint::{CommitPoint, Committer, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::kafka::transaction::{Part, SharedTransaction, RESOURCE};
+use crate::metrics::StagedLatency;
 
 /// `connector = 'kafka'`: checks a sink table's options.
 pub fn spec(file: &str, table: &TableDef) -> Result<Box<dyn SinkSpec>> {
@@ -57,6 +59,8 @@ impl SinkSpec for KafkaSinkConfig {
 
     async fn open(&self, ctx: SinkContext<'_>) -> Result<OpenedSink> {
         let uncommitted = Uncommitted::default();
+        let staged = StagedLatency::default();
+        let metrics = ctx.metrics.sink(&ctx.table.name);
         let committer: Option<Arc<dyn Committer>> = match self.commit_mode {
             CommitMode::AtLeastOnce => None,
             CommitMode::ExactlyOnce => {
@@ -73,14 +77,16 @@ impl SinkSpec for KafkaSinkConfig {
                     sink: ctx.table.name.clone(),
                     transaction,
                     uncommitted: uncommitted.clone(),
+                    latency: (staged.clone(), metrics.emit_latency.clone()),
                 }))
             }
         };
-        let (config, metrics) = (self.clone(), Arc::clone(&ctx.metrics));
-        let sink =
-            tokio::task::spawn_blocking(move || KafkaSink::new(config, metrics, uncommitted))
-                .await
-                .map_err(|e| EngineError::Internal(format!("opening a Kafka sink: {e}")))??;
+        let config = self.clone();
+        let sink = tokio::task::spawn_blocking(move || {
+            KafkaSink::new(config, metrics, uncommitted, staged)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("opening a Kafka sink: {e}")))??;
         Ok(OpenedSink {
             sink: Box::new(sink),
             committer,
@@ -93,6 +99,8 @@ struct TransactionCommitter {
     sink: String,
     transaction: Arc<SharedTransaction>,
     uncommitted: Uncommitted<RecordBatch>,
+    /// When the rows staged at each barrier became due, and where their latency goes.
+    latency: (StagedLatency, Histogram),
 }
 
 impl TransactionCommitter {
@@ -121,6 +129,11 @@ impl Committer for TransactionCommitter {
     async fn commit(&self, point: &CommitPoint, snapshot: &Snapshot) -> Result<()> {
         let visible = self.uncommitted.committed_through();
         self.hand_over(point, snapshot, visible, false).await
+    }
+
+    /// The transaction went out with the checkpoint's last part.
+    fn visible(&self, epoch: u64) {
+        self.latency.0.committed(epoch, &self.latency.1);
     }
 
     /// Rows prepared at or before the checkpoint before the restored one were

@@ -12,12 +12,13 @@ use arrow::json::LineDelimitedWriter;
 use arrow::record_batch::RecordBatch;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tokio::task::JoinHandle;
 
 use super::config::{CommitMode, KafkaSinkConfig, TimestampFormat};
 use crate::checkpoint::Snapshot;
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::{Due, EmitLatency, SinkMetrics, StagedLatency};
 use crate::sink::{Sink, Uncommitted};
 
 /// Deliveries awaited at once before new sends wait for old ones, bounding memory.
@@ -28,11 +29,19 @@ pub struct KafkaSink {
     config: KafkaSinkConfig,
     producer: FutureProducer,
     in_flight: VecDeque<DeliveryFuture>,
-    metrics: Arc<Metrics>,
+    /// The deliveries of due rows (closed windows), each batch's awaited on a
+    /// task of its own that then observes their emit latency: a candle's
+    /// latency ends at its delivery report, without the sink waiting for it.
+    acks: VecDeque<JoinHandle<Result<()>>>,
+    metrics: SinkMetrics,
     /// `exactly_once` mode: rows since the last barrier, then (at the
     /// barrier) kept until a checkpoint's transaction sends them.
     pending: Option<Vec<RecordBatch>>,
     uncommitted: Uncommitted<RecordBatch>,
+    /// `exactly_once` mode: when the pending rows became due, staged at
+    /// each barrier for the commit that sends them.
+    held: EmitLatency,
+    staged: StagedLatency,
 }
 
 impl KafkaSink {
@@ -40,8 +49,9 @@ impl KafkaSink {
     /// checks that the topic exists. Blocks on a metadata look-up.
     pub fn new(
         config: KafkaSinkConfig,
-        metrics: Arc<Metrics>,
+        metrics: SinkMetrics,
         uncommitted: Uncommitted<RecordBatch>,
+        staged: StagedLatency,
     ) -> Result<Self> {
         let producer: FutureProducer = config
             .client
@@ -65,16 +75,21 @@ impl KafkaSink {
             config,
             producer,
             in_flight: VecDeque::new(),
+            acks: VecDeque::new(),
             metrics,
             pending,
             uncommitted,
+            held: EmitLatency::default(),
+            staged,
         })
     }
 
     /// Queues one record per row (rows already in the table's schema). In
     /// `exactly_once` mode the rows are kept for the next checkpoint instead.
-    async fn send(&mut self, batch: RecordBatch) -> Result<()> {
+    /// The deliveries of rows that are `due` go to an acknowledging task.
+    async fn send(&mut self, batch: RecordBatch, due: Option<Due>) -> Result<()> {
         if let Some(pending) = &mut self.pending {
+            self.held.hold(due, batch.num_rows() as u64);
             pending.push(batch);
             return Ok(());
         }
@@ -107,7 +122,36 @@ impl KafkaSink {
                 self.await_delivery(d).await?;
             }
         }
-        Metrics::add(&self.metrics.rows_out, batch.num_rows() as u64);
+        self.metrics.rows_out.inc_by(batch.num_rows() as u64);
+        if due.is_some() {
+            self.acknowledge_on_delivery(batch.num_rows(), due).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the deliveries of the `rows` just sent (those still in flight)
+    /// to a task that awaits them and then observes their emit latency.
+    /// Finished tasks are collected first, so a failed delivery stops the
+    /// sink at its next batch; at most [`MAX_ACK_TASKS`] run at once.
+    async fn acknowledge_on_delivery(&mut self, rows: usize, due: Option<Due>) -> Result<()> {
+        while self.acks.front().is_some_and(|t| t.is_finished()) || self.acks.len() >= MAX_ACK_TASKS
+        {
+            let task = self.acks.pop_front().expect("non-empty");
+            join_ack(task).await?;
+        }
+        let mine = self
+            .in_flight
+            .split_off(self.in_flight.len().saturating_sub(rows));
+        let (topic, histogram) = (self.config.topic.clone(), self.metrics.emit_latency.clone());
+        self.acks.push_back(tokio::spawn(async move {
+            for delivery in mine {
+                await_delivery(&topic, delivery).await?;
+            }
+            let mut delivered = EmitLatency::default();
+            delivered.hold(due, rows as u64);
+            delivered.acknowledge(&histogram);
+            Ok(())
+        }));
         Ok(())
     }
 
@@ -116,28 +160,48 @@ impl KafkaSink {
         while let Some(d) = self.in_flight.pop_front() {
             self.await_delivery(d).await?;
         }
+        while let Some(task) = self.acks.pop_front() {
+            join_ack(task).await?;
+        }
         Ok(())
     }
 
     async fn await_delivery(&self, delivery: DeliveryFuture) -> Result<()> {
-        match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(EngineError::kafka(
-                format!("delivery to topic `{}` failed", self.config.topic),
-                e,
-            )),
-            Err(_) => Err(EngineError::kafka_msg(format!(
-                "producer for topic `{}` shut down before delivery",
-                self.config.topic
-            ))),
-        }
+        await_delivery(&self.config.topic, delivery).await
     }
+}
+
+/// Acknowledging tasks at once, before the sink waits for the oldest.
+const MAX_ACK_TASKS: usize = 1024;
+
+/// Waits for one record's delivery report to `topic`.
+async fn await_delivery(topic: &str, delivery: DeliveryFuture) -> Result<()> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(EngineError::kafka(
+            format!("delivery to topic `{topic}` failed"),
+            e,
+        )),
+        Err(_) => Err(EngineError::kafka_msg(format!(
+            "producer for topic `{topic}` shut down before delivery"
+        ))),
+    }
+}
+
+/// The outcome of an acknowledging task.
+async fn join_ack(task: JoinHandle<Result<()>>) -> Result<()> {
+    task.await
+        .map_err(|e| EngineError::Internal(format!("a delivery-acknowledging task failed: {e}")))?
 }
 
 #[async_trait::async_trait]
 impl Sink for KafkaSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<Vec<(usize, String)>> {
-        self.send(batch).await?;
+    async fn write(
+        &mut self,
+        batch: RecordBatch,
+        due: Option<Due>,
+    ) -> Result<Vec<(usize, String)>> {
+        self.send(batch, due).await?;
         Ok(Vec::new())
     }
 
@@ -152,6 +216,7 @@ impl Sink for KafkaSink {
             self.flush_deliveries().await?;
             return Ok(Snapshot::default());
         };
+        self.staged.stage(epoch, std::mem::take(&mut self.held));
         self.uncommitted
             .snapshot_rows(epoch, std::mem::take(pending))
     }

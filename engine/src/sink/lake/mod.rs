@@ -15,6 +15,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use engine_sql::TableDef;
+use prometheus::Histogram;
 
 pub use config::{Compression, LakeSinkConfig, PartitionScheme};
 pub use sink::{LakeSink, SUCCESS_MARKER};
@@ -23,6 +24,7 @@ pub(crate) use state::{LakeState, Publish};
 use super::{OpenedSink, SinkContext, SinkSpec, Uncommitted};
 use crate::checkpoint::{CommitPoint, Committer, Snapshot};
 use crate::error::Result;
+use crate::metrics::StagedLatency;
 use crate::storage::{self, Location};
 
 /// `connector = 'lake'` or `'filesystem'`: checks a sink table's options.
@@ -78,6 +80,7 @@ impl SinkSpec for LakeSinkConfig {
             location: storage::open(&self.path)?,
             scope: scope.scope,
             uncommitted,
+            latency: sink.staged_latency(),
         };
         Ok(OpenedSink {
             sink: Box::new(sink),
@@ -93,6 +96,8 @@ struct LakeCommitter {
     /// Lane and generation: roll-back and garbage collection touch these names only.
     scope: String,
     uncommitted: Uncommitted<Publish>,
+    /// When the rows staged at each barrier became due, and where their latency goes.
+    latency: (StagedLatency, Histogram),
 }
 
 impl LakeCommitter {
@@ -111,6 +116,10 @@ impl Committer for LakeCommitter {
         staging::publish(&self.location, &self.table, &state.publish).await?;
         self.uncommitted.committed(point.epoch);
         Ok(())
+    }
+
+    fn visible(&self, epoch: u64) {
+        self.latency.0.committed(epoch, &self.latency.1);
     }
 
     /// Files published by later (lost or damaged) checkpoints of this scope

@@ -32,7 +32,7 @@ use super::state::{LakeState, OpenFileState, Publish};
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::{Due, EmitLatency, Metrics, SinkMetrics, StagedLatency};
 use crate::sink::{Sink, Uncommitted};
 use crate::storage::{self, FileRef, Location};
 
@@ -55,7 +55,11 @@ pub struct LakeSink {
     /// Distinguishes this run's files from earlier runs' (never overwrite them).
     run_id: String,
     next_file: u64,
-    metrics: Arc<Metrics>,
+    metrics: SinkMetrics,
+    /// With checkpoints: when the rows of files closed since the last
+    /// barrier became due, staged at the barrier for the commit publishing them.
+    held: EmitLatency,
+    staged_latency: StagedLatency,
     /// With checkpoints: files wait in `_staging/` for the checkpoint that publishes them.
     staging: Option<Staging>,
     /// The partition-commit marker's name: `_SUCCESS`, or `_SUCCESS.p3` for
@@ -77,14 +81,20 @@ struct OpenFile {
     /// usual rules rather than on the next watermark, so a trickle of late rows
     /// does not become a trickle of tiny files.
     late: bool,
+    /// When its rows became due (emit latency ends when it is published).
+    latency: EmitLatency,
 }
 
 #[async_trait::async_trait]
 impl Sink for LakeSink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<Vec<(usize, String)>> {
+    async fn write(
+        &mut self,
+        batch: RecordBatch,
+        due: Option<Due>,
+    ) -> Result<Vec<(usize, String)>> {
         let (batch, rejected) = self.reject_unplaceable(batch)?;
         if batch.num_rows() > 0 {
-            self.append(batch).await?;
+            self.append(batch, due).await?;
         }
         Ok(rejected)
     }
@@ -140,6 +150,7 @@ impl LakeSink {
             chrono::Utc::now().format("%Y%m%dT%H%M%S"),
             rand::rng().random::<u32>()
         );
+        let metrics = metrics.sink(&config.table);
         Ok(Self {
             config,
             location,
@@ -153,10 +164,20 @@ impl LakeSink {
             run_id,
             next_file: 0,
             metrics,
+            held: EmitLatency::default(),
+            staged_latency: StagedLatency::default(),
             staging: None,
             marker: SUCCESS_MARKER.to_string(),
             uncommitted_publish: Uncommitted::default(),
         })
+    }
+
+    /// Where the committer acknowledges the rows of the files it publishes.
+    pub fn staged_latency(&self) -> (StagedLatency, prometheus::Histogram) {
+        (
+            self.staged_latency.clone(),
+            self.metrics.emit_latency.clone(),
+        )
     }
 
     /// Takes part in checkpoints: from now on files are staged and published
@@ -203,6 +224,7 @@ impl LakeSink {
         }
         let staging = self.staging.as_mut().expect("checked above");
         let staged = std::mem::take(&mut staging.pending);
+        (self.staged_latency).stage(epoch, std::mem::take(&mut self.held));
         let state = LakeState {
             // Publishing is idempotent: everything not known committed goes again.
             publish: self
@@ -268,6 +290,8 @@ impl LakeSink {
                     unsaved: Vec::new(),
                     segments: f.segments.clone(),
                     late: f.late,
+                    // Due times do not outlive the process that saw the watermark.
+                    latency: EmitLatency::default(),
                 },
             );
         }
@@ -317,7 +341,7 @@ impl LakeSink {
     }
 
     /// Appends rows (already in the table's schema) to their partitions' open files.
-    async fn append(&mut self, batch: RecordBatch) -> Result<()> {
+    async fn append(&mut self, batch: RecordBatch, due: Option<Due>) -> Result<()> {
         let rows = batch.num_rows() as u64;
         for (key, part) in self.split_by_partition(batch)? {
             let late = self.is_complete(key);
@@ -337,10 +361,12 @@ impl LakeSink {
                         unsaved: Vec::new(),
                         segments: Vec::new(),
                         late,
+                        latency: EmitLatency::default(),
                     })
                 }
             };
             self.uncommitted.insert(key);
+            file.latency.hold(due, part.num_rows() as u64);
             file.writer.write(&part)?;
             if self.staging.is_some() {
                 file.unsaved.push(part); // cheap: the arrays are shared
@@ -355,7 +381,7 @@ impl LakeSink {
                 self.close(key).await?;
             }
         }
-        Metrics::add(&self.metrics.rows_out, rows);
+        self.metrics.rows_out.inc_by(rows);
         self.close_old_files().await
     }
 
@@ -440,7 +466,7 @@ impl LakeSink {
         } else {
             self.location.put(&path, body).await?;
         }
-        Metrics::add(&self.metrics.partitions_committed, 1);
+        self.metrics.partitions_committed.inc();
         tracing::info!(table = %self.config.table, %partition, "partition committed");
         Ok(())
     }
@@ -448,14 +474,14 @@ impl LakeSink {
     /// Counts rows for a partition already committed; warns for the first
     /// batches, then every 1000th, so a flood of late rows does not flood the log.
     fn count_late(&mut self, key: PartitionKey, rows: u64) {
-        Metrics::add(&self.metrics.late_lake_rows, rows);
+        self.metrics.late_lake_rows.inc_by(rows);
         self.late_batches += 1;
         if self.late_batches <= 20 || self.late_batches.is_multiple_of(1000) {
             tracing::warn!(
                 table = %self.config.table,
                 partition = %key.path(self.config.partitioning),
                 rows,
-                late_lake_rows_total = Metrics::get(&self.metrics.late_lake_rows),
+                late_lake_rows_total = self.metrics.late_lake_rows.get(),
                 "rows for a committed partition: written to a new file in it"
             );
         }
@@ -560,7 +586,7 @@ impl LakeSink {
     }
 
     async fn close(&mut self, key: PartitionKey) -> Result<()> {
-        let Some(file) = self.open.remove(&key) else {
+        let Some(mut file) = self.open.remove(&key) else {
             return Ok(());
         };
         let bytes = file.writer.into_inner()?;
@@ -571,12 +597,13 @@ impl LakeSink {
             // Visible only once the checkpoint publishing it is complete.
             let (staged, to) = staging.next_file(&dir);
             let from = self.location.put(&staged, bytes).await?;
+            self.count_file(size);
             let staging = self.staging.as_mut().expect("checked above");
             staging.pending.push(Publish {
                 from,
                 to: to.to_string(),
             });
-            Metrics::add(&self.metrics.files_written, 1);
+            self.held.absorb(file.latency);
             tracing::debug!(table = %self.config.table, file = %to, bytes = size, "lake file staged");
             return Ok(());
         }
@@ -584,9 +611,16 @@ impl LakeSink {
         self.next_file += 1;
         let path = self.object_path(&partition, &name);
         self.location.put(&path, bytes).await?;
-        Metrics::add(&self.metrics.files_written, 1);
+        self.count_file(size);
+        file.latency.acknowledge(&self.metrics.emit_latency);
         tracing::info!(table = %self.config.table, file = %path, bytes = size, "lake file written");
         Ok(())
+    }
+
+    /// A file of `size` bytes was uploaded (staged or published).
+    fn count_file(&self, size: usize) {
+        self.metrics.lake_files.inc();
+        self.metrics.lake_bytes.inc_by(size as u64);
     }
 
     /// `name` inside `partition` (`dt=.../hour=..` or "") under the table prefix.

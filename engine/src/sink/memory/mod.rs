@@ -124,7 +124,11 @@ struct MemorySink {
 
 #[async_trait::async_trait]
 impl Sink for MemorySink {
-    async fn write(&mut self, batch: RecordBatch) -> Result<Vec<(usize, String)>> {
+    async fn write(
+        &mut self,
+        batch: RecordBatch,
+        _due: Option<crate::metrics::Due>,
+    ) -> Result<Vec<(usize, String)>> {
         match &mut self.pending {
             Some(pending) => pending.push(batch),
             None => self.table.append(batch),

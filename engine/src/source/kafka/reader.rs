@@ -256,6 +256,31 @@ impl KafkaReader {
     }
 }
 
+/// The high watermark librdkafka last saw in a fetch response for
+/// `partition` of `topic`, if it has seen one: `rd_kafka_get_watermark_offsets`
+/// reads librdkafka's own cache (rdkafka wraps only the broker query,
+/// `fetch_watermarks`, which waits on the network).
+fn cached_high_watermark(
+    consumer: &BaseConsumer<ConsumerLogs>,
+    topic: &std::ffi::CStr,
+    partition: i32,
+) -> Option<i64> {
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is alive while `consumer` is borrowed, `topic`
+    // is NUL-terminated, and both out-pointers are valid for the call.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    let ok = err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR;
+    (ok && high >= 0).then_some(high)
+}
+
 /// A partition's offset in a list the broker returned, if it has one.
 fn offset_in(list: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
     match list.find_partition(topic, partition).map(|e| e.offset()) {
@@ -328,6 +353,27 @@ impl SourceReader for KafkaReader {
 
     fn name(&self) -> &str {
         &self.config.topic
+    }
+
+    /// The high watermark librdkafka last saw in a fetch (no broker call)
+    /// minus the position, which passes transaction markers at the end.
+    fn lag(&self) -> Vec<(i32, i64)> {
+        let Some(consumer) = self.consumer.as_ref() else {
+            return Vec::new();
+        };
+        let topic = &self.config.topic;
+        let Ok(name) = std::ffi::CString::new(topic.as_str()) else {
+            return Vec::new();
+        };
+        let positions = consumer.position().ok();
+        (self.cursors.iter())
+            .filter_map(|(&p, c)| {
+                let high = cached_high_watermark(consumer, &name, p)?;
+                let position = positions.as_ref().and_then(|t| offset_in(t, topic, p));
+                let at = position.map_or(c.next, |pos| pos.max(c.next));
+                Some((p, (high - at).max(0)))
+            })
+            .collect()
     }
 
     fn commit(&mut self, positions: &serde_json::Value) -> Result<()> {

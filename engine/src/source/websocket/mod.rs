@@ -27,10 +27,10 @@ use super::{
     SourceSpec,
 };
 use crate::checkpoint::{CommitPoint, Committer, Snapshot};
+use crate::decode::BadKind;
 use crate::error::{EngineError, Result};
 use crate::ingest::{IngestConfig, IngestStats, LiveFeed, Provider, Trade, TradeOutput};
 use crate::kafka::KafkaClientOptions;
-use crate::metrics::Metrics;
 use crate::CancellationToken;
 
 /// Trades queued between the feed's thread and the runner: when full, the
@@ -132,7 +132,8 @@ impl SourceSpec for WebsocketSourceConfig {
             queue: None,
             stop: CancellationToken::new(),
             dead_letters: Arc::clone(&dead_letters),
-            metrics: Arc::clone(&ctx.metrics),
+            unreadable: (ctx.metrics)
+                .bad_records_counter(self.feed.provider.name(), BadKind::Unreadable),
             next: 0,
         };
         Ok(OpenedSource {
@@ -199,7 +200,8 @@ struct WebsocketReader {
     queue: Option<Mutex<Receiver<Item>>>,
     stop: CancellationToken,
     dead_letters: Arc<dyn DeadLetterSink>,
-    metrics: Arc<Metrics>,
+    /// Provider messages that held no trade it could read, dead-lettered.
+    unreadable: prometheus::IntCounter,
     /// The position of the next record (from 0 at each start).
     next: i64,
 }
@@ -218,9 +220,7 @@ impl WebsocketReader {
                 self.next += 1;
             }
             Item::DeadLetter { raw, reason } => {
-                self.metrics
-                    .bad_records
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.unreadable.inc();
                 let origin = Origin {
                     topic: &self.name,
                     position: None,

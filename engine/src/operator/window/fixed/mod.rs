@@ -32,7 +32,6 @@ mod assign;
 mod revisions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, TimestampMillisecondArray};
@@ -52,7 +51,7 @@ use super::MAX_STATE_BATCHES;
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::StatementMetrics;
 use crate::operator::{split_failed, Collector, Operator, RejectedRow, FINAL, MAIN};
 
 /// A windowed `GROUP BY`.
@@ -80,7 +79,7 @@ pub struct WindowAggregate {
     /// Rows emitted per window, when the query selects `window_revision`.
     revisions: Revisions,
     task_ctx: Arc<TaskContext>,
-    metrics: Arc<Metrics>,
+    metrics: StatementMetrics,
 }
 
 /// A window the watermark has not passed.
@@ -164,13 +163,13 @@ fn without_window_copies(
 impl Drop for WindowAggregate {
     fn drop(&mut self) {
         let held = self.open.len() + self.closed.len();
-        (self.metrics.open_windows).fetch_sub(held as i64, Ordering::Relaxed);
+        (self.metrics.open_windows).sub(held as i64);
     }
 }
 
 impl WindowAggregate {
     /// The operator of a windowed statement.
-    pub fn new(planned: &PlannedStatement, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn new(planned: &PlannedStatement, metrics: StatementMetrics) -> Result<Self> {
         let plan = planned.plan.clone();
         let missing =
             |what: &str| EngineError::Internal(format!("windowed plan has no {what} column"));
@@ -199,7 +198,7 @@ impl WindowAggregate {
         let clauses = &planned.insert.clauses;
         let source_columns =
             plan.input_schema().fields().len() - if window.revision_columns { 4 } else { 2 };
-        let late = LateOutput::new(planned, source_columns, time_column, Arc::clone(&metrics))?;
+        let late = LateOutput::new(planned, source_columns, time_column, metrics.clone())?;
         let spec = window.kind.fixed().ok_or_else(|| {
             EngineError::Internal("a fixed-window operator for another window kind".into())
         })?;
@@ -293,8 +292,8 @@ impl WindowAggregate {
         if !self.closed.contains_key(&end) {
             // A window that had no state when it closed (no row yet) is kept from now
             // on, and emitted (its first row is this correction).
-            (self.metrics.open_windows).fetch_add(1, Ordering::Relaxed);
-            Metrics::add(&self.metrics.windows_emitted, 1);
+            (self.metrics.open_windows).add(1);
+            self.metrics.windows_emitted.inc_by(1);
         }
         let window = self.closed.entry(end).or_default();
         if window.index.is_none() {
@@ -342,11 +341,11 @@ impl WindowAggregate {
             let rows = self
                 .emit_rows(window.states.clone(), Emission::Close)
                 .await?;
-            Metrics::add(&self.metrics.windows_emitted, 1);
+            self.metrics.windows_emitted.inc_by(1);
             if end <= drop_through {
                 // No later revision can come: final as it is.
                 rows.into_iter().for_each(|b| out.emit(b));
-                self.metrics.open_windows.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.open_windows.sub(1);
             } else {
                 rows.iter().for_each(|b| out.emit_to(MAIN, b.clone()));
                 let closed = ClosedWindow {
@@ -376,7 +375,7 @@ impl WindowAggregate {
                 _ => self.emit_rows(window.states, Emission::Last).await?,
             };
             rows.into_iter().for_each(|b| out.emit_to(FINAL, b));
-            self.metrics.open_windows.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.open_windows.sub(1);
         }
         Ok(())
     }
@@ -510,7 +509,7 @@ impl WindowAggregate {
         }
         for (end, part) in self.by_end(state)? {
             if !self.open.contains_key(&end) {
-                self.metrics.open_windows.fetch_add(1, Ordering::Relaxed);
+                self.metrics.open_windows.add(1);
             }
             let window = self.open.entry(end).or_default();
             if fresh {
@@ -660,7 +659,7 @@ impl Operator for WindowAggregate {
             for batch in batches_from_ipc(bytes.clone())? {
                 for (end, part) in self.by_end(batch)? {
                     if !self.closed.contains_key(&end) {
-                        self.metrics.open_windows.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.open_windows.add(1);
                     }
                     self.closed.entry(end).or_default().states.push(part);
                 }

@@ -16,7 +16,6 @@
 
 mod sessions;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
@@ -35,7 +34,7 @@ use super::{
 use crate::checkpoint::{batches_from_ipc, batches_to_ipc, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::message::EventTime;
-use crate::metrics::Metrics;
+use crate::metrics::StatementMetrics;
 use crate::operator::{Collector, Operator};
 
 /// State rows are folded into one per session once there are more than
@@ -66,7 +65,7 @@ pub(crate) struct SessionAggregate {
     /// Sessions ending at or before this have been emitted.
     watermark: Option<EventTime>,
     task_ctx: Arc<TaskContext>,
-    metrics: Arc<Metrics>,
+    metrics: StatementMetrics,
 }
 
 /// The blob of its snapshot: open sessions' state rows, labelled with their bounds.
@@ -75,7 +74,7 @@ const SESSIONS: &str = "sessions.arrow";
 /// A stopped operator's sessions are no longer open here.
 impl Drop for SessionAggregate {
     fn drop(&mut self) {
-        (self.metrics.open_windows).fetch_sub(self.sessions.len() as i64, Ordering::Relaxed);
+        (self.metrics.open_windows).sub(self.sessions.len() as i64);
     }
 }
 
@@ -84,7 +83,7 @@ impl SessionAggregate {
     pub fn new(
         planned: &PlannedStatement,
         spec: SessionSpec,
-        metrics: Arc<Metrics>,
+        metrics: StatementMetrics,
     ) -> Result<Self> {
         let columns = Columns::of(planned)?;
         let state = planned
@@ -103,7 +102,7 @@ impl SessionAggregate {
             plan: planned.plan.clone(),
             spec,
             keys,
-            late: LateOutput::new(planned, columns.source, columns.time, Arc::clone(&metrics))?,
+            late: LateOutput::new(planned, columns.source, columns.time, metrics.clone())?,
             columns,
             sessions: Sessions::default(),
             states: Vec::new(),
@@ -137,9 +136,7 @@ impl SessionAggregate {
                 .add(key, self.spec.span_of(start), start, ends.value(r));
         }
         let opened = self.sessions.len() as i64 - before as i64;
-        self.metrics
-            .open_windows
-            .fetch_add(opened, Ordering::Relaxed);
+        self.metrics.open_windows.add(opened);
         Ok(())
     }
 
@@ -243,10 +240,8 @@ impl SessionAggregate {
         }
         let ranked = self.by_rank(closing, watermark)?;
         let (closed, last_end) = self.sessions.close_through(watermark);
-        self.metrics
-            .open_windows
-            .fetch_sub(closed as i64, Ordering::Relaxed);
-        Metrics::add(&self.metrics.windows_emitted, closed as u64);
+        self.metrics.open_windows.sub(closed as i64);
+        self.metrics.windows_emitted.inc_by(closed as u64);
         for states in ranked {
             for rows in final_rows(&self.plan, &self.task_ctx, states).await? {
                 out.emit(rows);

@@ -1,0 +1,77 @@
+//! The engine's HTTP endpoint (`engine run --metrics-addr`): the job's
+//! metrics in Prometheus' text format and its health probes, served by axum
+//! on the job's runtime until the job stops.
+//!
+//! - `GET /metrics`: every `engine_*` series (README lists them);
+//! - `GET /healthz`: 200 while the process serves at all;
+//! - `GET /readyz`: 200 when every source has partitions assigned, the
+//!   newest checkpoint is younger than three intervals and no sink is
+//!   stalled; else 503 with one reason per line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{EngineError, Result};
+use crate::metrics::Metrics;
+
+/// The content type of Prometheus' text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A running endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// Where it listens (the port chosen, when `:0` was asked for).
+    pub addr: SocketAddr,
+}
+
+/// The routes of the endpoint over `metrics`.
+pub fn routes(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(metrics)
+}
+
+/// Binds `addr` (e.g. `127.0.0.1:9464`) and serves `metrics` there until
+/// `stop` is cancelled.
+pub async fn serve(addr: &str, metrics: Arc<Metrics>, stop: CancellationToken) -> Result<Endpoint> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        EngineError::Execution(format!("--metrics-addr {addr}: cannot listen: {e}"))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| EngineError::Execution(format!("--metrics-addr {addr}: {e}")))?;
+    let app = routes(metrics);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(%addr, error = %e, "the metrics endpoint stopped");
+        }
+    });
+    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    Ok(Endpoint { addr })
+}
+
+async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], metrics.render())
+}
+
+async fn ready(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    let readiness = metrics.readiness();
+    if readiness.ready {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        let body = readiness.reasons.join("\n") + "\n";
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    }
+}
