@@ -100,40 +100,6 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
     assert!(report.committed.is_empty(), "{:?}", report.committed);
 }
 
-/// `GET path` on `addr`: (status code, body).
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = match head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        true => unchunk(body),
-        false => body.to_string(),
-    };
-    (status, body)
-}
-
-/// A chunked HTTP/1.1 body, joined.
-fn unchunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n").unwrap();
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-}
-
 /// The series of metric `name` in a Prometheus text page: (labels, value).
 fn series(page: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
     page.lines()
@@ -384,4 +350,180 @@ async fn the_metrics_endpoint_shows_the_job_as_it_runs() {
     }
     assert!(published > 0);
     assert_eq!(metrics.emit_latency_of("counts_lake").0, published as u64);
+}
+
+/// What the page drew, read back from its SVG: each candle's data and the
+/// geometry of its wick and body, and the chart's price scale.
+const DRAWN: &str = r#"JSON.stringify((() => {
+  const chart = document.getElementById('candles');
+  if (!chart) return {candles: []};
+  const d = chart.dataset;
+  return {
+    scale: [+d.priceHigh, +d.priceLow, +d.yTop, +d.yBottom],
+    candles: [...chart.querySelectorAll('g.candle')].map(g => {
+      const wick = g.querySelector('line.wick'), body = g.querySelector('rect.body');
+      return {
+        symbol: g.dataset.symbol, start: +g.dataset.start, open: +g.dataset.open,
+        high: +g.dataset.high, low: +g.dataset.low, close: +g.dataset.close,
+        volume: +g.dataset.volume, complete: g.dataset.complete === 'true',
+        wick: [+wick.getAttribute('y1'), +wick.getAttribute('y2')],
+        body: [+body.getAttribute('y'), +body.getAttribute('height')],
+      };
+    }),
+  };
+})())"#;
+
+/// Polls the page until it has drawn `want` candles; returns what it drew.
+async fn drawn(browser: &mut Browser, want: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = browser.eval(DRAWN).await;
+        let drawn: serde_json::Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+        if drawn["candles"].as_array().unwrap().len() >= want {
+            return drawn;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page drew {drawn} of {want} candles"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The drawn candles equal the fold's closed windows of `symbol`, and each
+/// is drawn where the chart's price scale puts its prices.
+fn assert_drawn_is_fold(drawn: &serde_json::Value, fold: &[(i64, Candle)], symbol: &str) {
+    let candles = drawn["candles"].as_array().unwrap();
+    assert_eq!(candles.len(), fold.len(), "{drawn}");
+    let s: Vec<f64> = (0..4)
+        .map(|i| drawn["scale"][i].as_f64().unwrap())
+        .collect();
+    let y = |p: f64| s[2] + (s[0] - p) / (s[0] - s[1]) * (s[3] - s[2]);
+    for (got, (start, want)) in candles.iter().zip(fold) {
+        let f = |k: &str| got[k].as_f64().unwrap();
+        assert_eq!(got["symbol"], symbol);
+        assert_eq!(got["start"].as_i64(), Some(*start));
+        assert_eq!(
+            (f("open"), f("high"), f("low"), f("close")),
+            (want.open, want.high, want.low, want.close),
+            "{got}"
+        );
+        assert!(close_to(f("volume"), want.volume, 1e-9));
+        assert!(got["complete"].as_bool().unwrap());
+        let near = |a: f64, b: f64| (a - b).abs() < 0.01;
+        assert!(
+            near(got["wick"][0].as_f64().unwrap(), y(want.high)),
+            "{got}"
+        );
+        assert!(near(got["wick"][1].as_f64().unwrap(), y(want.low)), "{got}");
+        assert!(
+            near(
+                got["body"][0].as_f64().unwrap(),
+                y(want.open.max(want.close))
+            ),
+            "{got}"
+        );
+    }
+}
+
+/// The live candle page in a real browser (headless Chromium): it draws
+/// the candles of a running job's derived topic, equal to an independent
+/// fold of the trades fed, and a candle whose window closes later appears
+/// without a reload (over Server-Sent Events). Saves a screenshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_candle_page_draws_the_fold_live() {
+    init_logs();
+    let topic = unique("paged");
+    let out_topic = unique("paged_out");
+    create_topics(&[(&topic, 1), (&format!("{topic}.dlq"), 1), (&out_topic, 1)]).await;
+    let job_text = format!(
+        "CREATE TABLE trades (symbol TEXT NOT NULL, price DOUBLE NOT NULL, size DOUBLE NOT NULL, ts TIMESTAMP NOT NULL,
+             WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'kafka', bootstrap_servers = '${{KAFKA_BROKERS}}', topic = '{topic}', batch.linger = '20ms');
+         CREATE TABLE candles (symbol TEXT, window_start TIMESTAMP, window_end TIMESTAMP, open DOUBLE, high DOUBLE,
+             low DOUBLE, close DOUBLE, volume DOUBLE, vwap DOUBLE, trades BIGINT)
+         WITH (connector = 'kafka', bootstrap_servers = '${{KAFKA_BROKERS}}', topic = '{out_topic}', key_field = 'symbol');
+         INSERT INTO candles SELECT symbol, window_start, window_end, first_value(price ORDER BY ts),
+             max(price), min(price), last_value(price ORDER BY ts), sum(size), sum(price * size) / sum(size), count(*)
+         FROM trades GROUP BY symbol, TUMBLE(ts, INTERVAL '10' SECOND);"
+    );
+    let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
+    let job = Job::from_text("paged.sql", &job_text, &env).await.unwrap();
+    let stop = engine::CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
+    let running = tokio::spawn(job.run_with_metrics(
+        RunOptions::default(),
+        stop.clone(),
+        Arc::clone(&metrics),
+    ));
+    let options = engine::web::ui::UiOptions {
+        brokers: brokers(),
+        topic: out_topic.clone(),
+        history: 240,
+    };
+    let routes = engine::web::ui::routes(options, Some(Arc::clone(&metrics)), stop.clone());
+    let page = engine::web::serve_routes("127.0.0.1:0", routes, "--ui", stop.clone())
+        .await
+        .unwrap();
+
+    // A minute of trades of two symbols; the first 40 s now.
+    let trades = generate_trades(44, 3_000, 2, 1_763_650_000_000, 20);
+    let closed_by = |fed: &[Trade]| -> Vec<(i64, Candle)> {
+        let watermark = fed.iter().map(|t| t.ts).max().unwrap() - 2000;
+        fold_windows(fed, 10_000, 10_000)
+            .into_iter()
+            .filter(|((s, _), c)| s == "SYM00" && c.window_end <= watermark)
+            .map(|((_, start), c)| (start, c))
+            .collect()
+    };
+    let wait_for_rows = |rows: usize| {
+        let metrics = Arc::clone(&metrics);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while metrics.rows_out() < rows as u64 {
+                assert!(Instant::now() < deadline, "{}", metrics.summary());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let all_closed = |fed: &[Trade]| {
+        let watermark = fed.iter().map(|t| t.ts).max().unwrap() - 2000;
+        fold_windows(fed, 10_000, 10_000)
+            .values()
+            .filter(|c| c.window_end <= watermark)
+            .count()
+    };
+    produce(&topic, &trade_records(&trades[..2_000])).await;
+    wait_for_rows(all_closed(&trades[..2_000])).await;
+
+    let mut browser = Browser::open(&format!("http://{}/?symbol=SYM00", page.addr)).await;
+    let first = closed_by(&trades[..2_000]);
+    let drawn_now = drawn(&mut browser, first.len()).await;
+    assert_drawn_is_fold(&drawn_now, &first, "SYM00");
+    // The rest: later windows close; the same page (no reload) draws them.
+    browser.eval("window.notReloaded = true").await;
+    produce(&topic, &trade_records(&trades[2_000..])).await;
+    wait_for_rows(all_closed(&trades)).await;
+    let all = closed_by(&trades);
+    assert!(all.len() > first.len());
+    let drawn_later = drawn(&mut browser, all.len()).await;
+    assert_drawn_is_fold(&drawn_later, &all, "SYM00");
+    assert_eq!(browser.eval("window.notReloaded === true").await, true);
+    let symbols = browser
+        .eval("[...document.querySelectorAll('#symbol option')].map(o => o.value).join()")
+        .await;
+    assert_eq!(symbols, "SYM00,SYM01");
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("candle-page.png");
+    browser.screenshot(&shot).await;
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    eprintln!("screenshot of the candle page: {}", shot.display());
+    drop(browser);
+    stop.cancel();
+    running.await.unwrap().unwrap();
 }

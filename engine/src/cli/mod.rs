@@ -7,6 +7,7 @@ mod produce;
 mod query;
 mod run;
 mod tail;
+mod ui;
 
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +53,8 @@ pub enum Command {
     Catalog(catalog::CatalogArgs),
     /// Run Athena-style SQL over the lake locally (tables from the jobs' lake sinks).
     Query(query::QueryArgs),
+    /// Serve the live candle page of a derived topic (e.g. ohlc_1m) for a job that runs elsewhere.
+    Ui(ui::UiArgs),
 }
 
 impl Command {
@@ -59,6 +62,7 @@ impl Command {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Command::Run(args) => args.run().await,
+            Command::Ui(args) => args.run().await,
             Command::Check(args) => args.run().await,
             Command::Produce(args) => args.run().await,
             Command::Ingest(args) => args.run().await,

@@ -17,6 +17,7 @@ use engine::ingest::{
     IngestConfig, IngestStats, KafkaOutput, LiveFeed, Provider, DEFAULT_MAX_QUEUED,
 };
 use engine::source::StartupMode;
+use engine::web::ui::{self, UiOptions};
 use engine::CheckpointOptions;
 use engine::{Job, Metrics, RunOptions};
 use rdkafka::mocking::MockCluster;
@@ -86,7 +87,18 @@ pub struct RunArgs {
     /// embedded default serves them on 127.0.0.1:9464 (or a free port) unless set.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Serve the live candle page here, e.g. 127.0.0.1:8080: candles of the
+    /// derived topic --ui-topic with the job's figures. The embedded default
+    /// serves it on 127.0.0.1:8080 (or a free port) unless set.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ui: Option<String>,
+    /// The derived topic the candle page draws.
+    #[arg(long, default_value = "ohlc_1m", value_name = "TOPIC")]
+    pub ui_topic: String,
 }
+
+/// Where the embedded default serves its candle page unless --ui says.
+const EMBEDDED_UI_ADDR: &str = "127.0.0.1:8080";
 
 /// Where the embedded default serves its metrics unless --metrics-addr says.
 const EMBEDDED_METRICS_ADDR: &str = "127.0.0.1:9464";
@@ -148,6 +160,9 @@ impl RunArgs {
                 lane: None,
                 reset,
             };
+            if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
+                self.serve_ui(&brokers, &metrics, false, &stop).await?;
+            }
             if self.scale_out {
                 job.run_scaled_out(options, stop.clone(), Arc::clone(&metrics))
                     .await
@@ -192,6 +207,43 @@ impl RunArgs {
         eprintln!(
             "metrics on http://{0}/metrics (health: http://{0}/healthz, http://{0}/readyz)",
             endpoint.addr
+        );
+        Ok(())
+    }
+
+    /// Starts the candle page if asked for (or by default in the embedded
+    /// default, on another port if its own is taken).
+    async fn serve_ui(
+        &self,
+        brokers: &str,
+        metrics: &Arc<Metrics>,
+        embedded: bool,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (addr, fallback) = match (&self.ui, embedded) {
+            (Some(addr), _) => (addr.as_str(), None),
+            (None, true) => (EMBEDDED_UI_ADDR, Some("127.0.0.1:0")),
+            (None, false) => return Ok(()),
+        };
+        let options = UiOptions {
+            brokers: brokers.to_string(),
+            topic: self.ui_topic.clone(),
+            history: ui::DEFAULT_HISTORY,
+        };
+        let routes = || ui::routes(options.clone(), Some(Arc::clone(metrics)), stop.clone());
+        let endpoint = match engine::web::serve_routes(addr, routes(), "--ui", stop.clone()).await {
+            Ok(e) => e,
+            Err(e) => match fallback {
+                Some(other) => {
+                    tracing::info!(error = %e, "the default page port is taken; using another");
+                    engine::web::serve_routes(other, routes(), "--ui", stop.clone()).await?
+                }
+                None => return Err(e.into()),
+            },
+        };
+        eprintln!(
+            "live candles of `{}` on http://{}/",
+            self.ui_topic, endpoint.addr
         );
         Ok(())
     }
@@ -267,6 +319,7 @@ impl RunArgs {
         };
 
         let feed_task = self.start_feed(&brokers, &trades, stop.clone()).await?;
+        self.serve_ui(&brokers, &metrics, true, &stop).await?;
         eprintln!(
             "embedded Kafka-protocol broker on {brokers} (other processes: KAFKA_BROKERS={brokers}); \
              {} -> `{}`; topics written: {}",

@@ -352,6 +352,11 @@ impl Metrics {
         self.bad_records.with_label_values(&[topic, reason]).get()
     }
 
+    /// Records behind the partitions' ends, over every source partition.
+    pub fn consumer_lag(&self) -> i64 {
+        total(&self.consumer_lag) as i64
+    }
+
     /// Late rows, over every statement (see `engine_late_rows_total`).
     pub fn late_rows(&self) -> u64 {
         total(&self.late_rows) as u64

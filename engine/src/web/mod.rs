@@ -1,6 +1,7 @@
-//! The engine's HTTP endpoint (`engine run --metrics-addr`): the job's
-//! metrics in Prometheus' text format and its health probes, served by axum
-//! on the job's runtime until the job stops.
+//! The engine's HTTP endpoints, served by axum on the job's runtime until
+//! it stops: the job's metrics and health probes (`engine run
+//! --metrics-addr`), and the live candle page ([`ui`]: `engine run --ui`,
+//! `engine ui`).
 //!
 //! - `GET /metrics`: every `engine_*` series (README lists them);
 //! - `GET /healthz`: 200 while the process serves at all;
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{EngineError, Result};
 use crate::metrics::Metrics;
+
+pub mod ui;
 
 /// The content type of Prometheus' text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -43,22 +46,33 @@ pub fn routes(metrics: Arc<Metrics>) -> Router {
 /// Binds `addr` (e.g. `127.0.0.1:9464`) and serves `metrics` there until
 /// `stop` is cancelled.
 pub async fn serve(addr: &str, metrics: Arc<Metrics>, stop: CancellationToken) -> Result<Endpoint> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        EngineError::Execution(format!("--metrics-addr {addr}: cannot listen: {e}"))
-    })?;
+    serve_routes(addr, routes(metrics), "--metrics-addr", stop).await
+}
+
+/// Binds `addr` and serves `app` there until `stop` is cancelled; `option`
+/// names what asked for it in errors.
+pub async fn serve_routes(
+    addr: &str,
+    app: Router,
+    option: &str,
+    stop: CancellationToken,
+) -> Result<Endpoint> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| EngineError::Execution(format!("{option} {addr}: cannot listen: {e}")))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| EngineError::Execution(format!("--metrics-addr {addr}: {e}")))?;
-    let app = routes(metrics);
+        .map_err(|e| EngineError::Execution(format!("{option} {addr}: {e}")))?;
+    let option = option.to_string();
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
         if let Err(e) = served {
-            tracing::warn!(%addr, error = %e, "the metrics endpoint stopped");
+            tracing::warn!(%addr, error = %e, "the endpoint of {option} stopped");
         }
     });
-    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    tracing::info!(%addr, "serving on http://{addr}/");
     Ok(Endpoint { addr })
 }
 

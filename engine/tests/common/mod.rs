@@ -13,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+mod browser;
 mod kafka;
 mod lake;
 mod oracle;
@@ -20,6 +21,7 @@ mod process;
 mod scenarios;
 mod ws;
 
+pub use browser::*;
 pub use kafka::*;
 pub use lake::*;
 pub use oracle::*;
