@@ -76,11 +76,18 @@ pub fn routes(
         metrics,
     });
     let follower = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = follow(&options, &follower, &stop) {
-            tracing::error!(topic = %options.topic, error = %crate::Chain(&e), "the candle page stopped following its topic");
-        }
-    });
+    // A thread of its own, not the runtime's blocking pool: a runtime that
+    // ends (an error before `stop`, a failed test) must not wait for it.
+    let spawned = std::thread::Builder::new()
+        .name("candle-page".into())
+        .spawn(move || {
+            if let Err(e) = follow(&options, &follower, &stop) {
+                tracing::error!(topic = %options.topic, error = %crate::Chain(&e), "the candle page stopped following its topic");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "the candle page cannot follow its topic");
+    }
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route(
