@@ -85,15 +85,10 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
         assert!(close_to(row["volume"].as_f64().unwrap(), c.volume, 1e-9));
     }
     // The stateless statement's rows are all in closed files after the stop.
-    let mut lake_rows = 0;
-    for entry in files_under(&lake.path().join("raw")) {
-        let file = std::fs::File::open(&entry).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        lake_rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
-    }
+    let lake_rows: usize = files_under(&lake.path().join("raw"))
+        .iter()
+        .map(|f| parquet_rows(f))
+        .sum();
     assert_eq!(lake_rows, trades.len());
     assert_eq!(report.metrics.late_rows(), 0);
     // A windowed statement reads this source, so nothing was committed.
@@ -338,16 +333,7 @@ async fn the_metrics_endpoint_shows_the_job_as_it_runs() {
         ),
         1.0
     );
-    let mut published = 0;
-    for file in &parquet {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(file).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        published += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
-    }
+    let published: usize = parquet.iter().map(|f| parquet_rows(f)).sum();
     assert!(published > 0);
     assert_eq!(metrics.emit_latency_of("counts_lake").0, published as u64);
 }

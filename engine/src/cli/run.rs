@@ -182,28 +182,20 @@ impl RunArgs {
     }
 
     /// Starts the metrics endpoint if asked for (or by default in the
-    /// embedded default, on another port if its own is taken).
+    /// embedded default).
     async fn serve_metrics(
         &self,
         metrics: &Arc<Metrics>,
         embedded: bool,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let (addr, fallback) = match (&self.metrics_addr, embedded) {
-            (Some(addr), _) => (addr.as_str(), None),
-            (None, true) => (EMBEDDED_METRICS_ADDR, Some("127.0.0.1:0")),
-            (None, false) => return Ok(()),
+        let default = embedded.then_some(EMBEDDED_METRICS_ADDR);
+        let option = "--metrics-addr";
+        let Some(listener) = listen(self.metrics_addr.as_deref(), default, option).await? else {
+            return Ok(());
         };
-        let endpoint = match engine::web::serve(addr, Arc::clone(metrics), stop.clone()).await {
-            Ok(e) => e,
-            Err(e) => match fallback {
-                Some(other) => {
-                    tracing::info!(error = %e, "the default metrics port is taken; using another");
-                    engine::web::serve(other, Arc::clone(metrics), stop.clone()).await?
-                }
-                None => return Err(e.into()),
-            },
-        };
+        let routes = engine::web::routes(Arc::clone(metrics));
+        let endpoint = engine::web::serve_on(listener, routes, option, stop.clone())?;
         eprintln!(
             "metrics on http://{0}/metrics (health: http://{0}/healthz, http://{0}/readyz)",
             endpoint.addr
@@ -212,7 +204,7 @@ impl RunArgs {
     }
 
     /// Starts the candle page if asked for (or by default in the embedded
-    /// default, on another port if its own is taken).
+    /// default).
     async fn serve_ui(
         &self,
         brokers: &str,
@@ -220,27 +212,17 @@ impl RunArgs {
         embedded: bool,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let (addr, fallback) = match (&self.ui, embedded) {
-            (Some(addr), _) => (addr.as_str(), None),
-            (None, true) => (EMBEDDED_UI_ADDR, Some("127.0.0.1:0")),
-            (None, false) => return Ok(()),
+        let default = embedded.then_some(EMBEDDED_UI_ADDR);
+        let Some(listener) = listen(self.ui.as_deref(), default, "--ui").await? else {
+            return Ok(());
         };
         let options = UiOptions {
             brokers: brokers.to_string(),
             topic: self.ui_topic.clone(),
             history: ui::DEFAULT_HISTORY,
         };
-        let routes = || ui::routes(options.clone(), Some(Arc::clone(metrics)), stop.clone());
-        let endpoint = match engine::web::serve_routes(addr, routes(), "--ui", stop.clone()).await {
-            Ok(e) => e,
-            Err(e) => match fallback {
-                Some(other) => {
-                    tracing::info!(error = %e, "the default page port is taken; using another");
-                    engine::web::serve_routes(other, routes(), "--ui", stop.clone()).await?
-                }
-                None => return Err(e.into()),
-            },
-        };
+        let routes = ui::routes(options, Some(Arc::clone(metrics)), stop.clone());
+        let endpoint = engine::web::serve_on(listener, routes, "--ui", stop.clone())?;
         eprintln!(
             "live candles of `{}` on http://{}/",
             self.ui_topic, endpoint.addr
@@ -417,6 +399,27 @@ impl RunArgs {
             feed::DEFAULT_RATE,
         );
         Ok((what, task))
+    }
+}
+
+/// The listener of an endpoint: at `asked` (option `option`) if given,
+/// else at the embedded default's `default` (any free port if that one is
+/// taken), else none.
+async fn listen(
+    asked: Option<&str>,
+    default: Option<&str>,
+    option: &str,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    match (asked, default) {
+        (Some(addr), _) => Ok(Some(engine::web::bind(addr, option).await?)),
+        (None, Some(addr)) => match engine::web::bind(addr, option).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(e) => {
+                tracing::info!(error = %e, "the default port of {option} is taken; using another");
+                Ok(Some(engine::web::bind("127.0.0.1:0", option).await?))
+            }
+        },
+        (None, None) => Ok(None),
     }
 }
 

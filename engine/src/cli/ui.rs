@@ -30,9 +30,9 @@ impl UiArgs {
             topic: self.topic.clone(),
             history: self.history,
         };
+        let listener = engine::web::bind(&self.listen, "--listen").await?;
         let routes = ui::routes(options, None, stop.clone());
-        let endpoint =
-            engine::web::serve_routes(&self.listen, routes, "--listen", stop.clone()).await?;
+        let endpoint = engine::web::serve_on(listener, routes, "--listen", stop.clone())?;
         eprintln!(
             "live candles of `{}` on http://{}/",
             self.topic, endpoint.addr

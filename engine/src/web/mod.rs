@@ -57,12 +57,27 @@ pub async fn serve_routes(
     option: &str,
     stop: CancellationToken,
 ) -> Result<Endpoint> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    serve_on(bind(addr, option).await?, app, option, stop)
+}
+
+/// Binds `addr` for the endpoint `option` asks for (before its routes are
+/// built: a page starts following its topic only once it can be served).
+pub async fn bind(addr: &str, option: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| EngineError::Execution(format!("{option} {addr}: cannot listen: {e}")))?;
+        .map_err(|e| EngineError::Execution(format!("{option} {addr}: cannot listen: {e}")))
+}
+
+/// Serves `app` on `listener` until `stop` is cancelled.
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    option: &str,
+    stop: CancellationToken,
+) -> Result<Endpoint> {
     let addr = listener
         .local_addr()
-        .map_err(|e| EngineError::Execution(format!("{option} {addr}: {e}")))?;
+        .map_err(|e| EngineError::Execution(format!("{option}: {e}")))?;
     let option = option.to_string();
     tokio::spawn(async move {
         let served = axum::serve(listener, app)

@@ -35,6 +35,22 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The rows of the Parquet file at `path` (the parquet crate's reader).
+pub fn parquet_batches(path: &std::path::Path) -> Vec<arrow::record_batch::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// How many rows the Parquet file at `path` holds.
+pub fn parquet_rows(path: &std::path::Path) -> usize {
+    parquet_batches(path).iter().map(|b| b.num_rows()).sum()
+}
+
 /// The 1-minute candles in the lake, read by DuckDB, by (symbol, window_start);
 /// fails on a candle written twice.
 pub fn lake_candles(
