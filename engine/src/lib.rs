@@ -9,7 +9,8 @@
 //!   Polygon) normalized to the trade contract (`engine ingest`, the `websocket` source).
 //! - [`source`]: sources behind one trait and a registry (`kafka`, `memory`); the
 //!   runner around every reader: batches, dead letters, per-split watermarks, barriers.
-//! - `kafka`: what the Kafka source and sink share (client settings, the transaction).
+//! - `kafka`: what the Kafka source and sink share (client settings and their
+//!   security: TLS, SASL, MSK IAM; client contexts; the transaction).
 //! - [`decode`]: JSON payloads -> Arrow batches, bad records isolated, row rules.
 //! - `watermark`: the `WATERMARK` expression and per-split event time.
 //! - `message`: what flows: `Data(RecordBatch)` or a `Signal`.
@@ -52,6 +53,8 @@ pub(crate) mod watermark;
 pub mod web;
 
 pub use error::{Cause, Chain, EngineError, Result};
+/// Amazon MSK's IAM sign-in tokens (`auth = 'aws_msk_iam'`).
+pub use kafka::msk_iam;
 /// How our Kafka consumers log (end-of-partition events are not errors): for tools reading topics.
 pub use kafka::ConsumerLogs;
 pub use metrics::Metrics;

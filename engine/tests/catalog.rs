@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::*;
 
 /// Runs `engine catalog` with `LAKE_URL`; returns (success, stdout, stderr).
@@ -19,33 +16,6 @@ fn catalog(lake_url: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// Runs a script of `engine/tests/py/` with the services' Python, `input` on stdin; its JSON output.
-fn python(script: &str, input: &str) -> serde_json::Value {
-    let python = std::env::var("SERVICES_PYTHON").expect(
-        "SERVICES_PYTHON is not set: run the tests with scripts/test.sh (its venv has sqlglot, boto3, duckdb)",
-    );
-    let mut child = Command::new(python)
-        .arg(repo_root().join("engine/tests/py").join(script))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn columns(list: &[(&str, &str)]) -> serde_json::Value {

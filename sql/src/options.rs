@@ -187,7 +187,8 @@ fn shown(key: &str, value: &str) -> String {
     }
 }
 
-fn quote_list(items: &[&str]) -> String {
+/// `'a', 'b', 'c'`: allowed values, as error messages list them.
+pub fn quote_list(items: &[&str]) -> String {
     items
         .iter()
         .map(|s| format!("'{s}'"))

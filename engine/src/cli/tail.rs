@@ -70,7 +70,7 @@ impl TailArgs {
                 "enable.partition.eof",
                 if self.exit_at_end { "true" } else { "false" },
             )
-            .create_with_context(ConsumerLogs)?;
+            .create_with_context(ConsumerLogs::default())?;
         let metadata = consumer
             .fetch_metadata(Some(&self.topic), Duration::from_secs(30))
             .with_context(|| format!("reading metadata of `{}` on {}", self.topic, self.brokers))?;

@@ -56,7 +56,7 @@ impl KafkaOutput {
         stop: CancellationToken,
     ) -> Result<Self> {
         let dlq = format!("{topic}.dlq");
-        let context = DeliveryCounter::new("trade");
+        let context = DeliveryCounter::new("trade", Default::default());
         let producer: ThreadedProducer<DeliveryCounter> = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -73,10 +73,7 @@ impl KafkaOutput {
             .map_err(|e| {
                 EngineError::kafka(format!("creating the trade producer for {brokers}"), e)
             })?;
-        let client = KafkaClientOptions {
-            bootstrap_servers: brokers.to_string(),
-            properties: Default::default(),
-        };
+        let client = KafkaClientOptions::plaintext(brokers);
         Ok(Self {
             topic: topic.to_string(),
             producer,

@@ -1,15 +1,22 @@
-//! What the Kafka source and sink share: client settings, logs, metadata
-//! look-ups, and the transaction of `exactly_once` output.
+//! What the Kafka source and sink share: client settings (with their
+//! security), client contexts, metadata look-ups, and the transaction of
+//! `exactly_once` output.
 
+pub mod context;
+pub mod msk_iam;
+pub mod security;
 pub mod transaction;
+
+pub use context::{ClientHooks, ConsumerLogs, DeliveryCounter, ProducerLogs};
+pub use security::KafkaSecurity;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use engine_sql::{LineError, Options};
 use rdkafka::client::Client;
-use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::error::{EngineError, Result};
@@ -32,23 +39,55 @@ pub fn check_properties(
 /// How long a metadata look-up may take before the engine gives up.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Broker address and pass-through librdkafka settings of one Kafka table.
-/// Its `Debug` shows property names only: values can be passwords.
-#[derive(Clone, PartialEq)]
+/// Broker address, security and pass-through librdkafka settings of one
+/// Kafka table. Its `Debug` shows property names only: values can be passwords.
+#[derive(Clone, PartialEq, Default)]
 pub struct KafkaClientOptions {
     /// `bootstrap_servers`: comma-separated `host:port` list.
     pub bootstrap_servers: String,
-    /// `properties.*`: handed to librdkafka as they are (e.g. `properties.security.protocol`).
+    /// `security.protocol`, `sasl.*`, `ssl.*`, `auth`: how the clients sign in.
+    pub security: KafkaSecurity,
+    /// `properties.*`: handed to librdkafka as they are (e.g. `properties.client.id`).
     pub properties: BTreeMap<String, String>,
 }
 
 impl KafkaClientOptions {
-    /// Reads `bootstrap_servers` and `properties.*` from `options`.
+    /// Plain-text clients of `bootstrap_servers` (the command-line tools').
+    pub fn plaintext(bootstrap_servers: &str) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// Reads `bootstrap_servers`, the security options and `properties.*` from `options`.
     pub fn from_options(options: &mut Options, table_line: usize) -> Result<Self, LineError> {
+        let bootstrap_servers = options.required("bootstrap_servers", table_line)?;
+        let properties = options.with_prefix("properties.");
+        let security = KafkaSecurity::from_options(options, &properties, table_line)?;
         Ok(Self {
-            bootstrap_servers: options.required("bootstrap_servers", table_line)?,
-            properties: options.with_prefix("properties."),
+            bootstrap_servers,
+            security,
+            properties,
         })
+    }
+
+    /// The hooks every client of this table carries; with `auth =
+    /// 'aws_msk_iam'`, their token source (which resolves the region and
+    /// the AWS credential chain, so it fails without a region).
+    pub fn hooks(&self) -> Result<ClientHooks> {
+        let Some(iam) = &self.security.msk_iam else {
+            return Ok(ClientHooks::default());
+        };
+        let tokens = msk_iam::MskIamTokens::new(iam.region.as_deref(), &self.bootstrap_servers)
+            .map_err(|e| {
+                EngineError::kafka_msg(format!(
+                    "signing in to {}: {}",
+                    self.bootstrap_servers,
+                    crate::error::Chain(&e)
+                ))
+            })?;
+        Ok(ClientHooks::new(Some(std::sync::Arc::new(tokens))))
     }
 
     /// Checks every `properties.*` name and value with librdkafka, connecting
@@ -67,7 +106,24 @@ impl KafkaClientOptions {
         }
     }
 
-    /// A librdkafka configuration with the broker address and the pass-through settings.
+    /// A consumer made from `config` (one of [`Self::client_config`]'s),
+    /// its context made by `context` over this table's hooks, and signed in
+    /// (MSK IAM). Errors name what was being `doing`.
+    pub fn consumer<C: rdkafka::consumer::ConsumerContext>(
+        &self,
+        config: &ClientConfig,
+        context: impl FnOnce(ClientHooks) -> C,
+        doing: impl Fn() -> String,
+    ) -> Result<rdkafka::consumer::BaseConsumer<C>> {
+        let hooks = self.hooks()?;
+        let consumer: rdkafka::consumer::BaseConsumer<C> = config
+            .create_with_context(context(hooks.clone()))
+            .map_err(|e| EngineError::kafka(doing(), e))?;
+        hooks.sign_in(consumer.client())?;
+        Ok(consumer)
+    }
+
+    /// A librdkafka configuration with the broker address, the security and the pass-through settings.
     pub fn client_config(&self) -> ClientConfig {
         self.client_config_with(&[])
     }
@@ -79,6 +135,10 @@ impl KafkaClientOptions {
             config.set(*k, *v);
         }
         config.set("bootstrap.servers", &self.bootstrap_servers);
+        // No `properties.*` names these (that is an error when the job is read).
+        for (k, v) in self.security.settings() {
+            config.set(k, v);
+        }
         for (k, v) in &self.properties {
             config.set(k, v);
         }
@@ -90,6 +150,7 @@ impl std::fmt::Debug for KafkaClientOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaClientOptions")
             .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("security", &self.security)
             .field("properties", &self.properties.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -111,54 +172,57 @@ pub fn redacted(e: &KafkaError) -> String {
     }
 }
 
-/// The context of our consumers: librdkafka's errors go to the log as usual,
-/// except end-of-partition events. Consumers that ask for them
-/// (`enable.partition.eof`) read them from the message stream; once a
-/// partition is paused at its end they also arrive as "global errors", which
-/// are expected, not failures.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ConsumerLogs;
-
-impl ClientContext for ConsumerLogs {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::trace!(%reason, "end of partition");
-        } else {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
-    }
-}
-
-impl ConsumerContext for ConsumerLogs {}
-
 /// Fails unless `topic` exists, so a missing output topic stops the job at
 /// start rather than at its first record hours later. `role` says what the
-/// topic is for (e.g. "dead-letter topic").
+/// topic is for (e.g. "dead-letter topic"); `hooks` are the client's.
 pub fn ensure_topic<C: ClientContext>(
     client: &Client<C>,
+    hooks: &ClientHooks,
     topic: &str,
     bootstrap_servers: &str,
     role: &str,
 ) -> Result<()> {
-    partitions_of(client, topic, bootstrap_servers, role).map(|_| ())
+    partitions_of(client, hooks, topic, bootstrap_servers, role).map(|_| ())
 }
 
+/// How long one metadata request may wait before the client's hooks are
+/// asked whether the brokers refused it (a wrong password is final; waiting
+/// the whole [`METADATA_TIMEOUT`] for it helps nobody).
+const METADATA_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The partition ids of `topic`; an error naming the topic, what it is for
-/// (`role`, e.g. "topic" or "output topic") and the broker if it does not exist.
+/// (`role`, e.g. "topic" or "output topic") and the broker if it does not
+/// exist, or why the brokers did not answer (from the client's `hooks`).
 pub fn partitions_of<C: ClientContext>(
     client: &Client<C>,
+    hooks: &ClientHooks,
     topic: &str,
     bootstrap_servers: &str,
     role: &str,
 ) -> Result<Vec<i32>> {
-    let metadata = client
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| {
-            EngineError::kafka(
-                format!("reading metadata of {role} `{topic}` on {bootstrap_servers}"),
-                e,
-            )
-        })?;
+    let doing = || format!("reading metadata of {role} `{topic}` on {bootstrap_servers}");
+    let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
+    let metadata = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match client.fetch_metadata(Some(topic), left.min(METADATA_ATTEMPT)) {
+            Ok(metadata) => break metadata,
+            Err(e) => {
+                if let Some(refusal) = hooks.refusal() {
+                    return Err(EngineError::kafka_msg(format!(
+                        "{}: the brokers refused this client: {refusal}",
+                        doing()
+                    )));
+                }
+                if std::time::Instant::now() >= deadline {
+                    let context = match hooks.last_error() {
+                        Some(last) => format!("{} (last broker error: {last})", doing()),
+                        None => doing(),
+                    };
+                    return Err(EngineError::kafka(context, e));
+                }
+            }
+        }
+    };
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -169,48 +233,4 @@ pub fn partitions_of<C: ClientContext>(
         return Err(EngineError::kafka_msg(format!("{role} `{topic}` does not exist on {bootstrap_servers}: create it first (or check `topic` and `bootstrap_servers`)")));
     }
     Ok(partitions)
-}
-
-/// A producer context that counts (and logs) failed deliveries, so that a
-/// caller never reports records as written, or commits past them, when
-/// their copy was lost.
-pub struct DeliveryCounter {
-    failed: std::sync::atomic::AtomicU64,
-    /// What the records are, for the log ("dead-letter", "trade").
-    what: &'static str,
-}
-
-impl DeliveryCounter {
-    /// Counts the failed deliveries of `what` records.
-    pub fn new(what: &'static str) -> Self {
-        Self {
-            failed: Default::default(),
-            what,
-        }
-    }
-
-    /// Fails if any record to `topic` was not delivered (the log says why).
-    pub fn check(&self, topic: &str) -> Result<()> {
-        match self.failed.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => Ok(()),
-            n => Err(EngineError::kafka_msg(format!(
-                "{n} {} records could not be written to topic `{topic}` (the log says why)",
-                self.what
-            ))),
-        }
-    }
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl rdkafka::producer::ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
-        if let Err((e, m)) = result {
-            use rdkafka::Message;
-            tracing::error!(topic = m.topic(), error = %e, "{} record not delivered", self.what);
-            self.failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
 }

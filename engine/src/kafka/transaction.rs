@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::CommitPoint;
 use crate::error::{Chain, EngineError, Result};
-use crate::kafka::{ConsumerLogs, KafkaClientOptions, METADATA_TIMEOUT};
+use crate::kafka::{ConsumerLogs, KafkaClientOptions, ProducerLogs, METADATA_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::sink::kafka::{EncodedRows, KafkaSinkConfig};
 
@@ -131,7 +131,7 @@ impl Recovery {
 
 /// The job's transactional producer and its view of the consumer group.
 pub struct Transactions {
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerLogs>,
     /// Reads the group's committed offsets and gives the group's metadata.
     group: BaseConsumer<ConsumerLogs>,
     group_id: String,
@@ -160,20 +160,22 @@ impl Transactions {
             return Err(EngineError::Internal("no exactly-once sink".into()));
         };
         let timeout = TRANSACTION_TIMEOUT.as_millis().to_string();
-        let producer: FutureProducer = client
+        let hooks = client.hooks()?;
+        let producer: FutureProducer<ProducerLogs> = client
             .client_config_with(&[
                 ("linger.ms", "5"),
                 ("compression.type", "lz4"),
                 ("transaction.timeout.ms", &timeout),
             ])
             .set("transactional.id", &transactional_id)
-            .create()
+            .create_with_context(ProducerLogs::new(hooks.clone()))
             .map_err(|e| {
                 EngineError::kafka(
                     format!("creating transactional producer `{transactional_id}`"),
                     e,
                 )
             })?;
+        hooks.sign_in(producer.client())?;
         producer
             .init_transactions(TRANSACTION_TIMEOUT)
             .map_err(|e| {
@@ -186,13 +188,13 @@ impl Transactions {
                     e,
                 )
             })?;
-        let group: BaseConsumer<ConsumerLogs> = source
-            .client_config()
+        let settings = (source.client_config())
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
-            .create_with_context(ConsumerLogs)
-            .map_err(|e| {
-                EngineError::kafka(format!("creating a client of group `{group_id}`"), e)
+            .clone();
+        let group: BaseConsumer<ConsumerLogs> =
+            source.consumer(&settings, ConsumerLogs::new, || {
+                format!("creating a client of group `{group_id}`")
             })?;
         Ok(Self {
             producer,

@@ -9,12 +9,21 @@ pub fn brokers() -> String {
     )
 }
 
+/// A client configuration for the test broker.
+pub fn test_broker() -> ClientConfig {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .clone()
+}
+
 /// Creates topics (name, partitions) on the test broker.
 pub async fn create_topics(topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
+    create_topics_on(&test_broker(), topics).await
+}
+
+/// Creates topics (name, partitions) on the cluster `client` reaches.
+pub async fn create_topics_on(client: &ClientConfig, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = client.create().expect("admin client");
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1)))
@@ -30,8 +39,13 @@ pub async fn create_topics(topics: &[(&str, i32)]) {
 
 /// Produces (key, payload) records and waits for every acknowledgement.
 pub async fn produce(topic: &str, records: &[(String, Vec<u8>)]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+    produce_on(&test_broker(), topic, records).await
+}
+
+/// [`produce`] to the cluster `client` reaches.
+pub async fn produce_on(client: &ClientConfig, topic: &str, records: &[(String, Vec<u8>)]) {
+    let producer: FutureProducer = client
+        .clone()
         .set("linger.ms", "20")
         .set("message.max.bytes", "10000000")
         .set("queue.buffering.max.messages", "1000000")
@@ -68,14 +82,19 @@ pub struct ReadRecord {
 /// beginning, until each reports end-of-partition: Tansu under-reports end
 /// offsets, so counting up to them would stop early).
 pub fn read_all(topic: &str) -> Vec<ReadRecord> {
+    read_all_on(&test_broker(), topic)
+}
+
+/// [`read_all`] from the cluster `client` reaches.
+pub fn read_all_on(client: &ClientConfig, topic: &str) -> Vec<ReadRecord> {
     use rdkafka::error::KafkaError;
     use rdkafka::message::Headers;
-    let consumer: BaseConsumer<engine::ConsumerLogs> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+    let consumer: BaseConsumer<engine::ConsumerLogs> = client
+        .clone()
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create_with_context(engine::ConsumerLogs)
+        .create_with_context(engine::ConsumerLogs::default())
         .expect("consumer");
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -129,8 +148,16 @@ pub fn read_all(topic: &str) -> Vec<ReadRecord> {
 /// records it holds: at least once, so a candle may come several times, but
 /// each time the same record (key, timestamp = window end, value).
 pub fn topic_candles(topic: &str) -> (usize, BTreeMap<(String, i64), serde_json::Value>) {
+    topic_candles_on(&test_broker(), topic)
+}
+
+/// [`topic_candles`] from the cluster `client` reaches.
+pub fn topic_candles_on(
+    client: &ClientConfig,
+    topic: &str,
+) -> (usize, BTreeMap<(String, i64), serde_json::Value>) {
     let mut candles: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
-    let records = read_all(topic);
+    let records = read_all_on(client, topic);
     for r in &records {
         let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
         let key = (

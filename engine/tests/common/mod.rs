@@ -19,6 +19,7 @@ mod lake;
 mod oracle;
 mod process;
 mod scenarios;
+mod secure;
 mod ws;
 
 pub use browser::*;
@@ -27,4 +28,5 @@ pub use lake::*;
 pub use oracle::*;
 pub use process::*;
 pub use scenarios::*;
+pub use secure::*;
 pub use ws::*;

@@ -159,3 +159,31 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// Runs a script of `engine/tests/py/` with the services' Python, `input` on stdin; its JSON output.
+pub fn python(script: &str, input: &str) -> serde_json::Value {
+    use std::io::Write as _;
+    let python = std::env::var("SERVICES_PYTHON").expect(
+        "SERVICES_PYTHON is not set: run the tests with scripts/test.sh (its venv has sqlglot, boto3, duckdb, the MSK IAM signer)",
+    );
+    let mut child = std::process::Command::new(python)
+        .arg(repo_root().join("engine/tests/py").join(script))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::config::{CommitMode, KafkaSinkConfig, TimestampFormat};
 use crate::checkpoint::Snapshot;
 use crate::error::{EngineError, Result};
+use crate::kafka::ProducerLogs;
 use crate::message::EventTime;
 use crate::metrics::{Due, EmitLatency, SinkMetrics, StagedLatency};
 use crate::sink::{Sink, Uncommitted};
@@ -27,7 +28,7 @@ const MAX_IN_FLIGHT: usize = 100_000;
 /// A Kafka sink.
 pub struct KafkaSink {
     config: KafkaSinkConfig,
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerLogs>,
     in_flight: VecDeque<DeliveryFuture>,
     /// The deliveries of due rows (closed windows), each batch's awaited on a
     /// task of its own that then observes their emit latency: a candle's
@@ -53,19 +54,22 @@ impl KafkaSink {
         uncommitted: Uncommitted<RecordBatch>,
         staged: StagedLatency,
     ) -> Result<Self> {
-        let producer: FutureProducer = config
+        let hooks = config.client.hooks()?;
+        let producer: FutureProducer<ProducerLogs> = config
             .client
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .create()
+            .create_with_context(ProducerLogs::new(hooks.clone()))
             .map_err(|e| {
                 EngineError::kafka(format!("creating producer for topic `{}`", config.topic), e)
             })?;
+        hooks.sign_in(producer.client())?;
         crate::kafka::ensure_topic(
             producer.client(),
+            &hooks,
             &config.topic,
             &config.client.bootstrap_servers,
             "output topic",

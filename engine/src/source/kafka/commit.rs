@@ -76,12 +76,7 @@ pub enum OffsetCommitter {
 impl OffsetCommitter {
     /// A direct committer for `config`'s group.
     pub fn direct(config: &KafkaSourceConfig) -> Result<Self> {
-        let consumer = super::group::group_client(config).map_err(|e| {
-            EngineError::kafka(
-                format!("creating a client of group `{}`", config.group_id),
-                e,
-            )
-        })?;
+        let consumer = super::group::group_client(config)?;
         Ok(Self::Direct {
             consumer: Arc::new(consumer),
             group: config.group_id.clone(),

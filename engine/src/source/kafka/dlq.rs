@@ -42,7 +42,8 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// An idempotent producer to `topic`.
     pub fn new(client: &KafkaClientOptions, topic: &str) -> Result<Self> {
-        let context = DeliveryCounter::new("dead-letter");
+        let hooks = client.hooks()?;
+        let context = DeliveryCounter::new("dead-letter", hooks.clone());
         let producer: ThreadedProducer<DeliveryCounter> = client
             .client_config()
             .set("enable.idempotence", "true")
@@ -54,8 +55,10 @@ impl DeadLetters {
                     e,
                 )
             })?;
+        hooks.sign_in(producer.client())?;
         crate::kafka::ensure_topic(
             producer.client(),
+            &hooks,
             topic,
             &client.bootstrap_servers,
             "dead-letter topic (option dlq.topic)",

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -114,19 +114,23 @@ impl GroupMember {
                 e,
             )
         };
-        let context = MemberContext {
+        let context = |hooks| MemberContext {
             topic: topic.clone(),
             events,
             commits: self.commits.clone(),
+            hooks,
         };
-        let consumer: BaseConsumer<MemberContext> = self
-            .config
-            .client
-            .client_config_with(MEMBER_DEFAULTS)
+        let config = (self.config.client.client_config_with(MEMBER_DEFAULTS))
             .set("group.id", &self.config.group_id)
             .set("enable.auto.commit", "false")
-            .create_with_context(context)
-            .map_err(|e| err("creating the group member", e))?;
+            .clone();
+        let consumer: BaseConsumer<MemberContext> =
+            self.config.client.consumer(&config, context, || {
+                format!(
+                    "creating the group member (group `{}`, topic `{topic}`)",
+                    self.config.group_id
+                )
+            })?;
         consumer
             .subscribe(&[&topic])
             .map_err(|e| err("joining the consumer group", e))?;
@@ -200,26 +204,23 @@ fn commit<C: ConsumerContext>(
 
 /// A client of the source's consumer group that never subscribes: for
 /// offset look-ups and commits outside the group's membership.
-pub(super) fn group_client(
-    config: &KafkaSourceConfig,
-) -> std::result::Result<BaseConsumer<ConsumerLogs>, KafkaError> {
-    config
-        .client
-        .client_config()
+pub(super) fn group_client(config: &KafkaSourceConfig) -> Result<BaseConsumer<ConsumerLogs>> {
+    let settings = (config.client.client_config())
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
-        .create_with_context(ConsumerLogs)
+        .clone();
+    (config.client).consumer(&settings, ConsumerLogs::new, || {
+        format!("creating a client of group `{}`", config.group_id)
+    })
 }
 
 /// A consumer of the source's group that reads nothing (for offset look-ups),
-/// and the partitions of the source's topic; errors name what was being `done`.
-fn lookup_consumer(
-    config: &KafkaSourceConfig,
-    doing: &str,
-) -> Result<(BaseConsumer<ConsumerLogs>, Vec<i32>)> {
-    let consumer = group_client(config).map_err(|e| lookup_error(config, doing, e))?;
+/// and the partitions of the source's topic.
+fn lookup_consumer(config: &KafkaSourceConfig) -> Result<(BaseConsumer<ConsumerLogs>, Vec<i32>)> {
+    let consumer = group_client(config)?;
     let partitions = partitions_of(
         consumer.client(),
+        &consumer.context().hooks,
         &config.topic,
         &config.client.bootstrap_servers,
         "topic",
@@ -241,7 +242,7 @@ fn lookup_error(config: &KafkaSourceConfig, doing: &str, e: KafkaError) -> Engin
 /// bound on some brokers: Tansu lists the last batch's base offset + 1).
 pub fn end_offsets(config: &KafkaSourceConfig) -> Result<BTreeMap<i32, i64>> {
     let doing = "reading end offsets";
-    let (consumer, partitions) = lookup_consumer(config, doing)?;
+    let (consumer, partitions) = lookup_consumer(config)?;
     partitions
         .into_iter()
         .map(|p| {
@@ -264,7 +265,7 @@ pub fn committed_offsets(
         "reading the committed offsets of group `{}`",
         config.group_id
     );
-    let (consumer, partitions) = lookup_consumer(config, &doing)?;
+    let (consumer, partitions) = lookup_consumer(config)?;
     let mut tpl = TopicPartitionList::new();
     for p in partitions
         .into_iter()
@@ -290,6 +291,7 @@ struct MemberContext {
     topic: String,
     events: UnboundedSender<GroupEvent>,
     commits: GroupCommits,
+    hooks: crate::kafka::ClientHooks,
 }
 
 impl MemberContext {
@@ -301,11 +303,7 @@ impl MemberContext {
     }
 }
 
-impl ClientContext for MemberContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::error!("librdkafka (group member): {error}: {reason}");
-    }
-}
+crate::kafka::context::client_context_with_hooks!(MemberContext, "group member");
 
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

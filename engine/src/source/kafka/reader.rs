@@ -85,7 +85,8 @@ impl KafkaReader {
 
     fn consumer(&self) -> Result<BaseConsumer<ConsumerLogs>> {
         let topic = &self.config.topic;
-        self.config
+        let config = self
+            .config
             .client
             .client_config_with(CONSUMER_DEFAULTS)
             .set("group.id", &self.config.group_id)
@@ -103,8 +104,10 @@ impl KafkaReader {
                     "latest"
                 },
             )
-            .create_with_context(ConsumerLogs)
-            .map_err(|e| EngineError::kafka(format!("creating consumer for topic `{topic}`"), e))
+            .clone();
+        (self.config.client).consumer(&config, ConsumerLogs::new, || {
+            format!("creating consumer for topic `{topic}`")
+        })
     }
 
     /// Assigns every partition of the topic (a lane: its one partition) at its start offset.
@@ -200,7 +203,8 @@ impl KafkaReader {
     /// The partitions read: every one of the topic, or a lane's one.
     fn partitions(&self, consumer: &BaseConsumer<ConsumerLogs>) -> Result<Vec<i32>> {
         let (topic, servers) = (&self.config.topic, &self.config.client.bootstrap_servers);
-        let partitions = partitions_of(consumer.client(), topic, servers, "topic")?;
+        let hooks = &consumer.context().hooks;
+        let partitions = partitions_of(consumer.client(), hooks, topic, servers, "topic")?;
         match &self.lane {
             None => Ok(partitions),
             Some(lane) if partitions.contains(lane) => Ok(vec![*lane]),

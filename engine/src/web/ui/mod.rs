@@ -201,7 +201,7 @@ fn follow(options: &UiOptions, state: &UiState, stop: &CancellationToken) -> Res
         .set("group.id", "engine.ui")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .create_with_context(ConsumerLogs)
+        .create_with_context(ConsumerLogs::default())
         .map_err(|e| {
             EngineError::kafka(
                 format!("creating the page's consumer of topic `{topic}`"),
@@ -211,7 +211,13 @@ fn follow(options: &UiOptions, state: &UiState, stop: &CancellationToken) -> Res
     let mut assignment = TopicPartitionList::new();
     // The topic may not exist yet (a job that has not started): wait for it.
     let partitions = loop {
-        match partitions_of(consumer.client(), topic, &options.brokers, "topic") {
+        match partitions_of(
+            consumer.client(),
+            &consumer.context().hooks,
+            topic,
+            &options.brokers,
+            "topic",
+        ) {
             Ok(p) => break p,
             Err(_) if !stop.is_cancelled() => std::thread::sleep(Duration::from_secs(1)),
             Err(e) => return Err(e),
