@@ -183,7 +183,11 @@ fn security_options_are_checked_when_the_job_is_read() {
         ("    ssl.ca.location = '/no/such/ca.pem'", "cannot read `/no/such/ca.pem`"),
         (
             "    sasl.mechanism = 'PLAIN', sasl.username = 'u', sasl.password = '${PW}',\n    properties.sasl.password = '${PW}'",
-            "says again what option `sasl.password`",
+            "`properties.sasl.password` would override the typed security options",
+        ),
+        (
+            "    sasl.mechanism = 'SCRAM-SHA-512', sasl.username = 'u', sasl.password = '${PW}',\n    properties.security.protocol = 'sasl_plaintext'",
+            "`properties.security.protocol` would override",
         ),
         ("    auth = 'aws_msk_iam', security.protocol = 'ssl'", "does not sign in"),
     ];

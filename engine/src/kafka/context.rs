@@ -24,6 +24,8 @@ use crate::error::{EngineError, Result};
 pub struct ClientHooks {
     tokens: Option<Arc<MskIamTokens>>,
     errors: Arc<Mutex<BrokerErrors>>,
+    /// When this client was last handed a token by [`Self::sign_in`].
+    signed_in: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 /// What librdkafka last reported about the connection to the brokers.
@@ -48,6 +50,7 @@ impl ClientHooks {
         Self {
             tokens,
             errors: Default::default(),
+            signed_in: Default::default(),
         }
     }
 
@@ -60,16 +63,7 @@ impl ClientHooks {
             return;
         }
         tracing::error!("librdkafka ({client}): {error}: {reason}");
-        let refused = matches!(
-            code,
-            Some(
-                RDKafkaErrorCode::Authentication
-                    | RDKafkaErrorCode::SSL
-                    | RDKafkaErrorCode::SaslAuthenticationFailed
-                    | RDKafkaErrorCode::UnsupportedSASLMechanism
-                    | RDKafkaErrorCode::IllegalSASLState
-            )
-        );
+        let refused = is_refusal(code, reason);
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         errors.last = Some(reason.to_string());
         if refused {
@@ -90,6 +84,19 @@ impl ClientHooks {
     pub fn last_error(&self) -> Option<String> {
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         errors.last.clone()
+    }
+
+    /// Hands `client` a new token if its last one from [`Self::sign_in`] is
+    /// half-way through its life. For clients nobody polls (offset
+    /// look-ups and commits outside the group): librdkafka asks them for
+    /// new tokens through their event queue, which they never read. Call
+    /// before each use.
+    pub fn keep_signed_in<C: ClientContext>(&self, client: &Client<C>) -> Result<()> {
+        let last = *self.signed_in.lock().unwrap_or_else(|e| e.into_inner());
+        match last {
+            Some(at) if at.elapsed() < super::msk_iam::TOKEN_LIFETIME / 2 => Ok(()),
+            _ => self.sign_in(client),
+        }
     }
 
     /// A new MSK IAM token, for librdkafka's refresh.
@@ -147,7 +154,83 @@ impl ClientHooks {
                 text.to_string_lossy()
             )));
         }
+        *self.signed_in.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         Ok(())
+    }
+}
+
+/// Whether librdkafka's error says the brokers refused who we are (a
+/// certificate, a login, a mechanism they do not offer), which retrying
+/// cannot mend, rather than something passing: librdkafka reports a
+/// throttled connection, a token not yet fetched or a handshake that timed
+/// out with the same authentication code.
+fn is_refusal(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    let passing = [
+        "too many connect",
+        "throttl",
+        "timed out",
+        "timeout",
+        "failed to acquire",
+    ];
+    if passing.iter().any(|p| reason.contains(p)) {
+        return false;
+    }
+    match code {
+        Some(
+            RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::UnsupportedSASLMechanism
+            | RDKafkaErrorCode::IllegalSASLState,
+        ) => true,
+        Some(RDKafkaErrorCode::SSL) => {
+            reason.contains("certificate") || reason.contains("handshake failed")
+        }
+        Some(RDKafkaErrorCode::Authentication) => {
+            reason.contains("authentication failed")
+                || reason.contains("mechanism handshake failed")
+                || reason.contains("certificate")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_refusals_stop_a_look_up_early() {
+        let auth = Some(RDKafkaErrorCode::Authentication);
+        let refusals = [
+            (auth, "SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user"),
+            (auth, "SASL PLAIN mechanism handshake failed: Broker: Unsupported SASL mechanism"),
+            (Some(RDKafkaErrorCode::SSL), "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"),
+        ];
+        for (code, reason) in refusals {
+            assert!(is_refusal(code, reason), "{reason}");
+        }
+        let passing = [
+            (
+                auth,
+                "Failed to acquire SASL OAUTHBEARER token: no credentials",
+            ),
+            (
+                auth,
+                "SASL authentication error: Too many connects (after 3ms in state AUTH_REQ)",
+            ),
+            (auth, "SaslHandshake request failed: Local: Timed out"),
+            (
+                Some(RDKafkaErrorCode::AllBrokersDown),
+                "1/1 brokers are down",
+            ),
+            (
+                Some(RDKafkaErrorCode::BrokerTransportFailure),
+                "Connection refused",
+            ),
+        ];
+        for (code, reason) in passing {
+            assert!(!is_refusal(code, reason), "{reason}");
+        }
     }
 }
 

@@ -190,6 +190,9 @@ pub fn ensure_topic<C: ClientContext>(
 /// the whole [`METADATA_TIMEOUT`] for it helps nobody).
 const METADATA_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The pause between two metadata requests.
+const METADATA_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The partition ids of `topic`; an error naming the topic, what it is for
 /// (`role`, e.g. "topic" or "output topic") and the broker if it does not
 /// exist, or why the brokers did not answer (from the client's `hooks`).
@@ -220,6 +223,8 @@ pub fn partitions_of<C: ClientContext>(
                     };
                     return Err(EngineError::kafka(context, e));
                 }
+                // An error that came back at once is not asked again at once.
+                std::thread::sleep(METADATA_RETRY_PAUSE);
             }
         }
     };

@@ -100,7 +100,8 @@ pub fn sign(
     );
     SignedToken {
         token: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url),
-        expires_ms: at.timestamp_millis() + TOKEN_LIFETIME.as_millis() as i64,
+        // From the second X-Amz-Date says, not the millisecond of `at`.
+        expires_ms: (at.timestamp() + TOKEN_LIFETIME.as_secs() as i64) * 1000,
     }
 }
 

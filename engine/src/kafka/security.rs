@@ -39,6 +39,23 @@ const SETTINGS: &[(&str, &str)] = &[
     ("auth", "sasl.mechanism"),
 ];
 
+/// The librdkafka settings the typed options stand for (with librdkafka's
+/// own aliases): once a table uses any typed security option, none of
+/// these may come as `properties.*`, which librdkafka would apply on top
+/// (say `properties.security.protocol = 'sasl_plaintext'` under a
+/// password that must travel over TLS).
+const SECURITY_PROPERTIES: &[&str] = &[
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.password",
+];
+
 /// A Kafka table's security settings. Its `Debug` never shows a password.
 #[derive(Clone, Default, PartialEq)]
 pub struct KafkaSecurity {
@@ -67,7 +84,7 @@ pub struct SaslLogin {
 
 /// TLS files: the CA that signs the brokers' certificates, and the client's
 /// own certificate and key for mutual TLS.
-#[derive(Clone, Default, PartialEq, Debug)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TlsFiles {
     /// `ssl.ca.location`: the brokers' CA (default: the system's).
     pub ca: Option<String>,
@@ -98,12 +115,19 @@ impl KafkaSecurity {
         table_line: usize,
     ) -> Result<Self, LineError> {
         let line = |options: &Options, key: &str| options.line_of(key, table_line);
-        for (typed, setting) in SETTINGS {
-            if options.get(typed).is_some() && properties.contains_key(*setting) {
+        let typed: Vec<&str> = (SETTINGS.iter())
+            .map(|(typed, _)| *typed)
+            .filter(|typed| options.get(typed).is_some())
+            .collect();
+        if let Some(first) = typed.first() {
+            if let Some(setting) = SECURITY_PROPERTIES
+                .iter()
+                .find(|s| properties.contains_key(**s))
+            {
                 let at = line(options, &format!("properties.{setting}"));
                 return Err((
                     at,
-                    format!("`properties.{setting}` says again what option `{typed}` (line {}) sets: keep one of them", line(options, typed)),
+                    format!("`properties.{setting}` would override the typed security options (`{first}`, line {}): set it as a typed option, or give all security settings as `properties.*`", line(options, first)),
                 ));
             }
         }
@@ -126,12 +150,12 @@ impl KafkaSecurity {
         let msk_iam = match options.get("auth") {
             None => None,
             Some(a) if a.eq_ignore_ascii_case("aws_msk_iam") => Some(MskIam {
-                region: options.get("aws.region"),
+                region: options.get("aws.region").filter(|r| !r.is_empty()),
             }),
-            Some(a) => {
+            Some(_) => {
                 return Err((
                     line(options, "auth"),
-                    format!("option `auth` = '{a}' is not 'aws_msk_iam' (for a user name and password, set `sasl.mechanism`, `sasl.username` and `sasl.password`)"),
+                    "option `auth` is not 'aws_msk_iam', the one it takes (for a user name and password, set `sasl.mechanism`, `sasl.username` and `sasl.password`)".into(),
                 ))
             }
         };
@@ -262,8 +286,9 @@ impl KafkaSecurity {
         };
         let at = options.line_of("security.protocol", table_line);
         // librdkafka would fall back to GSSAPI (Kerberos), which this build lacks.
-        if protocol.starts_with("sasl_") && !signs_in && !properties.contains_key("sasl.mechanism")
-        {
+        let mechanism_property =
+            properties.contains_key("sasl.mechanism") || properties.contains_key("sasl.mechanisms");
+        if protocol.starts_with("sasl_") && !signs_in && !mechanism_property {
             return Err((at, format!("option `security.protocol` = '{protocol}' signs in, but says not how: set `sasl.mechanism`, `sasl.username` and `sasl.password`, or `auth = 'aws_msk_iam'`")));
         }
         if signs_in && !protocol.starts_with("sasl_") {
@@ -324,18 +349,33 @@ impl KafkaSecurity {
 
 impl std::fmt::Debug for KafkaSecurity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tls = &self.tls;
         f.debug_struct("KafkaSecurity")
             .field("protocol", &self.effective_protocol())
-            .field(
-                "sasl",
-                &self.sasl.as_ref().map(|l| (&l.mechanism, &l.username)),
-            )
-            .field("ca", &tls.ca)
-            .field("certificate", &tls.certificate)
-            .field("key", &tls.key)
-            .field("key_password", &tls.key_password.as_ref().map(|_| "***"))
+            .field("sasl", &self.sasl)
+            .field("tls", &self.tls)
             .field("msk_iam", &self.msk_iam)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SaslLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslLogin")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A key's "path" may be the key itself; its password is a secret.
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("TlsFiles")
+            .field("ca", &self.ca)
+            .field("certificate", &self.certificate)
+            .field("key", &hidden(&self.key))
+            .field("key_password", &hidden(&self.key_password))
             .finish()
     }
 }
@@ -352,6 +392,11 @@ fn readable_file(
     };
     match std::fs::File::open(&path) {
         Ok(_) => Ok(Some(path)),
+        // A key's "path" may be the key itself, pasted in: never shown.
+        Err(e) if engine_sql::options::may_be_secret(key) => Err((
+            options.line_of(key, table_line),
+            format!("option `{key}`: cannot read the file it names: {e}"),
+        )),
         Err(e) => Err((
             options.line_of(key, table_line),
             format!("option `{key}`: cannot read `{path}`: {e}"),
@@ -432,11 +477,43 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(line, 4);
-        assert!(message.contains("`properties.sasl.password`"), "{message}");
+        assert!(
+            message.contains("`properties.sasl.password` would override"),
+            "{message}"
+        );
         assert!(!message.contains("other"), "{message}");
+        // librdkafka's own spelling of the mechanism, and a protocol the
+        // typed options only implied, are caught too.
+        for property in [
+            "properties.sasl.mechanisms = 'PLAIN'",
+            "properties.security.protocol = 'sasl_plaintext'",
+        ] {
+            let (_, message) =
+                security(&format!(" auth = 'aws_msk_iam',\n {property}")).unwrap_err();
+            assert!(message.contains("would override"), "{property}: {message}");
+        }
+        let (_, message) = security(
+            " sasl.mechanism = 'PLAIN', sasl.username = 'u', sasl.password = 'p',\n properties.security.protocol = 'sasl_plaintext'",
+        )
+        .unwrap_err();
+        assert!(message.contains("would override"), "{message}");
+        // All as properties: passed through as before.
+        let s = security(
+            " properties.security.protocol = 'sasl_ssl',\n properties.sasl.mechanisms = 'PLAIN'",
+        )
+        .unwrap();
+        assert!(s.settings().is_empty());
+    }
+
+    #[test]
+    fn a_key_pasted_where_its_path_belongs_is_not_repeated() {
         let (_, message) =
-            security(" auth = 'aws_msk_iam',\n properties.sasl.mechanism = 'PLAIN'").unwrap_err();
-        assert!(message.contains("option `auth`"), "{message}");
+            security(" ssl.key.location = '-----BEGIN PRIVATE KEY----- MIGH'").unwrap_err();
+        assert!(
+            message.contains("cannot read the file it names"),
+            "{message}"
+        );
+        assert!(!message.contains("MIGH"), "{message}");
     }
 
     #[test]
@@ -491,8 +568,9 @@ mod tests {
         assert!(message.contains("'sasl_ssl'"), "{message}");
         let (_, message) = security(" security.protocol = 'SASL_SSL'").unwrap_err();
         assert!(message.contains("says not how"), "{message}");
-        let s = security(" security.protocol = 'SASL_SSL',\n properties.sasl.mechanism = 'PLAIN'")
-            .unwrap();
-        assert_eq!(s.effective_protocol(), Some("sasl_ssl"));
+        let (_, message) =
+            security(" security.protocol = 'SASL_SSL',\n properties.sasl.mechanism = 'PLAIN'")
+                .unwrap_err();
+        assert!(message.contains("would override"), "{message}");
     }
 }

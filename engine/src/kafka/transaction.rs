@@ -209,6 +209,7 @@ impl Transactions {
     /// say about the last transaction. Blocks.
     pub fn group_commit(&self, offsets: &SourceOffsets) -> Result<GroupCommit> {
         let tpl = self.offset_list(offsets, None)?;
+        (self.group.context().hooks).keep_signed_in(self.group.client())?;
         let committed = self
             .group
             .committed_offsets(tpl, METADATA_TIMEOUT)

@@ -326,8 +326,17 @@ impl Job {
 
 /// Options that change how a run goes on, not what its state means: a
 /// checkpoint restores whichever value they have (e.g. the embedded default
-/// turns `watermark.idle_advance` on, a run against a cluster may not).
-const RUNTIME_OPTIONS: &[&str] = &["watermark.idle_advance"];
+/// turns `watermark.idle_advance` on, a run against a cluster may not; a
+/// rotated certificate or a new SASL user reads the same topics).
+const RUNTIME_OPTIONS: &[&str] = &[
+    "watermark.idle_advance",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.username",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "aws.region",
+];
 
 async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {
     handle

@@ -95,6 +95,7 @@ impl OffsetCommitter {
                             EngineError::kafka(format!("offset list for `{}`", positions.topic), e)
                         })?;
                 }
+                (consumer.context().hooks).keep_signed_in(consumer.client())?;
                 consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
                     EngineError::kafka(
                         format!(
