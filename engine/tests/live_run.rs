@@ -35,6 +35,9 @@ async fn live_job_emits_closed_windows_and_stops_cleanly() {
     let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
     let job = Job::from_text("live.sql", &job_text, &env).await.unwrap();
     let stop = engine::CancellationToken::new();
+    // A failed assertion stops the job too: its source's blocking poll loop
+    // would otherwise keep the runtime's drop (and the test) waiting forever.
+    let _stop_on_failure = stop.clone().drop_guard();
     let metrics = Arc::new(Metrics::new());
     let running = tokio::spawn(job.run_with_metrics(
         RunOptions::default(),
@@ -168,6 +171,9 @@ async fn the_metrics_endpoint_shows_the_job_as_it_runs() {
         .await
         .unwrap();
     let stop = engine::CancellationToken::new();
+    // A failed assertion stops the job too: its source's blocking poll loop
+    // would otherwise keep the runtime's drop (and the test) waiting forever.
+    let _stop_on_failure = stop.clone().drop_guard();
     let metrics = Arc::new(Metrics::new());
     let endpoint = engine::web::serve("127.0.0.1:0", Arc::clone(&metrics), stop.clone())
         .await
@@ -436,6 +442,9 @@ async fn the_candle_page_draws_the_fold_live() {
     let env = |name: &str| (name == "KAFKA_BROKERS").then(brokers);
     let job = Job::from_text("paged.sql", &job_text, &env).await.unwrap();
     let stop = engine::CancellationToken::new();
+    // A failed assertion stops the job too: its source's blocking poll loop
+    // would otherwise keep the runtime's drop (and the test) waiting forever.
+    let _stop_on_failure = stop.clone().drop_guard();
     let metrics = Arc::new(Metrics::new());
     let running = tokio::spawn(job.run_with_metrics(
         RunOptions::default(),
