@@ -343,3 +343,41 @@ async fn join<T>(handle: JoinHandle<Result<T>>) -> Result<T> {
         .await
         .map_err(|e| EngineError::Internal(format!("task panicked or was cancelled: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fingerprint of a one-statement Kafka job whose source reads
+    /// `topic` with `security` among its options.
+    async fn fingerprint_of(topic: &str, security: &str) -> String {
+        let text = format!(
+            "CREATE TABLE t (symbol TEXT, ts TIMESTAMP) WITH (connector = 'kafka', topic = '{topic}', bootstrap_servers = 'b:9092'{security});
+             CREATE TABLE o (symbol TEXT) WITH (connector = 'kafka', topic = 'o', bootstrap_servers = 'b:9092');
+             INSERT INTO o SELECT symbol FROM t;"
+        );
+        let job = Job::from_text("job.sql", &text, &|_| None).await.unwrap();
+        job.fingerprint()
+    }
+
+    #[tokio::test]
+    async fn a_rotated_certificate_or_login_keeps_the_fingerprint_a_new_topic_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
+        std::fs::write(&old, "x").unwrap();
+        std::fs::write(&new, "y").unwrap();
+        let login = |ca: &std::path::Path, user: &str| {
+            format!(", ssl.ca.location = '{}', sasl.mechanism = 'SCRAM-SHA-512', sasl.username = '{user}', sasl.password = 'p-{user}'", ca.display())
+        };
+        let before = fingerprint_of("trades", &login(&old, "engine")).await;
+        assert_eq!(
+            before,
+            fingerprint_of("trades", &login(&new, "engine2")).await
+        );
+        assert_eq!(before, fingerprint_of("trades", "").await);
+        assert_ne!(
+            before,
+            fingerprint_of("quotes", &login(&old, "engine")).await
+        );
+    }
+}
