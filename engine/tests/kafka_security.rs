@@ -48,13 +48,8 @@ const MUTUAL_TLS: &str = "    ssl.ca.location = '${CA}',
 /// Runs `engine ARGS` with `vars` and `RUST_LOG=trace` (every log line the
 /// engine can write); whether it succeeded, and all it printed.
 fn engine_traced(args: &[&str], vars: &BTreeMap<&str, String>) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the engine binary runs");
+    let vars = vars.iter().map(|(k, v)| (*k, v.as_str()));
+    let out = engine_at_root(args, vars.chain([("RUST_LOG", "trace"), ("NO_COLOR", "1")]));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

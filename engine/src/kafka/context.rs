@@ -18,8 +18,8 @@ use rdkafka::ClientContext;
 use super::msk_iam::MskIamTokens;
 use crate::error::{EngineError, Result};
 
-/// What every context of one table's clients shares: the MSK IAM token
-/// source (if any) and the last broker error.
+/// What one client's context holds: the MSK IAM token source (if any), the
+/// client's last broker errors, and when it was last handed a token.
 #[derive(Clone, Default)]
 pub struct ClientHooks {
     tokens: Option<Arc<MskIamTokens>>,
@@ -45,10 +45,10 @@ struct BrokerErrors {
 const REFUSAL_MEMORY: std::time::Duration = super::METADATA_TIMEOUT;
 
 impl ClientHooks {
-    /// Hooks that sign in with `tokens` (MSK IAM), if given.
-    pub fn new(tokens: Option<Arc<MskIamTokens>>) -> Self {
+    /// Hooks that sign in with `tokens` (MSK IAM).
+    pub fn signing_with(tokens: Arc<MskIamTokens>) -> Self {
         Self {
-            tokens,
+            tokens: Some(tokens),
             errors: Default::default(),
             signed_in: Default::default(),
         }
@@ -194,46 +194,6 @@ fn is_refusal(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_final_refusals_stop_a_look_up_early() {
-        let auth = Some(RDKafkaErrorCode::Authentication);
-        let refusals = [
-            (auth, "SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user"),
-            (auth, "SASL PLAIN mechanism handshake failed: Broker: Unsupported SASL mechanism"),
-            (Some(RDKafkaErrorCode::SSL), "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"),
-        ];
-        for (code, reason) in refusals {
-            assert!(is_refusal(code, reason), "{reason}");
-        }
-        let passing = [
-            (
-                auth,
-                "Failed to acquire SASL OAUTHBEARER token: no credentials",
-            ),
-            (
-                auth,
-                "SASL authentication error: Too many connects (after 3ms in state AUTH_REQ)",
-            ),
-            (auth, "SaslHandshake request failed: Local: Timed out"),
-            (
-                Some(RDKafkaErrorCode::AllBrokersDown),
-                "1/1 brokers are down",
-            ),
-            (
-                Some(RDKafkaErrorCode::BrokerTransportFailure),
-                "Connection refused",
-            ),
-        ];
-        for (code, reason) in passing {
-            assert!(!is_refusal(code, reason), "{reason}");
-        }
-    }
-}
-
 /// Implements [`ClientContext`] for a context with a `hooks` field: errors
 /// logged and remembered under `$label`, MSK IAM tokens made on request.
 macro_rules! client_context_with_hooks {
@@ -335,6 +295,46 @@ impl rdkafka::producer::ProducerContext for DeliveryCounter {
             tracing::error!(topic = m.topic(), error = %e, "{} record not delivered", self.what);
             self.failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_refusals_stop_a_look_up_early() {
+        let auth = Some(RDKafkaErrorCode::Authentication);
+        let refusals = [
+            (auth, "SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user"),
+            (auth, "SASL PLAIN mechanism handshake failed: Broker: Unsupported SASL mechanism"),
+            (Some(RDKafkaErrorCode::SSL), "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"),
+        ];
+        for (code, reason) in refusals {
+            assert!(is_refusal(code, reason), "{reason}");
+        }
+        let passing = [
+            (
+                auth,
+                "Failed to acquire SASL OAUTHBEARER token: no credentials",
+            ),
+            (
+                auth,
+                "SASL authentication error: Too many connects (after 3ms in state AUTH_REQ)",
+            ),
+            (auth, "SaslHandshake request failed: Local: Timed out"),
+            (
+                Some(RDKafkaErrorCode::AllBrokersDown),
+                "1/1 brokers are down",
+            ),
+            (
+                Some(RDKafkaErrorCode::BrokerTransportFailure),
+                "Connection refused",
+            ),
+        ];
+        for (code, reason) in passing {
+            assert!(!is_refusal(code, reason), "{reason}");
         }
     }
 }

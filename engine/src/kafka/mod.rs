@@ -72,22 +72,23 @@ impl KafkaClientOptions {
         })
     }
 
-    /// The hooks every client of this table carries; with `auth =
-    /// 'aws_msk_iam'`, their token source (which resolves the region and
-    /// the AWS credential chain, so it fails without a region).
+    /// The hooks of a new client of this table; with `auth =
+    /// 'aws_msk_iam'`, with its region's token source (which fails without
+    /// a region).
     pub fn hooks(&self) -> Result<ClientHooks> {
         let Some(iam) = &self.security.msk_iam else {
             return Ok(ClientHooks::default());
         };
-        let tokens = msk_iam::MskIamTokens::new(iam.region.as_deref(), &self.bootstrap_servers)
-            .map_err(|e| {
-                EngineError::kafka_msg(format!(
-                    "signing in to {}: {}",
-                    self.bootstrap_servers,
-                    crate::error::Chain(&e)
-                ))
-            })?;
-        Ok(ClientHooks::new(Some(std::sync::Arc::new(tokens))))
+        let tokens =
+            msk_iam::MskIamTokens::for_cluster(iam.region.as_deref(), &self.bootstrap_servers)
+                .map_err(|e| {
+                    EngineError::kafka_msg(format!(
+                        "signing in to {}: {}",
+                        self.bootstrap_servers,
+                        crate::error::Chain(&e)
+                    ))
+                })?;
+        Ok(ClientHooks::signing_with(tokens))
     }
 
     /// Checks every `properties.*` name and value with librdkafka, connecting

@@ -9,7 +9,8 @@
 //! not read. Signing is HMAC-SHA256 from `ring`, which the TLS stack builds
 //! anyway.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -132,8 +133,9 @@ pub fn region_of_brokers(bootstrap_servers: &str) -> Option<String> {
     })
 }
 
-/// Makes MSK IAM tokens for one Kafka table's clients: the region, and the
-/// AWS credential chain (which caches and refreshes what it fetches).
+/// Makes MSK IAM tokens for a region: the region, and the AWS credential
+/// chain (which caches and refreshes what it fetches). One per region in the
+/// process, shared by every client that signs in there.
 pub struct MskIamTokens {
     region: String,
     credentials: AwsCredentialProvider,
@@ -161,14 +163,25 @@ pub enum TokenError {
 impl MskIamTokens {
     /// Tokens for the cluster at `bootstrap_servers`, in `region` if given,
     /// else the region its host names tell, else `AWS_REGION` /
-    /// `AWS_DEFAULT_REGION`; credentials from the process's AWS chain.
-    pub fn new(region: Option<&str>, bootstrap_servers: &str) -> Result<Self, TokenError> {
+    /// `AWS_DEFAULT_REGION`; credentials from the process's AWS chain, built
+    /// once per region (so the clients of a job fetch credentials once, not
+    /// each on its own).
+    pub fn for_cluster(
+        region: Option<&str>,
+        bootstrap_servers: &str,
+    ) -> Result<Arc<Self>, TokenError> {
+        static BY_REGION: OnceLock<Mutex<HashMap<String, Arc<MskIamTokens>>>> = OnceLock::new();
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let region = (region.map(str::to_string))
             .or_else(|| region_of_brokers(bootstrap_servers))
             .or_else(|| env("AWS_REGION"))
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .ok_or(TokenError::NoRegion)?;
+        let mut by_region =
+            (BY_REGION.get_or_init(Default::default).lock()).unwrap_or_else(|e| e.into_inner());
+        if let Some(tokens) = by_region.get(&region) {
+            return Ok(Arc::clone(tokens));
+        }
         // object_store builds its credential chain for a bucket; the bucket
         // name is never used, only the chain.
         let store = AmazonS3Builder::from_env()
@@ -176,10 +189,12 @@ impl MskIamTokens {
             .with_region(&region)
             .build()
             .map_err(TokenError::Credentials)?;
-        Ok(Self {
-            region,
+        let tokens = Arc::new(Self {
+            region: region.clone(),
             credentials: store.credentials().clone(),
-        })
+        });
+        by_region.insert(region, Arc::clone(&tokens));
+        Ok(tokens)
     }
 
     /// A token signed now with the chain's current credentials. Blocking:
@@ -208,9 +223,6 @@ fn credentials_runtime() -> &'static tokio::runtime::Runtime {
             .expect("a one-thread runtime can be built")
     })
 }
-
-/// Shared by every client of one table.
-pub type SharedTokens = Arc<MskIamTokens>;
 
 #[cfg(test)]
 mod tests {

@@ -26,17 +26,17 @@ const PROTOCOLS: &[&str] = &["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
 /// The `sasl.mechanism` values taken with a user name and password.
 const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
-/// The typed options and the librdkafka setting each stands for.
-const SETTINGS: &[(&str, &str)] = &[
-    ("security.protocol", "security.protocol"),
-    ("sasl.mechanism", "sasl.mechanism"),
-    ("sasl.username", "sasl.username"),
-    ("sasl.password", "sasl.password"),
-    ("ssl.ca.location", "ssl.ca.location"),
-    ("ssl.certificate.location", "ssl.certificate.location"),
-    ("ssl.key.location", "ssl.key.location"),
-    ("ssl.key.password", "ssl.key.password"),
-    ("auth", "sasl.mechanism"),
+/// The typed security options.
+const TYPED_OPTIONS: &[&str] = &[
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.password",
+    "auth",
 ];
 
 /// The librdkafka settings the typed options stand for (with librdkafka's
@@ -115,11 +115,8 @@ impl KafkaSecurity {
         table_line: usize,
     ) -> Result<Self, LineError> {
         let line = |options: &Options, key: &str| options.line_of(key, table_line);
-        let typed: Vec<&str> = (SETTINGS.iter())
-            .map(|(typed, _)| *typed)
-            .filter(|typed| options.get(typed).is_some())
-            .collect();
-        if let Some(first) = typed.first() {
+        let first_typed = (TYPED_OPTIONS.iter()).find(|typed| options.get(typed).is_some());
+        if let Some(first) = first_typed {
             if let Some(setting) = SECURITY_PROPERTIES
                 .iter()
                 .find(|s| properties.contains_key(**s))
@@ -205,7 +202,7 @@ impl KafkaSecurity {
             tls,
             msk_iam,
         };
-        security.check_protocol(options, properties, table_line)?;
+        security.check_protocol(options, table_line)?;
         Ok(security)
     }
 
@@ -274,21 +271,16 @@ impl KafkaSecurity {
     /// `sasl_*` protocol, certificates a TLS one. An absent protocol is
     /// implied: `sasl_ssl` with SASL (a password never travels in the clear
     /// unless the table says `sasl_plaintext`), `ssl` with certificates.
-    fn check_protocol(
-        &self,
-        options: &Options,
-        properties: &std::collections::BTreeMap<String, String>,
-        table_line: usize,
-    ) -> Result<(), LineError> {
+    /// (A typed protocol leaves no room for `properties.sasl.*`: see
+    /// [`SECURITY_PROPERTIES`].)
+    fn check_protocol(&self, options: &Options, table_line: usize) -> Result<(), LineError> {
         let signs_in = self.sasl.is_some() || self.msk_iam.is_some();
         let Some(protocol) = &self.protocol else {
             return Ok(());
         };
         let at = options.line_of("security.protocol", table_line);
         // librdkafka would fall back to GSSAPI (Kerberos), which this build lacks.
-        let mechanism_property =
-            properties.contains_key("sasl.mechanism") || properties.contains_key("sasl.mechanisms");
-        if protocol.starts_with("sasl_") && !signs_in && !mechanism_property {
+        if protocol.starts_with("sasl_") && !signs_in {
             return Err((at, format!("option `security.protocol` = '{protocol}' signs in, but says not how: set `sasl.mechanism`, `sasl.username` and `sasl.password`, or `auth = 'aws_msk_iam'`")));
         }
         if signs_in && !protocol.starts_with("sasl_") {
@@ -390,18 +382,17 @@ fn readable_file(
     let Some(path) = options.get(key) else {
         return Ok(None);
     };
-    match std::fs::File::open(&path) {
-        Ok(_) => Ok(Some(path)),
+    std::fs::File::open(&path).map_err(|e| {
         // A key's "path" may be the key itself, pasted in: never shown.
-        Err(e) if engine_sql::options::may_be_secret(key) => Err((
-            options.line_of(key, table_line),
-            format!("option `{key}`: cannot read the file it names: {e}"),
-        )),
-        Err(e) => Err((
-            options.line_of(key, table_line),
-            format!("option `{key}`: cannot read `{path}`: {e}"),
-        )),
-    }
+        let file = if engine_sql::options::may_be_secret(key) {
+            "the file it names".to_string()
+        } else {
+            format!("`{path}`")
+        };
+        let message = format!("option `{key}`: cannot read {file}: {e}");
+        (options.line_of(key, table_line), message)
+    })?;
+    Ok(Some(path))
 }
 
 #[cfg(test)]
