@@ -18,4 +18,7 @@ eval "$(scripts/services.sh env)"
 CHROMIUM="$(scripts/browser.sh)"
 export CHROMIUM
 
+# The tools read Kafka client settings from $KAFKA_CONFIG: a developer's own
+# must not reach the test's brokers.
+unset KAFKA_CONFIG
 cargo test --workspace --locked "$@"

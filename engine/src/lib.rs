@@ -57,7 +57,11 @@ pub use error::{Cause, Chain, EngineError, Result};
 pub use kafka::msk_iam;
 /// How our Kafka consumers log (end-of-partition events are not errors): for tools reading topics.
 pub use kafka::ConsumerLogs;
+/// A cluster's client settings (brokers, TLS/SASL/MSK IAM, pass-through
+/// librdkafka settings), and the partitions of a topic on it: for the tools
+/// that read and write topics.
+pub use kafka::{partitions_of, unassigned_consumer_partitions_of, KafkaClientOptions};
 pub use metrics::Metrics;
-pub use pipeline::{CheckpointOptions, Job, RunOptions, RunReport};
+pub use pipeline::{CheckpointOptions, Job, OutputTopic, RunOptions, RunReport};
 /// How a caller stops a running job cleanly (`Job::run`), and how its tasks learn of it.
 pub use tokio_util::sync::CancellationToken;

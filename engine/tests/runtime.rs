@@ -3,7 +3,10 @@
 //! checked against an independent fold. Covers the pipeline, checkpoints,
 //! restore of open windows, fallback past a damaged checkpoint, and a crash
 //! injected at each commit-phase boundary (failpoints, not timing). Every
-//! test holds the failpoint lock: failpoints are global to the process.
+//! test holds the failpoint lock: failpoints are global to the process,
+//! which is why these tests are a binary of their own rather than a module
+//! of `tests/integration/` (a failpoint armed here would fire in any job
+//! running beside them).
 
 mod common;
 

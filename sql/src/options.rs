@@ -61,6 +61,20 @@ impl Options {
         Ok(())
     }
 
+    /// Options read from somewhere other than a job file's `WITH (...)` (a
+    /// command line, a client properties file): `(key, value, line)` each,
+    /// where `line` is the entry's line in its file (0 for none). A repeated
+    /// key is an error.
+    pub fn from_entries(
+        entries: impl IntoIterator<Item = (String, String, usize)>,
+    ) -> Result<Self, LineError> {
+        let mut options = Self::default();
+        for (key, value, line) in entries {
+            options.insert(key, value, line)?;
+        }
+        Ok(options)
+    }
+
     /// Every option but those that may hold a secret, as `(key, value)` in
     /// key order: what identifies a table's configuration (e.g. in a job's
     /// fingerprint) without carrying a secret anywhere.

@@ -97,9 +97,9 @@ impl IngestArgs {
                 )
             }
             None => {
-                self.kafka.create().await?;
+                let client = self.kafka.create().await?;
                 let kafka = KafkaOutput::new(
-                    &self.kafka.brokers,
+                    &client,
                     &self.kafka.topic,
                     self.provider.name(),
                     self.max_queued as usize,
@@ -107,7 +107,10 @@ impl IngestArgs {
                 )?;
                 (
                     Box::new(kafka),
-                    format!("topic `{}` on {}", self.kafka.topic, self.kafka.brokers),
+                    format!(
+                        "topic `{}` on {}",
+                        self.kafka.topic, self.kafka.cluster.brokers
+                    ),
                 )
             }
         };

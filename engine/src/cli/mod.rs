@@ -3,6 +3,7 @@
 mod catalog;
 mod check;
 mod ingest;
+mod kafka;
 mod produce;
 mod query;
 mod run;

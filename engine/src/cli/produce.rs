@@ -11,7 +11,7 @@ use engine::feed::{
     Simulator, Speed,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::Producer;
 
 /// Arguments of `engine produce`.
 #[derive(Debug, Args)]
@@ -72,9 +72,9 @@ pub struct ProduceArgs {
 /// The topic a command writes trades to (`engine produce`, `engine ingest`).
 #[derive(Debug, Args)]
 pub struct TopicArgs {
-    /// Kafka brokers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
+    /// The cluster, and how to sign in to it.
+    #[command(flatten)]
+    pub cluster: super::kafka::KafkaArgs,
     /// Topic to write (created with --partitions if missing, with `<topic>.dlq`).
     #[arg(long, default_value = "trades")]
     pub topic: String,
@@ -84,11 +84,13 @@ pub struct TopicArgs {
 }
 
 impl TopicArgs {
-    /// Creates the topic and its dead-letter topic where missing.
-    pub async fn create(&self) -> engine::Result<()> {
+    /// Creates the topic and its dead-letter topic where missing; the
+    /// cluster's client options.
+    pub async fn create(&self) -> anyhow::Result<engine::KafkaClientOptions> {
+        let client = self.cluster.client()?;
         let dlq = format!("{}.dlq", self.topic);
-        engine::feed::create_topics(&self.brokers, &[(&self.topic, self.partitions), (&dlq, 1)])
-            .await
+        engine::feed::create_topics(&client, &[(&self.topic, self.partitions), (&dlq, 1)]).await?;
+        Ok(client)
     }
 }
 
@@ -294,6 +296,8 @@ impl ProduceArgs {
                 producer
                     .flush(Duration::from_secs(60))
                     .context("flushing the producer")?;
+                // Records librdkafka gave up on are not "produced".
+                producer.context().check(&self.kafka.topic)?;
                 counts
             }
         };
@@ -304,7 +308,12 @@ impl ProduceArgs {
             .to_file
             .as_ref()
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|| format!("topic `{}` on {}", self.kafka.topic, self.kafka.brokers));
+            .unwrap_or_else(|| {
+                format!(
+                    "topic `{}` on {}",
+                    self.kafka.topic, self.kafka.cluster.brokers
+                )
+            });
         eprintln!(
             "produced {total} records ({} trades, {} late, {} bad) over {} symbols to {target} in {secs:.1} s ({:.0} records/s)",
             counts[feed::kind_index(RecordKind::Trade)],
@@ -377,8 +386,8 @@ impl ProduceArgs {
         })
     }
 
-    async fn kafka_producer(&self) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
-        self.kafka.create().await?;
-        Ok(feed::feed_producer(&self.kafka.brokers)?)
+    async fn kafka_producer(&self) -> anyhow::Result<feed::FeedProducer> {
+        let client = self.kafka.create().await?;
+        Ok(feed::feed_producer(&client)?)
     }
 }

@@ -19,7 +19,7 @@ use engine::ingest::{
 use engine::source::StartupMode;
 use engine::web::ui::{self, UiOptions};
 use engine::CheckpointOptions;
-use engine::{Job, Metrics, RunOptions};
+use engine::{Job, KafkaClientOptions, Metrics, OutputTopic, RunOptions};
 use rdkafka::mocking::MockCluster;
 
 use super::produce::{parse_speed, parse_start};
@@ -92,9 +92,51 @@ pub struct RunArgs {
     /// serves it on 127.0.0.1:8080 (or a free port) unless set.
     #[arg(long, value_name = "HOST:PORT")]
     pub ui: Option<String>,
-    /// The derived topic the candle page draws.
-    #[arg(long, default_value = "ohlc_1m", value_name = "TOPIC")]
-    pub ui_topic: String,
+    /// The derived topic the candle page draws (default: `ohlc_1m` if the
+    /// job writes it, else the job's first Kafka output).
+    #[arg(long, value_name = "TOPIC")]
+    pub ui_topic: Option<String>,
+}
+
+/// The topic the candle page draws unless --ui-topic says, if the job writes it.
+const DEFAULT_UI_TOPIC: &str = "ohlc_1m";
+
+/// The columns of a candle row, as the page reads them.
+const CANDLE_COLUMNS: &[&str] = &["symbol", "window_start", "open", "high", "low", "close"];
+
+/// The topic a job's candle page draws, and the client options that reach
+/// it: `asked`; else [`DEFAULT_UI_TOPIC`] if the job writes it; else the
+/// first of the job's Kafka outputs whose rows are candles; else none. The
+/// client is the one of the table writing the topic (a page over a secured
+/// cluster signs in as the job does), else `fallback`'s (a topic the job
+/// does not write is looked for on the job's cluster).
+fn ui_topic(
+    outputs: &[OutputTopic],
+    fallback: Option<KafkaClientOptions>,
+    asked: Option<&str>,
+) -> anyhow::Result<Option<(String, KafkaClientOptions)>> {
+    let is_candles = |o: &&OutputTopic| {
+        CANDLE_COLUMNS
+            .iter()
+            .all(|c| o.columns.iter().any(|n| n == c))
+    };
+    let topic = match asked {
+        Some(topic) => topic.to_string(),
+        None => match (outputs.iter().find(|o| o.topic == DEFAULT_UI_TOPIC))
+            .or_else(|| outputs.iter().find(is_candles))
+        {
+            Some(o) => o.topic.clone(),
+            None => return Ok(None),
+        },
+    };
+    let client = (outputs.iter().find(|o| o.topic == topic))
+        .or(outputs.first())
+        .map(|o| o.client.clone())
+        .or(fallback);
+    let Some(client) = client else {
+        bail!("--ui: the job has no Kafka table, so no cluster to read topic `{topic}` from; serve the page with `engine ui --brokers ... --topic {topic}`")
+    };
+    Ok(Some((topic, client)))
 }
 
 /// Where the embedded default serves its candle page unless --ui says.
@@ -160,9 +202,7 @@ impl RunArgs {
                 lane: None,
                 reset,
             };
-            if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
-                self.serve_ui(&brokers, &metrics, false, &stop).await?;
-            }
+            self.serve_ui(&job, &metrics, false, &stop).await?;
             if self.scale_out {
                 job.run_scaled_out(options, stop.clone(), Arc::clone(&metrics))
                     .await
@@ -207,26 +247,45 @@ impl RunArgs {
     /// default).
     async fn serve_ui(
         &self,
-        brokers: &str,
+        job: &Job,
         metrics: &Arc<Metrics>,
         embedded: bool,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
+        if self.ui.is_none() && !embedded {
+            return Ok(());
+        }
+        let fallback = (job.kafka_sources().values().next())
+            .map(|s| s.client.clone())
+            .or_else(|| {
+                let brokers = std::env::var("KAFKA_BROKERS").ok()?;
+                Some(KafkaClientOptions::plaintext(&brokers))
+            });
+        let Some((topic, client)) =
+            ui_topic(&job.kafka_outputs(), fallback, self.ui_topic.as_deref())?
+        else {
+            let why = format!(
+                "the job writes no topic of candles (columns {}): name one with --ui-topic",
+                CANDLE_COLUMNS.join(", ")
+            );
+            if self.ui.is_some() {
+                bail!("--ui: {why}");
+            }
+            eprintln!("no candle page: {why}");
+            return Ok(());
+        };
         let default = embedded.then_some(EMBEDDED_UI_ADDR);
         let Some(listener) = listen(self.ui.as_deref(), default, "--ui").await? else {
             return Ok(());
         };
         let options = UiOptions {
-            brokers: brokers.to_string(),
-            topic: self.ui_topic.clone(),
+            client,
+            topic: topic.clone(),
             history: ui::DEFAULT_HISTORY,
         };
         let routes = ui::routes(options, Some(Arc::clone(metrics)), stop.clone());
         let endpoint = engine::web::serve_on(listener, routes, "--ui", stop.clone())?;
-        eprintln!(
-            "live candles of `{}` on http://{}/",
-            self.ui_topic, endpoint.addr
-        );
+        eprintln!("live candles of `{topic}` on http://{}/", endpoint.addr);
         Ok(())
     }
 
@@ -301,7 +360,7 @@ impl RunArgs {
         };
 
         let feed_task = self.start_feed(&brokers, &trades, stop.clone()).await?;
-        self.serve_ui(&brokers, &metrics, true, &stop).await?;
+        self.serve_ui(&job, &metrics, true, &stop).await?;
         eprintln!(
             "embedded Kafka-protocol broker on {brokers} (other processes: KAFKA_BROKERS={brokers}); \
              {} -> `{}`; topics written: {}",
@@ -351,7 +410,7 @@ impl RunArgs {
             let mut live = LiveFeed::new(config, &|var| std::env::var(var).ok())?;
             // The embedded broker has the job's topics, `<trades>.dlq` among them.
             let mut output = KafkaOutput::new(
-                brokers,
+                &engine::KafkaClientOptions::plaintext(brokers),
                 trades,
                 provider.name(),
                 DEFAULT_MAX_QUEUED,
@@ -384,7 +443,7 @@ impl RunArgs {
             late_fraction: 0.0,
             bad_fraction: 0.0,
         };
-        let producer = feed::feed_producer(brokers)?;
+        let producer = feed::feed_producer(&engine::KafkaClientOptions::plaintext(brokers))?;
         let (trades, speed) = (trades.to_string(), self.speed);
         let task = tokio::spawn(async move {
             let pacer = Pacer::new(start_ms, speed);
@@ -476,5 +535,72 @@ async fn report_status(metrics: Arc<Metrics>, stop: CancellationToken) {
     }
     if terminal {
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(topic: &str, brokers: &str, columns: &[&str]) -> OutputTopic {
+        OutputTopic {
+            topic: topic.into(),
+            client: KafkaClientOptions::plaintext(brokers),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    const CANDLE: &[&str] = &[
+        "symbol",
+        "window_start",
+        "window_end",
+        "open",
+        "high",
+        "low",
+        "close",
+    ];
+
+    #[test]
+    fn the_page_draws_the_asked_topic_else_ohlc_1m_else_the_first_of_candles() {
+        let late = output(
+            "a_late_trades",
+            "late:9092",
+            &["symbol", "price", "size", "ts"],
+        );
+        let live = output("ohlc_1m_live", "live:9092", CANDLE);
+        let ohlc = output("ohlc_1m", "ohlc:9092", CANDLE);
+        let pick = |outputs: &[OutputTopic], asked| {
+            let (topic, client) = ui_topic(outputs, None, asked).unwrap().unwrap();
+            (topic, client.bootstrap_servers)
+        };
+        let all = [late.clone(), live.clone(), ohlc.clone()];
+        assert_eq!(pick(&all, None), ("ohlc_1m".into(), "ohlc:9092".into()));
+        // Rows that are not candles (a late-data table first by name) are passed over.
+        let two = [late.clone(), live.clone()];
+        assert_eq!(
+            pick(&two, None),
+            ("ohlc_1m_live".into(), "live:9092".into())
+        );
+        assert_eq!(
+            pick(&two, Some("a_late_trades")),
+            ("a_late_trades".into(), "late:9092".into())
+        );
+        // A topic the job does not write: on the cluster of the job's first output.
+        assert_eq!(
+            pick(&two, Some("elsewhere")),
+            ("elsewhere".into(), "late:9092".into())
+        );
+        // No candles at all: no page, unless a topic is asked for.
+        assert!(ui_topic(&[late], None, None).unwrap().is_none());
+        let fallback = Some(KafkaClientOptions::plaintext("source:9092"));
+        let (topic, client) = ui_topic(&[], fallback, Some("ohlc_1m")).unwrap().unwrap();
+        assert_eq!(
+            (topic.as_str(), client.bootstrap_servers.as_str()),
+            ("ohlc_1m", "source:9092")
+        );
+        let err = ui_topic(&[], None, Some("ohlc_1m"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no Kafka table"), "{err}");
     }
 }

@@ -7,13 +7,13 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use engine::query::escape_control;
 use engine::ConsumerLogs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
 /// Arguments of `engine tail`.
@@ -36,9 +36,9 @@ pub struct TailArgs {
     /// Output format: `auto` is a table on a terminal and JSON lines otherwise.
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
-    /// Kafka brokers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
+    /// The cluster, and how to sign in to it.
+    #[command(flatten)]
+    pub kafka: super::kafka::KafkaArgs,
 }
 
 /// How records are printed.
@@ -62,27 +62,27 @@ impl TailArgs {
     }
 
     fn read(self, stop: &CancellationToken) -> anyhow::Result<()> {
-        let consumer: BaseConsumer<ConsumerLogs> = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("engine-tail-{}", std::process::id()))
+        let client = self.kafka.client()?;
+        let group = format!("engine-tail-{}", std::process::id());
+        let eof = if self.exit_at_end { "true" } else { "false" };
+        // The group is only a name here (nothing is committed), which a
+        // cluster's ACLs may fix: -X group.id can set it. What --exit-at-end
+        // relies on cannot be changed.
+        let mut config = client.client_config_with(&[("group.id", &group)]);
+        config
             .set("enable.auto.commit", "false")
-            .set(
-                "enable.partition.eof",
-                if self.exit_at_end { "true" } else { "false" },
-            )
-            .create_with_context(ConsumerLogs::default())?;
-        let metadata = consumer
-            .fetch_metadata(Some(&self.topic), Duration::from_secs(30))
-            .with_context(|| format!("reading metadata of `{}` on {}", self.topic, self.brokers))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == self.topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            bail!("topic `{}` does not exist on {}", self.topic, self.brokers);
-        }
+            .set("enable.partition.eof", eof);
+        let consumer: BaseConsumer<ConsumerLogs> =
+            client.consumer(&config, ConsumerLogs::new, || {
+                format!("creating a consumer of `{}`", self.topic)
+            })?;
+        let partitions = engine::unassigned_consumer_partitions_of(
+            &consumer,
+            &consumer.context().hooks,
+            &self.topic,
+            &client.bootstrap_servers,
+            "topic",
+        )?;
         // Assigned, not subscribed: a reader needs no group rebalance and commits nothing.
         let mut assignment = TopicPartitionList::new();
         let start = if self.from_beginning {

@@ -1,15 +1,17 @@
 //! `engine ui --topic ohlc_1m`: the live candle page for a job that runs elsewhere.
 
-use anyhow::Context;
 use clap::Args;
 use engine::web::ui::{self, UiOptions};
 
 /// Arguments of `engine ui`.
 #[derive(Debug, Args)]
 pub struct UiArgs {
-    /// The derived topic to draw (on $KAFKA_BROKERS).
+    /// The derived topic to draw.
     #[arg(long, default_value = "ohlc_1m")]
     pub topic: String,
+    /// The cluster of the topic, and how to sign in to it.
+    #[command(flatten)]
+    pub kafka: super::kafka::KafkaArgs,
     /// Where the page is served.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
     pub listen: String,
@@ -21,12 +23,10 @@ pub struct UiArgs {
 impl UiArgs {
     /// Serves the page until Ctrl-C.
     pub async fn run(self) -> anyhow::Result<()> {
-        let brokers = std::env::var("KAFKA_BROKERS").context(
-            "KAFKA_BROKERS is not set: the page reads the derived topic from that cluster",
-        )?;
+        let client = self.kafka.client()?;
         let stop = super::stop_on_ctrl_c();
         let options = UiOptions {
-            brokers,
+            client,
             topic: self.topic.clone(),
             history: self.history,
         };

@@ -7,7 +7,9 @@ mod publish;
 mod replay;
 
 pub use market::{FeedConfig, FeedRecord, RecordKind, Simulator};
-pub use publish::{create_topics, feed_producer, kind_index, publish, send, Pacer, Speed};
+pub use publish::{
+    create_topics, feed_producer, kind_index, publish, send, FeedProducer, Pacer, Speed,
+};
 pub use replay::{replay, Mapping, Replay, ReplayOptions, ReplayOrder};
 
 /// Symbols a feed trades unless told otherwise (`SYM000`...).

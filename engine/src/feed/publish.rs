@@ -3,15 +3,14 @@
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ProducerContext, ThreadedProducer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 
 use super::market::{FeedRecord, RecordKind};
 use crate::error::{EngineError, Result};
+use crate::kafka::{DeliveryCounter, KafkaClientOptions};
 
 /// How fast market time runs against wall time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,16 +70,28 @@ impl Pacer {
     }
 }
 
+/// The producer of a feed: it counts the records it could not deliver
+/// (`producer.context().check(topic)` after a flush).
+pub type FeedProducer = ThreadedProducer<DeliveryCounter>;
+
 /// A producer tuned for a high-rate feed (batching, lz4).
-pub fn feed_producer(brokers: &str) -> Result<ThreadedProducer<DefaultProducerContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .map_err(|e| EngineError::kafka(format!("creating the feed producer for {brokers}"), e))
+pub fn feed_producer(client: &KafkaClientOptions) -> Result<FeedProducer> {
+    let config = client.client_config_with(&[
+        ("linger.ms", "20"),
+        ("batch.size", "1000000"),
+        ("compression.type", "lz4"),
+        ("queue.buffering.max.messages", "1000000"),
+    ]);
+    client.threaded_producer(
+        &config,
+        |hooks| DeliveryCounter::new("trade", hooks),
+        || {
+            format!(
+                "creating the feed producer for {}",
+                client.bootstrap_servers
+            )
+        },
+    )
 }
 
 /// Queues `record`, waiting while the producer queue is full (the
@@ -112,17 +123,24 @@ where
     }
 }
 
-/// Creates each `(topic, partitions)` on `brokers` that does not exist yet.
-pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| EngineError::kafka(format!("creating an admin client for {brokers}"), e))?;
+/// Creates each `(topic, partitions)` on the cluster that does not exist yet.
+pub async fn create_topics(client: &KafkaClientOptions, topics: &[(&str, i32)]) -> Result<()> {
+    let brokers = &client.bootstrap_servers;
+    let (admin, hooks) = client.admin()?;
     let new: Vec<NewTopic<'_>> = (topics.iter())
         .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
         .collect();
-    let results = (admin.create_topics(&new, &AdminOptions::new()).await)
-        .map_err(|e| EngineError::kafka(format!("creating topics on {brokers}"), e))?;
+    let doing = || format!("creating topics on {brokers}");
+    // A refusal (a certificate, a login) ends the wait at once.
+    let results = tokio::select! {
+        created = admin.create_topics(&new, &AdminOptions::new()) => {
+            created.map_err(|e| EngineError::kafka(doing(), e))?
+        }
+        why = hooks.refused() => {
+            let why = format!("{}: the brokers refused this client: {why}", doing());
+            return Err(EngineError::kafka_msg(why));
+        }
+    };
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -158,7 +176,7 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<()> 
 /// Sends `records` to `topic` at `speed` until `stop` is cancelled or they end;
 /// returns how many of each kind were sent.
 pub async fn publish(
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &FeedProducer,
     topic: &str,
     records: impl Iterator<Item = FeedRecord>,
     pacer: &Pacer,

@@ -43,41 +43,45 @@ pub struct KafkaOutput {
 }
 
 impl KafkaOutput {
-    /// A producer to `topic` on `brokers`, dead letters to `<topic>.dlq`
+    /// A producer to `topic` on `client`'s cluster, dead letters to `<topic>.dlq`
     /// (both must exist: see [`crate::feed::create_topics`]). `origin`: the
     /// provider's name. At most `max_queued` trades wait for the broker;
     /// once `stop` is cancelled, a trade that waits for room in a full queue
     /// is given up (an error saying so).
     pub fn new(
-        brokers: &str,
+        client: &KafkaClientOptions,
         topic: &str,
         origin: &str,
         max_queued: usize,
         stop: CancellationToken,
     ) -> Result<Self> {
         let dlq = format!("{topic}.dlq");
-        let context = DeliveryCounter::new("trade", Default::default());
-        let producer: ThreadedProducer<DeliveryCounter> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let mut config =
+            client.client_config_with(&[("linger.ms", "5"), ("compression.type", "lz4")]);
+        // What no trade is lost by, whatever the pass-through settings say.
+        config
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
             .set(
                 "queue.buffering.max.messages",
                 max_queued.max(1).to_string(),
             )
             // Retried until delivered (librdkafka gives up after 5 min by default):
             // a broker that is down holds the queue full, and the socket waits.
-            .set("message.timeout.ms", "0")
-            .create_with_context(context)
-            .map_err(|e| {
-                EngineError::kafka(format!("creating the trade producer for {brokers}"), e)
-            })?;
-        let client = KafkaClientOptions::plaintext(brokers);
+            .set("message.timeout.ms", "0");
+        let producer = client.threaded_producer(
+            &config,
+            |hooks| DeliveryCounter::new("trade", hooks),
+            || {
+                format!(
+                    "creating the trade producer for {}",
+                    client.bootstrap_servers
+                )
+            },
+        )?;
         Ok(Self {
             topic: topic.to_string(),
             producer,
-            dead_letters: DeadLetters::new(&client, &dlq)?,
+            dead_letters: DeadLetters::new(client, &dlq)?,
             origin: origin.to_string(),
             max_queued,
             stop,

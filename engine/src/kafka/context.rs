@@ -80,6 +80,17 @@ impl ClientHooks {
             .map(|(_, text)| text.clone())
     }
 
+    /// Resolves once the brokers have refused this client, with why: what an
+    /// operation that would otherwise wait out its timeout can race against.
+    pub async fn refused(&self) -> String {
+        loop {
+            if let Some(why) = self.refusal() {
+                return why;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// The last broker error of any kind.
     pub fn last_error(&self) -> Option<String> {
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,7 +271,8 @@ pub struct DeliveryCounter {
     failed: std::sync::atomic::AtomicU64,
     /// What the records are, for the log ("dead-letter", "trade").
     what: &'static str,
-    hooks: ClientHooks,
+    /// The table's hooks.
+    pub hooks: ClientHooks,
 }
 
 impl DeliveryCounter {
@@ -285,6 +297,14 @@ impl DeliveryCounter {
     }
 }
 
+/// Whether `n` is 10, 100, 1000, ...
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
+}
+
 client_context_with_hooks!(DeliveryCounter, "producer");
 
 impl rdkafka::producer::ProducerContext for DeliveryCounter {
@@ -292,9 +312,12 @@ impl rdkafka::producer::ProducerContext for DeliveryCounter {
     fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
         if let Err((e, m)) = result {
             use rdkafka::Message;
-            tracing::error!(topic = m.topic(), error = %e, "{} record not delivered", self.what);
-            self.failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let failed = 1 + (self.failed).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The first few, then every power of ten: a refused topic fails
+            // every record, and a line each would flood the log.
+            if failed <= 10 || is_power_of_ten(failed) {
+                tracing::error!(topic = m.topic(), error = %e, failed, "{} record not delivered", self.what);
+            }
         }
     }
 }

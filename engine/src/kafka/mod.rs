@@ -17,6 +17,7 @@ use engine_sql::{LineError, Options};
 use rdkafka::client::Client;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer as _;
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::error::{EngineError, Result};
@@ -72,6 +73,43 @@ impl KafkaClientOptions {
         })
     }
 
+    /// Clients of `bootstrap_servers` set up by librdkafka-style settings
+    /// (the command-line tools' `-X KEY=VALUE` and `--kafka-config` file):
+    /// `(key, value, line)` each, `line` being its line in a settings file
+    /// (0 for the command line). The security settings (`security.protocol`,
+    /// `sasl.*`, `ssl.*`, `auth`, `aws.region`) are read and checked as a
+    /// table's typed options are; every other setting passes through as a
+    /// `properties.*` would. librdkafka's alias `sasl.mechanisms` is read as
+    /// `sasl.mechanism`.
+    pub fn from_settings(
+        bootstrap_servers: &str,
+        settings: impl IntoIterator<Item = (String, String, usize)>,
+    ) -> Result<Self, LineError> {
+        let mut entries = vec![(
+            "bootstrap_servers".to_string(),
+            bootstrap_servers.to_string(),
+            0,
+        )];
+        for (key, value, line) in settings {
+            if key == "bootstrap.servers" || key == "metadata.broker.list" {
+                return Err((
+                    line,
+                    format!("setting `{key}`: give the brokers with --brokers (or KAFKA_BROKERS)"),
+                ));
+            }
+            let key = if key == "sasl.mechanisms" {
+                "sasl.mechanism".to_string()
+            } else if security::is_typed_option(&key) {
+                key
+            } else {
+                format!("properties.{key}")
+            };
+            entries.push((key, value, line));
+        }
+        let mut options = Options::from_entries(entries)?;
+        Self::from_options(&mut options, 0)
+    }
+
     /// The hooks of a new client of this table; with `auth =
     /// 'aws_msk_iam'`, with its region's token source (which fails without
     /// a region).
@@ -122,6 +160,37 @@ impl KafkaClientOptions {
             .map_err(|e| EngineError::kafka(doing(), e))?;
         hooks.sign_in(consumer.client())?;
         Ok(consumer)
+    }
+
+    /// A producer polled on its own thread, made from `config` (one of
+    /// [`Self::client_config`]'s), its context made by `context` over this
+    /// table's hooks, and signed in (MSK IAM). Errors name what was being `doing`.
+    pub fn threaded_producer<C: rdkafka::producer::ProducerContext + 'static>(
+        &self,
+        config: &ClientConfig,
+        context: impl FnOnce(ClientHooks) -> C,
+        doing: impl Fn() -> String,
+    ) -> Result<rdkafka::producer::ThreadedProducer<C>> {
+        let hooks = self.hooks()?;
+        let producer: rdkafka::producer::ThreadedProducer<C> = config
+            .create_with_context(context(hooks.clone()))
+            .map_err(|e| EngineError::kafka(doing(), e))?;
+        hooks.sign_in(producer.client())?;
+        Ok(producer)
+    }
+
+    /// An admin client (topic creation), signed in (MSK IAM), with its hooks.
+    pub fn admin(&self) -> Result<(rdkafka::admin::AdminClient<ProducerLogs>, ClientHooks)> {
+        let hooks = self.hooks()?;
+        let admin: rdkafka::admin::AdminClient<ProducerLogs> = self
+            .client_config()
+            .create_with_context(ProducerLogs::new(hooks.clone()))
+            .map_err(|e| {
+                let doing = format!("creating an admin client for {}", self.bootstrap_servers);
+                EngineError::kafka(doing, e)
+            })?;
+        hooks.sign_in(admin.inner())?;
+        Ok((admin, hooks))
     }
 
     /// A librdkafka configuration with the broker address, the security and the pass-through settings.
@@ -204,6 +273,48 @@ pub fn partitions_of<C: ClientContext>(
     bootstrap_servers: &str,
     role: &str,
 ) -> Result<Vec<i32>> {
+    partitions_pumping(client, hooks, topic, bootstrap_servers, role, &|| {})
+}
+
+/// [`partitions_of`] for a consumer not yet assigned anything (nothing it
+/// polls can be a record): a consumer hears of librdkafka's errors, a
+/// refusal among them, only when it is polled, which this does between
+/// look-ups. Without that, a refused consumer waits out the whole timeout.
+pub fn unassigned_consumer_partitions_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    hooks: &ClientHooks,
+    topic: &str,
+    bootstrap_servers: &str,
+    role: &str,
+) -> Result<Vec<i32>> {
+    let pump = || {
+        // One event a poll, log lines among them, and an empty queue looks
+        // like a consumed event: poll a fixed number of times (each costs a
+        // queue pop). An error event comes back here too; the context has
+        // logged and remembered it.
+        for _ in 0..1_000 {
+            let _ = consumer.poll(Duration::ZERO);
+        }
+    };
+    partitions_pumping(
+        consumer.client(),
+        hooks,
+        topic,
+        bootstrap_servers,
+        role,
+        &pump,
+    )
+}
+
+/// [`partitions_of`], calling `pump` between look-ups.
+fn partitions_pumping<C: ClientContext>(
+    client: &Client<C>,
+    hooks: &ClientHooks,
+    topic: &str,
+    bootstrap_servers: &str,
+    role: &str,
+    pump: &dyn Fn(),
+) -> Result<Vec<i32>> {
     let doing = || format!("reading metadata of {role} `{topic}` on {bootstrap_servers}");
     let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
     let metadata = loop {
@@ -211,6 +322,7 @@ pub fn partitions_of<C: ClientContext>(
         match client.fetch_metadata(Some(topic), left.min(METADATA_ATTEMPT)) {
             Ok(metadata) => break metadata,
             Err(e) => {
+                pump();
                 if let Some(refusal) = hooks.refusal() {
                     return Err(EngineError::kafka_msg(format!(
                         "{}: the brokers refused this client: {refusal}",

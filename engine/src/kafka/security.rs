@@ -56,6 +56,13 @@ const SECURITY_PROPERTIES: &[&str] = &[
     "ssl.key.password",
 ];
 
+/// Whether `key` is one of the typed security options (or `aws.region`,
+/// which goes with `auth`): what a librdkafka-style setting of the
+/// command-line tools is read as, rather than passed through.
+pub fn is_typed_option(key: &str) -> bool {
+    TYPED_OPTIONS.contains(&key) || key == "aws.region"
+}
+
 /// A Kafka table's security settings. Its `Debug` never shows a password.
 #[derive(Clone, Default, PartialEq)]
 pub struct KafkaSecurity {

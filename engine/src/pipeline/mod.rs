@@ -117,6 +117,17 @@ pub struct RunReport {
     pub committed: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
+/// A topic a job's Kafka sink table writes, as a tool reading it needs it.
+#[derive(Debug, Clone)]
+pub struct OutputTopic {
+    /// The topic.
+    pub topic: String,
+    /// Its cluster: brokers and how to sign in.
+    pub client: crate::kafka::KafkaClientOptions,
+    /// The sink table's columns, by name.
+    pub columns: Vec<String>,
+}
+
 /// A parsed, planned and checked job.
 #[derive(Debug)]
 pub struct Job {
@@ -239,6 +250,27 @@ impl Job {
         self.sources
             .iter()
             .filter_map(|(name, s)| Some((name.clone(), s.as_any().downcast_ref()?)))
+            .collect()
+    }
+
+    /// The job's Kafka sink tables, in table-name order: the topic each
+    /// writes, its cluster's client options and its columns.
+    pub fn kafka_outputs(&self) -> Vec<OutputTopic> {
+        self.sinks
+            .iter()
+            .filter_map(|(name, s)| {
+                let config = s
+                    .as_any()
+                    .downcast_ref::<crate::sink::kafka::KafkaSinkConfig>()?;
+                let columns = (self.file.table(name)?.columns.iter())
+                    .map(|c| c.name.clone())
+                    .collect();
+                Some(OutputTopic {
+                    topic: config.topic.clone(),
+                    client: config.client.clone(),
+                    columns,
+                })
+            })
             .collect()
     }
 

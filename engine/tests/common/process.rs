@@ -2,13 +2,26 @@
 
 use super::*;
 
-/// A name no other test run uses.
+/// A name no other test uses: the process, a count within it (the tests of
+/// a binary share one process), and random bits against earlier runs of a
+/// process with the same id.
 pub fn unique(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!(
-        "{prefix}_{}_{:06x}",
+        "{prefix}_{}_{n}_{:06x}",
         std::process::id(),
         rand::rng().random::<u32>() & 0xff_ffff
     )
+}
+
+/// Held by each test that freezes a shared service (SIGSTOP) for as long as
+/// it runs: a frozen broker or S3 server stalls every test that uses it.
+/// Those tests are the `faults` binary's, which `cargo test` runs apart
+/// from the other binaries; this keeps them apart from each other.
+pub fn one_outage_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static OUTAGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    OUTAGES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Parses and runs job text to the end of its input, `${VAR}` from `env`.

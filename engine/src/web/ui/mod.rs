@@ -23,7 +23,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 pub use candles::{Candle, CandleBook};
 
 use crate::error::{EngineError, Result};
-use crate::kafka::{partitions_of, ConsumerLogs, METADATA_TIMEOUT};
+use crate::kafka::{
+    unassigned_consumer_partitions_of, ConsumerLogs, KafkaClientOptions, METADATA_TIMEOUT,
+};
 use crate::metrics::Metrics;
 
 const PAGE: &str = include_str!("page.html");
@@ -43,8 +45,8 @@ pub const DEFAULT_HISTORY: usize = 240;
 /// What the page shows.
 #[derive(Debug, Clone)]
 pub struct UiOptions {
-    /// The broker list of the derived topic.
-    pub brokers: String,
+    /// The cluster of the derived topic: brokers and how to sign in.
+    pub client: KafkaClientOptions,
     /// The derived topic (e.g. `ohlc_1m`).
     pub topic: String,
     /// Candles kept per symbol (and read back per partition at start).
@@ -196,30 +198,40 @@ async fn events(
 /// `history` records, every row into the book, each change broadcast.
 fn follow(options: &UiOptions, state: &UiState, stop: &CancellationToken) -> Result<()> {
     let topic = &options.topic;
-    let consumer: BaseConsumer<ConsumerLogs> = ClientConfig::new()
-        .set("bootstrap.servers", &options.brokers)
-        .set("group.id", "engine.ui")
+    // The group is only a name (nothing is committed), which a cluster's
+    // ACLs may fix; the rest the follower relies on.
+    let mut config = options
+        .client
+        .client_config_with(&[("group.id", "engine.ui")]);
+    config
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create_with_context(ConsumerLogs::default())
-        .map_err(|e| {
-            EngineError::kafka(
-                format!("creating the page's consumer of topic `{topic}`"),
-                e,
-            )
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer<ConsumerLogs> =
+        options.client.consumer(&config, ConsumerLogs::new, || {
+            format!("creating the page's consumer of topic `{topic}`")
         })?;
     let mut assignment = TopicPartitionList::new();
-    // The topic may not exist yet (a job that has not started): wait for it.
+    // The topic may not exist yet (a job that has not started): wait for it,
+    // saying why each time the reason changes (a refused login waits too, but
+    // not silently).
+    let mut said = String::new();
     let partitions = loop {
-        match partitions_of(
-            consumer.client(),
+        match unassigned_consumer_partitions_of(
+            &consumer,
             &consumer.context().hooks,
             topic,
-            &options.brokers,
+            &options.client.bootstrap_servers,
             "topic",
         ) {
             Ok(p) => break p,
-            Err(_) if !stop.is_cancelled() => std::thread::sleep(Duration::from_secs(1)),
+            Err(e) if !stop.is_cancelled() => {
+                let why = crate::error::Chain(&e).to_string();
+                if why != said {
+                    tracing::warn!("the candle page waits for its topic: {why}");
+                    said = why;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
             Err(e) => return Err(e),
         }
     };

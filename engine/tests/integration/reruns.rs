@@ -2,7 +2,7 @@
 //! a fresh or damaged state dir, starting over with `--reset`, and a state
 //! dir that fails for a while under a running job.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

@@ -4,7 +4,7 @@
 //! no secret in any output; and MSK IAM tokens checked against AWS's own
 //! signer at a fixed clock with fixed credentials.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -139,6 +139,38 @@ async fn a_job_over_mutual_tls_matches_an_independent_fold_and_keeps_its_secrets
     }
     assert!(!text_under(&state).is_empty(), "the run checkpointed");
 
+    // The job's own candle page (`--ui`, no --ui-topic: the job's one Kafka
+    // output) reads the candles back over the same mutual TLS as the job.
+    let page_log = dir.path().join("page.log");
+    let mut page = spawn_engine(
+        &[
+            "run",
+            job_arg,
+            "--state-dir",
+            state_arg,
+            "--ui",
+            "127.0.0.1:0",
+        ],
+        &vars,
+        &page_log,
+    );
+    let symbol = expected.keys().next().unwrap().0.clone();
+    let want: Vec<_> = (expected.iter())
+        .filter(|((s, _), _)| *s == symbol)
+        .map(|((_, start), c)| (*start, c))
+        .collect();
+    let drawn = page_candles(&symbol, want.len(), &page_log).await;
+    for ((start, c), got) in want.iter().zip(&drawn) {
+        let got_ohlc = ["start", "open", "high", "low", "close"].map(|k| got[k].as_f64());
+        let want_ohlc = [*start as f64, c.open, c.high, c.low, c.close].map(Some);
+        assert_eq!(got_ohlc, want_ohlc, "the page's candle at {start}");
+        assert_eq!(got["trades"].as_i64(), Some(c.trades), "{start}");
+    }
+    assert!(page.try_wait().unwrap().is_none(), "the job still runs");
+    drop(page);
+    let page_log = std::fs::read_to_string(&page_log).unwrap();
+    assert!(!page_log.contains(CLIENT_KEY_PASSWORD), "{page_log}");
+
     // A CA that did not sign the broker's certificate: refused at once,
     // with librdkafka's reason, not after a 30 s wait for metadata.
     vars.insert("CA", broker.file("other-ca.pem"));
@@ -147,6 +179,151 @@ async fn a_job_over_mutual_tls_matches_an_independent_fold_and_keeps_its_secrets
     assert!(!ok, "a wrong CA must fail");
     assert!(log.contains("the brokers refused this client"), "{log}");
     assert!(log.contains("certificate verify failed"), "{log}");
+    assert!(!log.contains(CLIENT_KEY_PASSWORD), "{log}");
+}
+
+/// The candles of `symbol` on the page whose process logs to `log`, once it
+/// has `count` of them (up to a minute).
+async fn page_candles(symbol: &str, count: usize, log: &std::path::Path) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        let printed = std::fs::read_to_string(log).unwrap_or_default();
+        // "live candles of `TOPIC` on http://ADDR/"
+        let addr = (printed.lines().find(|l| l.starts_with("live candles of")))
+            .and_then(|l| l.split("http://").nth(1))
+            .and_then(|a| a.trim_end_matches('/').parse::<std::net::SocketAddr>().ok());
+        if let Some(addr) = addr {
+            let (status, body) = http_get(addr, &format!("/api/candles?symbol={symbol}")).await;
+            assert_eq!(status, 200, "{body}");
+            let candles: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            if candles.len() >= count {
+                return candles;
+            }
+            last = body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page did not show {count} candles of {symbol}: {last}\n{printed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn the_tools_reach_a_tls_cluster_with_x_settings_or_a_settings_file() {
+    let broker = TlsBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("kafka.properties");
+    std::fs::write(
+        &settings,
+        format!(
+            "# the test's mutual TLS\nssl.ca.location = {}\nssl.certificate.location={}\n\nssl.key.location={}\nssl.key.password={CLIENT_KEY_PASSWORD}\n",
+            broker.file("ca.pem"),
+            broker.file("client.pem"),
+            broker.file("client.key")
+        ),
+    )
+    .unwrap();
+    let settings_arg = settings.to_str().unwrap();
+    let topic = unique("trades");
+    let feed = [
+        "--count",
+        "600",
+        "--speed",
+        "max",
+        "--seed",
+        "17",
+        "--symbols",
+        "5",
+        "--start",
+        "2025-11-20T14:30:00Z",
+    ];
+    let no_vars = BTreeMap::new();
+
+    // `engine produce` over TLS, signed in by the settings file; it creates the topic.
+    let produce = [
+        &["produce", "--topic", &topic, "--partitions", "2"][..],
+        &["--brokers", &broker.addr, "--kafka-config", settings_arg],
+        &feed,
+    ]
+    .concat();
+    let (ok, log) = engine_traced(&produce, &no_vars);
+    assert!(ok, "produce over TLS: {log}");
+    assert!(!log.contains(CLIENT_KEY_PASSWORD), "{log}");
+    // The same feed to a file is what the topic must hold, read by the test's own client.
+    let file = dir.path().join("feed.jsonl");
+    let to_file = [&["produce", "--to-file", file.to_str().unwrap()][..], &feed].concat();
+    let (ok, log) = engine_traced(&to_file, &no_vars);
+    assert!(ok, "{log}");
+    let mut expected: Vec<String> = (std::fs::read_to_string(&file).unwrap().lines())
+        .map(str::to_string)
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 600);
+    let mut on_topic: Vec<String> = (read_all_on(&broker.client(), &topic).into_iter())
+        .map(|r| String::from_utf8(r.payload).unwrap())
+        .collect();
+    on_topic.sort();
+    assert_eq!(on_topic, expected, "the topic holds the feed");
+
+    // `engine tail` over TLS, signed in by -X settings alone.
+    let x = [
+        format!("ssl.ca.location={}", broker.file("ca.pem")),
+        format!("ssl.certificate.location={}", broker.file("client.pem")),
+        format!("ssl.key.location={}", broker.file("client.key")),
+        format!("ssl.key.password={CLIENT_KEY_PASSWORD}"),
+    ];
+    let mut tail = vec![
+        "tail",
+        &topic,
+        "--from-beginning",
+        "--exit-at-end",
+        "--format",
+        "json",
+    ];
+    tail.extend(["--brokers", &broker.addr]);
+    for setting in &x {
+        tail.extend(["-X", setting.as_str()]);
+    }
+    let out = engine_at_root(&tail, [("RUST_LOG", "trace")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(CLIENT_KEY_PASSWORD), "{stderr}");
+    let mut tailed: Vec<String> = (String::from_utf8(out.stdout).unwrap().lines())
+        .map(str::to_string)
+        .collect();
+    tailed.sort();
+    assert_eq!(tailed, expected, "tail prints every record once");
+
+    // -X wins over the file: a CA that did not sign the broker is refused at
+    // once with librdkafka's reason, and the key's password is in no output.
+    let other_ca = format!("ssl.ca.location={}", broker.file("other-ca.pem"));
+    let wrong = [
+        &["tail", &topic, "--exit-at-end", "--brokers", &broker.addr][..],
+        &["--kafka-config", settings_arg, "-X", &other_ca],
+    ]
+    .concat();
+    let started = std::time::Instant::now();
+    let (ok, log) = engine_traced(&wrong, &no_vars);
+    assert!(!ok, "a wrong CA must fail: {log}");
+    assert!(log.contains("the brokers refused this client"), "{log}");
+    assert!(log.contains("certificate verify failed"), "{log}");
+    assert!(!log.contains(CLIENT_KEY_PASSWORD), "{log}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "refused, not timed out"
+    );
+
+    // A settings file line that is no setting names its line, not its text.
+    std::fs::write(
+        &settings,
+        format!("security.protocol=ssl\n{CLIENT_KEY_PASSWORD}\n"),
+    )
+    .unwrap();
+    let (ok, log) = engine_traced(&["tail", &topic, "--kafka-config", settings_arg], &no_vars);
+    assert!(!ok);
+    assert!(log.contains("kafka.properties:2"), "{log}");
     assert!(!log.contains(CLIENT_KEY_PASSWORD), "{log}");
 }
 

@@ -3,7 +3,7 @@
 //! offsets that open windows still depend on. An idle partition stops holding
 //! the watermark back.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -452,7 +452,7 @@ async fn the_candle_page_draws_the_fold_live() {
         Arc::clone(&metrics),
     ));
     let options = engine::web::ui::UiOptions {
-        brokers: brokers(),
+        client: engine::KafkaClientOptions::plaintext(&brokers()),
         topic: out_topic.clone(),
         history: 240,
     };

@@ -1,7 +1,7 @@
 //! `engine produce`: reproducible, statistically what was asked, clear about
 //! wrong flags, and the same records to Kafka as to a file.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

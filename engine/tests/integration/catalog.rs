@@ -2,7 +2,7 @@
 //! us) and declares what the job files say; the Glue input is accepted by a
 //! real Glue API (moto) and reads back identical.
 
-mod common;
+use crate::common;
 
 use common::*;
 

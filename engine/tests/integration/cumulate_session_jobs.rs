@@ -3,7 +3,7 @@
 //! its topic and the lake (read back by DuckDB), and a session job run in
 //! process twice over one topic; each checked against the folds in `common`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 //! (`watermark.idle_advance`); and revisions and late rows that are the same
 //! after a kill -9 and restore. Every candle is checked against a plain fold.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -9,7 +9,7 @@
 //! i64::MAX, -1e30, 1e17, next year and 9999-12-31; a 900 KB key and a 900 KB
 //! value quoted by the decoder's error; a key that is not the symbol.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

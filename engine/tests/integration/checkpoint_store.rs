@@ -2,7 +2,7 @@
 //! conditional put, so a second writer of the same epoch fails (the fence
 //! between two runs on one state dir).
 
-mod common;
+use crate::common;
 
 use common::unique;
 use engine::checkpoint::{CheckpointStore, Manifest};

@@ -18,7 +18,7 @@
 //! transaction begins, so none of its records reach it. With Apache Kafka a
 //! crash at any moment is covered (aborted records are hidden).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -99,6 +99,7 @@ fn log_text(log: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_cut_short_by_a_crash_is_sent_again_and_every_candle_is_in_the_topic_once() {
+    let _one = one_outage_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // Ten minutes of market time, replayed 30 times faster (20 s).
     let LiveFeed {

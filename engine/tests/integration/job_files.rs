@@ -1,7 +1,7 @@
 //! Every job file in `jobs/` parses and plans, and the CLI reports job errors
 //! as `file:line: message` with a non-zero exit, without a panic.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

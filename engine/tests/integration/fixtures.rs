@@ -2,7 +2,7 @@
 //! through a real broker, turned by `jobs/ohlc_1m.sql` into the candles an
 //! independent fold of the file gives.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

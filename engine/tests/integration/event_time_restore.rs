@@ -8,7 +8,7 @@
 //! Without A's clock from the checkpoint, A (with no new record) would hold
 //! the watermark back and the late row would be counted into its window.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! with an independent fold of the same windows, in the derived topic and
 //! in the Parquet lake.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -2,7 +2,7 @@
 //! starts an in-process broker and the simulated feed; the candles it writes
 //! match an independent fold of the same feed written by `engine produce --to-file`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 //! candle once, and the derived topic, deduplicated by (symbol, window),
 //! equal to an independent fold of the produced trades.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

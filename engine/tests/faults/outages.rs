@@ -3,19 +3,15 @@
 //! ride it out by itself: no crash, memory held by backpressure rather than
 //! growing, and in the end every trade in the lake exactly once.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
-
-/// One outage at a time: a frozen service would stall the other test too.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const TRADES: u64 = 300_000;
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -46,7 +42,7 @@ fn topic_partitions(topic: &str) -> Option<usize> {
 
 /// Feeds the raw job live, freezes `service` for [`OUTAGE`] mid-run, and checks the result.
 async fn ride_out(service: &str, lake: &str) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_outage_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let count = TRADES.to_string();
     let feed: &[&str] = &[

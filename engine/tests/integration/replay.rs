@@ -2,7 +2,7 @@
 //! contract, with a column mapping and time compression; wrong files and flags
 //! are one clear line and a failure.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! the real S3 API (moto), partitioned by `dt` and `hour`, checked by reading
 //! the objects back. Files roll by size, so a partition holds several.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

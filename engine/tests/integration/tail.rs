@@ -1,6 +1,6 @@
 //! `engine tail`: reads a topic back as JSON lines or as a table, filtered by key.
 
-mod common;
+use crate::common;
 
 use common::*;
 

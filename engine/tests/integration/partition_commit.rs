@@ -2,7 +2,7 @@
 //! passes a partition's end, late rows into a new file (counted, never lost),
 //! and the HOP lag that keeps a partition open until its last windows close.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

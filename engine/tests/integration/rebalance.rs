@@ -10,7 +10,7 @@
 //! The output must equal an independent fold of the input: every candle once
 //! in the lake, and the derived topic, deduplicated by (symbol, window), equal.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

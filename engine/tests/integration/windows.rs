@@ -1,7 +1,7 @@
 //! Window operators without any service: batches in, rows out, checked
 //! against the independent fold in `common`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! the same rows through `engine query` and through DuckDB, and partition
 //! pruning visible in the plan.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! those, and a second (bounded) run resumes from it and writes the rest:
 //! every trade once, none twice.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

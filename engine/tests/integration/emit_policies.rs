@@ -3,7 +3,7 @@
 //! the final output, and `LATE DATA TO` rows, each checked against a plain
 //! fold of the trades the operator was given.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
