@@ -20,6 +20,7 @@ pub use config::KafkaSourceConfig;
 pub(crate) use dlq::{DeadLetters, MAX_DEAD_LETTER_PAYLOAD};
 pub(crate) use group::{committed_offsets, end_offsets, GroupCommits, GroupEvent, GroupMember};
 pub(crate) use reader::KafkaReader;
+pub use reader::CONSUMER_DEFAULTS;
 
 use super::{OpenedSource, ReadOptions, SourceContext, SourceSpec};
 use crate::error::{EngineError, Result};

@@ -16,7 +16,8 @@ use crate::kafka::{partitions_of, ConsumerLogs, METADATA_TIMEOUT};
 use crate::source::runner::RecordBuffer;
 use crate::source::{SourceReader, StartupMode};
 
-/// Consumer defaults that `properties.*` may override.
+/// Consumer defaults that `properties.*` may override (public for the
+/// end-to-end benchmark's bare consumer, which reads with the same).
 /// - librdkafka postpones a partition's next fetch by `fetch.queue.backoff.ms`
 ///   (1 s) whenever its local queue passed a threshold; a consumer that drains
 ///   the queue as fast as we do then mostly waits: 1M trades took 7.3 s with
@@ -30,7 +31,7 @@ use crate::source::{SourceReader, StartupMode};
 ///   2.2-2.5 s, 211-228 MB peak RSS before; 2.1-2.2 s, 129 MB after; with
 ///   `--scale-out` 467 -> 258 MB). 10k records per partition saved a few MB
 ///   more but starved the reader.
-const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "10"),
     ("fetch.max.bytes", "1048576"),
     ("queued.min.messages", "30000"),

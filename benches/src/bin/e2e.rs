@@ -1,0 +1,398 @@
+//! End to end on the real path: one topic of simulated trades on the local
+//! broker, read by a bare librdkafka consumer (the broker path's limit on
+//! this machine) and by the engine's jobs, side by side in one run, each in
+//! a child process of its own so that its CPU time and peak RSS are its own
+//! (`wait4`). DuckDB over the same trades as JSON lines, on one thread, is
+//! the reference for what a columnar engine's JSON reader does per core.
+//!
+//! ```text
+//! cargo run -p engine-benches --bin e2e -- [TRADES] [SYMBOLS] [PARTITIONS] [RUNS]
+//! ```
+//! Uses the broker of `scripts/services.sh` (started if `KAFKA_BROKERS` is
+//! unset). Rows, each over the same topic: the bare consumer (the engine's
+//! consumer settings, touching every payload, decoding nothing);
+//! `jobs/ohlc_1m.sql --bounded` without checkpoints (Kafka in, Kafka and
+//! Parquet out); `jobs/trades_raw.sql` to a file lake; `jobs/ohlc_1m.sql`
+//! with checkpoints every 10 s; DuckDB. Per core = trades / CPU seconds of
+//! the process; each row is the median of RUNS runs (default 3), taken in
+//! interleaved rounds. Each job's output is checked against DuckDB's
+//! candle count.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
+use engine::{CheckpointOptions, Job, KafkaClientOptions, RunOptions};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// Event time of the first trade (fixed, so that runs compare).
+const START_MS: i64 = 1_763_649_000_000;
+
+/// What a child process measured: wall time, CPU seconds (user + system),
+/// peak RSS, and what it printed on stdout.
+struct Measured {
+    wall: Duration,
+    cpu: f64,
+    peak_rss_mb: f64,
+    stdout: String,
+}
+
+/// Runs this binary as a child with `args` and `env`; its own figures.
+fn measure(args: &[&str], env: &BTreeMap<String, String>) -> Result<Measured> {
+    let started = Instant::now();
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--child")
+        .args(args)
+        .envs(env)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.context("child stdout")?;
+    // Read before reaping: a full pipe would hold the child.
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+    });
+    let mut status = 0;
+    // SAFETY: `usage` is a valid rusage for wait4 to fill; `pid` is our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    if reaped != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("`{}` failed (status {status})", args.join(" "));
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Measured {
+        wall,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        stdout: reader.join().expect("reader thread")?,
+    })
+}
+
+/// The simulator's trades the bench loads: the same for the topic and DuckDB's file.
+fn trades(count: usize, symbols: usize) -> impl Iterator<Item = feed::FeedRecord> {
+    let config = FeedConfig {
+        symbols: feed::symbol_names(symbols),
+        rate: feed::DEFAULT_RATE,
+        seed: 7,
+        start_ms: START_MS,
+        disorder_ms: 0,
+        late_fraction: 0.0,
+        bad_fraction: 0.0,
+    };
+    Simulator::new(config).take(count)
+}
+
+/// The repository root (job files, the services script).
+fn repo_root() -> PathBuf {
+    // `cargo run` gives the manifest directory at run time; the compiled-in
+    // one may be another clone's that shares the target directory.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    manifest.join("..")
+}
+
+/// The services' environment (`scripts/services.sh env`), starting them if
+/// `KAFKA_BROKERS` is not set.
+fn services() -> Result<BTreeMap<String, String>> {
+    let script = repo_root().join("scripts/services.sh");
+    if std::env::var_os("KAFKA_BROKERS").is_none() {
+        let status = Command::new(&script).arg("start").status()?;
+        if !status.success() {
+            bail!("{} start failed", script.display());
+        }
+    }
+    let out = Command::new(&script).arg("env").output()?;
+    let mut env = BTreeMap::new();
+    for line in String::from_utf8(out.stdout)?.lines() {
+        if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+            env.insert(k.to_string(), v.to_string());
+        }
+    }
+    // A broker already running elsewhere wins over the script's default port.
+    if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
+        env.insert("KAFKA_BROKERS".into(), brokers);
+    }
+    Ok(env)
+}
+
+/// Child: reads `topic` from the beginning with the engine's consumer
+/// settings until `count` records came, touching every payload byte.
+fn bare_consumer(brokers: &str, topic: &str, count: usize) -> Result<()> {
+    let mut config = ClientConfig::new();
+    for (k, v) in engine::source::kafka::CONSUMER_DEFAULTS {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("e2e-bare-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let mut assignment = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let (mut seen, mut bytes, mut checksum) = (0usize, 0usize, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen < count {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let payload = m.payload().unwrap_or_default();
+                bytes += payload.len();
+                checksum = payload
+                    .iter()
+                    .fold(checksum, |c, b| c.rotate_left(5) ^ u64::from(*b));
+                seen += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => bail!("reading {topic}: {e}"),
+            None if Instant::now() > deadline => bail!("only {seen} of {count} records came"),
+            None => {}
+        }
+    }
+    println!("records={seen} bytes={bytes} checksum={checksum:x}");
+    Ok(())
+}
+
+/// Child: runs job file `job` to the end of `topic` with `vars` for its
+/// `${VAR}`s, checkpointing every `checkpoint_secs` (0: none).
+async fn job_run(job: &str, checkpoint_secs: u64, vars: &BTreeMap<String, String>) -> Result<()> {
+    let env = |var: &str| vars.get(var).cloned().or_else(|| std::env::var(var).ok());
+    let job = Job::load_with_env(&repo_root().join(job), &env).await?;
+    let checkpoint = (checkpoint_secs > 0).then(|| {
+        CheckpointOptions::new(
+            vars["STATE_DIR"].clone(),
+            Duration::from_secs(checkpoint_secs),
+        )
+    });
+    let options = RunOptions {
+        bounded: true,
+        checkpoint,
+        ..Default::default()
+    };
+    let report = job.run(options, engine::CancellationToken::new()).await?;
+    println!(
+        "records={} rows_out={}",
+        report.metrics.records_in(),
+        report.metrics.rows_out()
+    );
+    Ok(())
+}
+
+/// DuckDB's 1-minute candles of the trades in `file` on one thread (the
+/// services' Python); prints the number of candles.
+const DUCKDB_OHLC: &str = r#"
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET threads = 1")
+n = con.execute("""
+    SELECT count(*) FROM (
+        SELECT symbol, time_bucket(INTERVAL 1 MINUTE, epoch_ms(ts)) AS w,
+               arg_min(price, ts), max(price), min(price), arg_max(price, ts),
+               sum(CAST(size AS DECIMAL(38, 8))), sum(CAST(price * size AS DECIMAL(38, 8))), count(*)
+        FROM read_json(?, format = 'newline_delimited',
+                       columns = {symbol: 'VARCHAR', price: 'DOUBLE', size: 'DOUBLE', ts: 'BIGINT'})
+        GROUP BY ALL)
+""", [sys.argv[1]]).fetchone()[0]
+print(f"candles={n}")
+"#;
+
+/// `key=value` from a child's output line.
+fn field(out: &str, key: &str) -> Result<u64> {
+    (out.split_whitespace())
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+        .with_context(|| format!("no `{key}` in {out:?}"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--child") {
+        return child(&args[1..]).await;
+    }
+    let number = |i: usize, default: usize| -> Result<usize> {
+        args.get(i).map_or(Ok(default), |a| {
+            a.parse().context("TRADES SYMBOLS PARTITIONS RUNS")
+        })
+    };
+    let (count, symbols, partitions) = (number(0, 2_000_000)?, number(1, 50)?, number(2, 4)?);
+    let runs = number(3, 3)?.max(1);
+    let env = services()?;
+    let brokers = env["KAFKA_BROKERS"].clone();
+    let client = KafkaClientOptions::plaintext(&brokers);
+    let run = format!("e2e_{}", std::process::id());
+    let (topic, ohlc) = (format!("{run}_trades"), format!("{run}_ohlc"));
+    let dlq = format!("{topic}.dlq");
+    feed::create_topics(
+        &client,
+        &[(&topic, partitions as i32), (&dlq, 1), (&ohlc, 1)],
+    )
+    .await?;
+
+    // Load the topic once; DuckDB's copy of the same trades beside it.
+    let dir = tempfile::tempdir()?;
+    let jsonl = dir.path().join("trades.jsonl");
+    let loading = Instant::now();
+    let producer = feed::feed_producer(&client)?;
+    let pacer = Pacer::new(START_MS, Speed::Max);
+    let stop = engine::CancellationToken::new();
+    feed::publish(&producer, &topic, trades(count, symbols), &pacer, &stop).await?;
+    producer.flush(Duration::from_secs(120))?;
+    producer.context().check(&topic)?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&jsonl)?);
+    for t in trades(count, symbols) {
+        std::io::Write::write_all(&mut file, &t.payload)?;
+        std::io::Write::write_all(&mut file, b"\n")?;
+    }
+    std::io::Write::flush(&mut file)?;
+    drop(file);
+    println!(
+        "{count} trades of {symbols} symbols in {partitions} partitions of `{topic}` on {brokers}, loaded in {:.1} s; each row a process of its own",
+        loading.elapsed().as_secs_f64()
+    );
+
+    let mut jobs_env = env.clone();
+    jobs_env.insert("TRADES_TOPIC".into(), topic.clone());
+    jobs_env.insert("OHLC_TOPIC".into(), ohlc.clone());
+    let job_env = |name: &str| {
+        let mut vars = jobs_env.clone();
+        let at = dir.path().join(name);
+        vars.insert("LAKE_URL".into(), at.join("lake").display().to_string());
+        vars.insert("STATE_DIR".into(), at.join("state").display().to_string());
+        // A group of its own: every run reads the topic from its start.
+        vars.insert("OHLC_GROUP".into(), format!("{run}_{name}"));
+        vars.insert("RAW_GROUP".into(), format!("{run}_{name}"));
+        vars
+    };
+    let count_arg = count.to_string();
+    let jsonl_arg = jsonl.display().to_string();
+    // Warm the broker's path once, unmeasured; DuckDB's candles are what the jobs must write.
+    measure(&["bare", &brokers, &topic, &count_arg], &env)?;
+    let candles = field(&measure(&["duckdb", &jsonl_arg], &env)?.stdout, "candles")?;
+    // (what, child arguments, the job's own name for its groups and dirs, rows it must write)
+    let rows: [(&str, Vec<&str>, Option<&str>, u64); 5] = [
+        (
+            "bare librdkafka consumer (engine's settings)",
+            vec!["bare", &brokers, &topic, &count_arg],
+            None,
+            0,
+        ),
+        (
+            "ohlc_1m --bounded, no checkpoints",
+            vec!["job", "jobs/ohlc_1m.sql", "0"],
+            Some("ohlc"),
+            2 * candles,
+        ),
+        (
+            "trades_raw -> file lake, no checkpoints",
+            vec!["job", "jobs/trades_raw.sql", "0"],
+            Some("raw"),
+            count as u64,
+        ),
+        (
+            "ohlc_1m --bounded, checkpoints every 10 s",
+            vec!["job", "jobs/ohlc_1m.sql", "10"],
+            Some("ohlc_ckpt"),
+            2 * candles,
+        ),
+        (
+            "DuckDB read_json + OHLC, 1 thread",
+            vec!["duckdb", &jsonl_arg],
+            None,
+            0,
+        ),
+    ];
+    // Rounds over every row, so that a busy moment of the machine spreads over all.
+    let mut measured: Vec<Vec<Measured>> = rows.iter().map(|_| Vec::new()).collect();
+    for round in 0..runs {
+        for (i, (what, args, job, expected_rows)) in rows.iter().enumerate() {
+            let m = match job {
+                Some(name) => measure(args, &job_env(&format!("{name}_{round}")))?,
+                None => measure(args, &env)?,
+            };
+            if *expected_rows > 0 {
+                let (records, rows_out) =
+                    (field(&m.stdout, "records")?, field(&m.stdout, "rows_out")?);
+                if records != count as u64 || rows_out != *expected_rows {
+                    bail!("{what}: read {records} of {count} trades, wrote {rows_out} rows, not {expected_rows} (DuckDB: {candles} candles, to each of two sinks)");
+                }
+            }
+            measured[i].push(m);
+        }
+    }
+    // The median run by CPU time, and the range of trades/s per core.
+    let per_core = |m: &Measured| count as f64 / m.cpu;
+    for runs in &mut measured {
+        runs.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
+    }
+    let medians: Vec<&Measured> = measured.iter().map(|runs| &runs[runs.len() / 2]).collect();
+    let bare_per_core = per_core(medians[0]);
+    println!("median of {runs} runs each (by CPU time), rounds interleaved");
+    println!(
+        "{:<44} {:>7} {:>7} {:>6} {:>11} {:>14} {:>19} {:>8}",
+        "what", "wall s", "CPU s", "cores", "peak RSS MB", "trades/s/core", "(range)", "vs bare"
+    );
+    for (((what, ..), m), runs) in rows.iter().zip(&medians).zip(&measured) {
+        let (low, high) = (per_core(&runs[runs.len() - 1]), per_core(&runs[0]));
+        println!(
+            "{what:<44} {:>7.2} {:>7.2} {:>6.2} {:>11.0} {:>14.0} {:>19} {:>7.2}x",
+            m.wall.as_secs_f64(),
+            m.cpu,
+            m.cpu / m.wall.as_secs_f64(),
+            m.peak_rss_mb,
+            per_core(m),
+            format!("{low:.0}-{high:.0}"),
+            per_core(m) / bare_per_core
+        );
+    }
+    println!("{candles} candles (DuckDB), the jobs' rows checked against it");
+    let symbols_arg = symbols.to_string();
+    let in_process = measure(&["inprocess", &count_arg, &symbols_arg], &env)?;
+    println!(
+        "in-process hot path (engine-benches, no broker):\n{}",
+        in_process.stdout.trim_end()
+    );
+    Ok(())
+}
+
+/// The measured work, in this process.
+async fn child(args: &[String]) -> Result<()> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["bare", brokers, topic, count] => bare_consumer(brokers, topic, count.parse()?),
+        ["job", job, checkpoint_secs] => {
+            let vars: BTreeMap<String, String> = std::env::vars().collect();
+            job_run(job, checkpoint_secs.parse()?, &vars).await
+        }
+        ["duckdb", file] => {
+            let python = std::env::var("SERVICES_PYTHON")
+                .context("SERVICES_PYTHON (scripts/services.sh env)")?;
+            let status = Command::new(python)
+                .args(["-c", DUCKDB_OHLC, file])
+                .status()?;
+            if !status.success() {
+                bail!("DuckDB failed");
+            }
+            Ok(())
+        }
+        ["inprocess", count, symbols] => {
+            engine_benches::hot_path(count.parse()?, symbols.parse()?, 8192)
+                .await?
+                .print();
+            Ok(())
+        }
+        other => bail!("unknown child {other:?}"),
+    }
+}
