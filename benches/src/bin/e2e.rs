@@ -17,6 +17,16 @@
 //! the process; each row is the median of RUNS runs (default 3), taken in
 //! interleaved rounds. Each job's output is checked against DuckDB's
 //! candle count.
+//!
+//! ```text
+//! cargo run -p engine-benches --bin e2e -- latency [SECONDS] [RATE] [SYMBOLS]
+//! ```
+//! Candle latency on a live feed: `jobs/ohlc_1m.sql` running (no
+//! checkpoints) while RATE trades/s (default 100,000) arrive for SECONDS
+//! (default 180), market time = wall time. A consumer of the candle topic
+//! takes each candle's arrival minus the moment the watermark passed its
+//! window (window end + the job's 2 s watermark delay): p50, p99 and max,
+//! and the job's CPU share.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -222,6 +232,9 @@ async fn main() -> Result<()> {
     if args.first().is_some_and(|a| a == "--child") {
         return child(&args[1..]).await;
     }
+    if args.first().is_some_and(|a| a == "latency") {
+        return latency(&args[1..]).await;
+    }
     let number = |i: usize, default: usize| -> Result<usize> {
         args.get(i).map_or(Ok(default), |a| {
             a.parse().context("TRADES SYMBOLS PARTITIONS RUNS")
@@ -376,6 +389,21 @@ async fn child(args: &[String]) -> Result<()> {
             let vars: BTreeMap<String, String> = std::env::vars().collect();
             job_run(job, checkpoint_secs.parse()?, &vars).await
         }
+        ["live", job] => {
+            let vars: BTreeMap<String, String> = std::env::vars().collect();
+            let env = |var: &str| vars.get(var).cloned();
+            let job = Job::load_with_env(&repo_root().join(job), &env).await?;
+            let stop = engine::CancellationToken::new();
+            tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    stop.cancel();
+                }
+            });
+            job.run(RunOptions::default(), stop).await?;
+            Ok(())
+        }
         ["duckdb", file] => {
             let python = std::env::var("SERVICES_PYTHON")
                 .context("SERVICES_PYTHON (scripts/services.sh env)")?;
@@ -395,4 +423,146 @@ async fn child(args: &[String]) -> Result<()> {
         }
         other => bail!("unknown child {other:?}"),
     }
+}
+
+/// The job's watermark delay (`WATERMARK FOR ts AS ts - INTERVAL '2' SECOND`).
+const WATERMARK_DELAY_MS: i64 = 2_000;
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The latency benchmark (see the module doc).
+async fn latency(args: &[String]) -> Result<()> {
+    let number = |i: usize, default: usize| -> Result<usize> {
+        args.get(i).map_or(Ok(default), |a| {
+            a.parse().context("latency SECONDS RATE SYMBOLS")
+        })
+    };
+    let (seconds, rate, symbols) = (number(0, 180)?, number(1, 100_000)?, number(2, 200)?);
+    if rate as f64 > Simulator::max_rate(symbols) {
+        bail!(
+            "{symbols} symbols trade at most {}/s: give more symbols",
+            Simulator::max_rate(symbols)
+        );
+    }
+    let env = services()?;
+    let brokers = env["KAFKA_BROKERS"].clone();
+    let client = KafkaClientOptions::plaintext(&brokers);
+    let run = format!("latency_{}", std::process::id());
+    let (topic, ohlc) = (format!("{run}_trades"), format!("{run}_ohlc"));
+    let dlq = format!("{topic}.dlq");
+    feed::create_topics(&client, &[(&topic, 4), (&dlq, 1), (&ohlc, 1)]).await?;
+    let dir = tempfile::tempdir()?;
+    let mut vars = env.clone();
+    vars.insert("TRADES_TOPIC".into(), topic.clone());
+    vars.insert("OHLC_TOPIC".into(), ohlc.clone());
+    vars.insert("OHLC_GROUP".into(), run.clone());
+    vars.insert(
+        "LAKE_URL".into(),
+        dir.path().join("lake").display().to_string(),
+    );
+
+    // The candles' reader: each candle's arrival and window end.
+    let reading = engine::CancellationToken::new();
+    let reader = std::thread::spawn({
+        let (brokers, ohlc, reading) = (brokers.clone(), ohlc.clone(), reading.clone());
+        move || -> Result<Vec<(i64, i64)>> {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("group.id", format!("{ohlc}_reader"))
+                .set("enable.auto.commit", "false")
+                // Fetch at once: the reader's own wait is not the engine's latency.
+                .set("fetch.wait.max.ms", "5")
+                .create()?;
+            let mut assignment = TopicPartitionList::new();
+            assignment.add_partition_offset(&ohlc, 0, Offset::Beginning)?;
+            consumer.assign(&assignment)?;
+            let mut seen = Vec::new();
+            while !reading.is_cancelled() {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) {
+                    let arrived = now_ms();
+                    let v: serde_json::Value =
+                        serde_json::from_slice(m.payload().unwrap_or_default())?;
+                    let end = v["window_end"]
+                        .as_i64()
+                        .context("a candle without window_end")?;
+                    seen.push((arrived, end));
+                }
+            }
+            Ok(seen)
+        }
+    });
+
+    let started = Instant::now();
+    let job = Command::new(std::env::current_exe()?)
+        .args(["--child", "live", "jobs/ohlc_1m.sql"])
+        .envs(&vars)
+        .spawn()?;
+    let pid = job.id() as libc::pid_t;
+    let start_ms = now_ms();
+    let config = FeedConfig {
+        symbols: feed::symbol_names(symbols),
+        rate: rate as f64,
+        seed: 11,
+        start_ms,
+        disorder_ms: 0,
+        late_fraction: 0.0,
+        bad_fraction: 0.0,
+    };
+    let end_ms = start_ms + 1000 * seconds as i64;
+    let records = Simulator::new(config).take_while(|r| r.sent_ms < end_ms);
+    let producer = feed::feed_producer(&client)?;
+    let pacer = Pacer::new(start_ms, Speed::Times(1.0));
+    let stop = engine::CancellationToken::new();
+    let counts = feed::publish(&producer, &topic, records, &pacer, &stop).await?;
+    producer.flush(Duration::from_secs(60))?;
+    producer.context().check(&topic)?;
+    let fed_for = started.elapsed();
+    // The last windows the feed closed come out within a moment.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // SAFETY: `pid` is our child's; SIGINT stops the job cleanly.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let mut status = 0;
+    // SAFETY: `usage` is a valid rusage for wait4 to fill; `pid` is our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let job_wall = started.elapsed().as_secs_f64();
+    reading.cancel();
+    let seen = reader.join().expect("reader thread")?;
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let job_cpu = cpu(usage.ru_utime) + cpu(usage.ru_stime);
+
+    // Each candle's wait after the watermark passed its window's end.
+    let mut waits: Vec<i64> = (seen.iter())
+        .map(|(arrived, end)| arrived - (end + WATERMARK_DELAY_MS))
+        .collect();
+    if waits.is_empty() {
+        bail!("no candle came out");
+    }
+    waits.sort_unstable();
+    let at = |q: f64| waits[((waits.len() - 1) as f64 * q).round() as usize];
+    let windows: std::collections::BTreeSet<i64> = seen.iter().map(|(_, end)| *end).collect();
+    let sent: u64 = counts.iter().sum();
+    println!(
+        "{sent} trades of {symbols} symbols at {:.0}/s for {:.0} s, market time = wall time; `jobs/ohlc_1m.sql` without checkpoints",
+        sent as f64 / fed_for.as_secs_f64(),
+        fed_for.as_secs_f64()
+    );
+    println!(
+        "{} candles of {} windows; from the watermark passing a window's end to the candle read back from the topic: p50 {} ms, p99 {} ms, max {} ms (min {} ms)",
+        waits.len(),
+        windows.len(),
+        at(0.5),
+        at(0.99),
+        waits[waits.len() - 1],
+        waits[0]
+    );
+    println!(
+        "the job: {job_cpu:.1} CPU s over {job_wall:.0} s ({:.2} cores), peak RSS {:.0} MB",
+        job_cpu / job_wall,
+        usage.ru_maxrss as f64 / 1024.0
+    );
+    Ok(())
 }

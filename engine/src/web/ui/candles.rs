@@ -56,6 +56,9 @@ impl Candle {
         let symbol = (v.get("symbol").and_then(serde_json::Value::as_str))
             .ok_or("no text `symbol`")?
             .to_string();
+        if symbol.len() > MAX_SYMBOL_BYTES {
+            return Err(format!("`symbol` is over {MAX_SYMBOL_BYTES} bytes"));
+        }
         Ok(Self {
             symbol,
             start: time("window_start")?,
@@ -80,7 +83,17 @@ impl Candle {
 pub struct CandleBook {
     keep: usize,
     by_symbol: BTreeMap<String, BTreeMap<i64, Candle>>,
+    /// Candles of symbols beyond [`MAX_SYMBOLS`], not kept.
+    refused: u64,
 }
+
+/// Symbols a book keeps: a topic of many more (or a hostile one) must not
+/// grow the page's memory without bound; 10,000 symbols of 240 candles are
+/// a few hundred MB at most.
+pub const MAX_SYMBOLS: usize = 10_000;
+
+/// The longest symbol the page draws, in bytes (longer rows are unreadable to it).
+pub const MAX_SYMBOL_BYTES: usize = 64;
 
 impl CandleBook {
     /// A book keeping the newest `keep` candles of each symbol.
@@ -88,13 +101,23 @@ impl CandleBook {
         Self {
             keep: keep.max(1),
             by_symbol: BTreeMap::new(),
+            refused: 0,
         }
+    }
+
+    /// Candles not kept because the book already holds [`MAX_SYMBOLS`] others.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// Puts `candle` in, replacing an earlier revision of its window.
     /// Returns whether the book changed (a candle older than every kept one
     /// of a full symbol is dropped).
     pub fn upsert(&mut self, candle: Candle) -> bool {
+        if !self.by_symbol.contains_key(&candle.symbol) && self.by_symbol.len() >= MAX_SYMBOLS {
+            self.refused += 1;
+            return false;
+        }
         let candles = self.by_symbol.entry(candle.symbol.clone()).or_default();
         if candles.len() >= self.keep
             && candles
@@ -158,6 +181,25 @@ mod tests {
             "no time `window_start`"
         );
         assert!(Candle::from_json(b"nope").is_err());
+    }
+
+    #[test]
+    fn the_book_holds_at_most_max_symbols_and_short_symbols() {
+        let mut book = CandleBook::new(2);
+        for i in 0..MAX_SYMBOLS {
+            assert!(book.upsert(Candle::from_json(&row(&format!("S{i}"), 0, 1.0, None)).unwrap()));
+        }
+        let one_more = Candle::from_json(&row("ONE_MORE", 0, 1.0, None)).unwrap();
+        assert!(!book.upsert(one_more));
+        assert_eq!((book.symbols().len(), book.refused()), (MAX_SYMBOLS, 1));
+        // A symbol already kept still takes new candles.
+        assert!(book.upsert(Candle::from_json(&row("S0", 60_000, 1.0, None)).unwrap()));
+        let long = "X".repeat(MAX_SYMBOL_BYTES + 1);
+        let err = Candle::from_json(&row(&long, 0, 1.0, None)).unwrap_err();
+        assert!(
+            err.contains("over 64 bytes") && !err.contains(&long),
+            "{err}"
+        );
     }
 
     #[test]

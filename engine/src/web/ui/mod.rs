@@ -249,7 +249,7 @@ fn follow(options: &UiOptions, state: &UiState, stop: &CancellationToken) -> Res
     consumer
         .assign(&assignment)
         .map_err(|e| EngineError::kafka(format!("assigning topic `{topic}`"), e))?;
-    let mut unreadable = 0u64;
+    let (mut unreadable, mut warned_full) = (0u64, false);
     while !stop.is_cancelled() {
         let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
             continue;
@@ -257,11 +257,14 @@ fn follow(options: &UiOptions, state: &UiState, stop: &CancellationToken) -> Res
         let Ok(m) = polled else { continue };
         match m.payload().map(Candle::from_json) {
             Some(Ok(candle)) => {
-                let changed = state
-                    .book
-                    .lock()
-                    .expect("no panics while locked")
-                    .upsert(candle.clone());
+                let (changed, refused) = {
+                    let mut book = state.book.lock().expect("no panics while locked");
+                    (book.upsert(candle.clone()), book.refused())
+                };
+                if refused > 0 && !warned_full {
+                    warned_full = true;
+                    tracing::warn!(topic = %topic, "the candle page keeps {} symbols; candles of further symbols are not drawn", candles::MAX_SYMBOLS);
+                }
                 if changed {
                     let _ = state.updates.send(candle); // no page open: nobody to tell
                 }
