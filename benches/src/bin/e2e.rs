@@ -13,7 +13,8 @@
 //! consumer settings, touching every payload, decoding nothing);
 //! `jobs/ohlc_1m.sql --bounded` without checkpoints (Kafka in, Kafka and
 //! Parquet out); `jobs/trades_raw.sql` to a file lake; `jobs/ohlc_1m.sql`
-//! with checkpoints every 10 s; DuckDB. Per core = trades / CPU seconds of
+//! with checkpoints every second (a run lasts a few seconds: with 10 s it
+//! would take only its final one); DuckDB. Per core = trades / CPU seconds of
 //! the process; each row is the median of RUNS runs (default 3), taken in
 //! interleaved rounds. Each job's output is checked against DuckDB's
 //! candle count.
@@ -78,11 +79,16 @@ fn measure(args: &[&str], env: &BTreeMap<String, String>) -> Result<Measured> {
         bail!("`{}` failed (status {status})", args.join(" "));
     }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let stdout = reader.join().expect("reader thread")?;
+    // The child's own high-water mark; a grandchild's (DuckDB's python) is
+    // in the printed `child_maxrss_kb`.
+    let own = field(&stdout, "vmhwm_kb").unwrap_or(usage.ru_maxrss as u64);
+    let grandchild = field(&stdout, "child_maxrss_kb").unwrap_or(0);
     Ok(Measured {
         wall,
         cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
-        stdout: reader.join().expect("reader thread")?,
+        peak_rss_mb: own.max(grandchild) as f64 / 1024.0,
+        stdout,
     })
 }
 
@@ -193,8 +199,12 @@ async fn job_run(job: &str, checkpoint_secs: u64, vars: &BTreeMap<String, String
         ..Default::default()
     };
     let report = job.run(options, engine::CancellationToken::new()).await?;
+    let checkpoints = (report.metrics.render().lines())
+        .find_map(|l| l.strip_prefix("engine_checkpoints_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
     println!(
-        "records={} rows_out={}",
+        "records={} rows_out={} checkpoints={checkpoints}",
         report.metrics.records_in(),
         report.metrics.rows_out()
     );
@@ -207,16 +217,19 @@ const DUCKDB_OHLC: &str = r#"
 import duckdb, sys
 con = duckdb.connect()
 con.execute("SET threads = 1")
-n = con.execute("""
-    SELECT count(*) FROM (
+# Every aggregate reaches the result, so that none is optimized away.
+n, check = con.execute("""
+    SELECT count(*), sum(o + h + l + c + CAST(v AS DOUBLE) + CAST(pv AS DOUBLE) + n) FROM (
         SELECT symbol, time_bucket(INTERVAL 1 MINUTE, epoch_ms(ts)) AS w,
-               arg_min(price, ts), max(price), min(price), arg_max(price, ts),
-               sum(CAST(size AS DECIMAL(38, 8))), sum(CAST(price * size AS DECIMAL(38, 8))), count(*)
+               arg_min(price, ts) AS o, max(price) AS h, min(price) AS l, arg_max(price, ts) AS c,
+               sum(CAST(size AS DECIMAL(38, 8))) AS v, sum(CAST(price * size AS DECIMAL(38, 8))) AS pv,
+               count(*) AS n
         FROM read_json(?, format = 'newline_delimited',
                        columns = {symbol: 'VARCHAR', price: 'DOUBLE', size: 'DOUBLE', ts: 'BIGINT'})
         GROUP BY ALL)
-""", [sys.argv[1]]).fetchone()[0]
-print(f"candles={n}")
+""", [sys.argv[1]]).fetchone()
+import resource
+print(f"candles={n} checksum={check:.0f} child_maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
 "#;
 
 /// `key=value` from a child's output line.
@@ -226,15 +239,43 @@ fn field(out: &str, key: &str) -> Result<u64> {
         .with_context(|| format!("no `{key}` in {out:?}"))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--child") {
-        return child(&args[1..]).await;
+        // The jobs run on the runtime `engine run` gives them (multi-thread,
+        // a worker per core); the rest needs no more than one thread.
+        let runtime = match args.get(1).map(String::as_str) {
+            Some("job" | "live") => tokio::runtime::Builder::new_multi_thread(),
+            _ => tokio::runtime::Builder::new_current_thread(),
+        }
+        .enable_all()
+        .build()?;
+        let measured = runtime.block_on(child(&args[1..]));
+        // The peak RSS of this process's own memory since exec (`wait4`'s
+        // figure can carry the parent's, which the child was spawned from).
+        println!("vmhwm_kb={}", own_peak_rss_kb());
+        return measured;
     }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     if args.first().is_some_and(|a| a == "latency") {
-        return latency(&args[1..]).await;
+        return runtime.block_on(latency(&args[1..]));
     }
+    runtime.block_on(compare(&args))
+}
+
+/// `VmHWM` of this process, in KiB (0 if unreadable).
+fn own_peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    (status.lines())
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The side-by-side comparison (see the module doc).
+async fn compare(args: &[String]) -> Result<()> {
     let number = |i: usize, default: usize| -> Result<usize> {
         args.get(i).map_or(Ok(default), |a| {
             a.parse().context("TRADES SYMBOLS PARTITIONS RUNS")
@@ -315,8 +356,8 @@ async fn main() -> Result<()> {
             count as u64,
         ),
         (
-            "ohlc_1m --bounded, checkpoints every 10 s",
-            vec!["job", "jobs/ohlc_1m.sql", "10"],
+            "ohlc_1m --bounded, checkpoints every 1 s",
+            vec!["job", "jobs/ohlc_1m.sql", "1"],
             Some("ohlc_ckpt"),
             2 * candles,
         ),
@@ -335,6 +376,9 @@ async fn main() -> Result<()> {
                 Some(name) => measure(args, &job_env(&format!("{name}_{round}")))?,
                 None => measure(args, &env)?,
             };
+            if args.get(2) == Some(&"1") && field(&m.stdout, "checkpoints")? < 2 {
+                bail!("{what}: fewer than two checkpoints: {}", m.stdout.trim());
+            }
             if *expected_rows > 0 {
                 let (records, rows_out) =
                     (field(&m.stdout, "records")?, field(&m.stdout, "rows_out")?);
@@ -373,9 +417,13 @@ async fn main() -> Result<()> {
     println!("{candles} candles (DuckDB), the jobs' rows checked against it");
     let symbols_arg = symbols.to_string();
     let in_process = measure(&["inprocess", &count_arg, &symbols_arg], &env)?;
+    let figures: Vec<&str> = (in_process.stdout.lines())
+        .filter(|l| !l.starts_with("vmhwm_kb="))
+        .collect();
     println!(
-        "in-process hot path (engine-benches, no broker):\n{}",
-        in_process.stdout.trim_end()
+        "in-process hot path (engine-benches, no broker; peak RSS {:.0} MB with its input):\n{}",
+        in_process.peak_rss_mb,
+        figures.join("\n")
     );
     Ok(())
 }
@@ -407,12 +455,14 @@ async fn child(args: &[String]) -> Result<()> {
         ["duckdb", file] => {
             let python = std::env::var("SERVICES_PYTHON")
                 .context("SERVICES_PYTHON (scripts/services.sh env)")?;
-            let status = Command::new(python)
+            let out = Command::new(python)
                 .args(["-c", DUCKDB_OHLC, file])
-                .status()?;
-            if !status.success() {
+                .stderr(Stdio::inherit())
+                .output()?;
+            if !out.status.success() {
                 bail!("DuckDB failed");
             }
+            print!("{}", String::from_utf8_lossy(&out.stdout));
             Ok(())
         }
         ["inprocess", count, symbols] => {
@@ -499,8 +549,13 @@ async fn latency(args: &[String]) -> Result<()> {
     let job = Command::new(std::env::current_exe()?)
         .args(["--child", "live", "jobs/ohlc_1m.sql"])
         .envs(&vars)
+        .stdout(Stdio::null())
         .spawn()?;
-    let pid = job.id() as libc::pid_t;
+    let mut job = LiveChild {
+        pid: job.id() as libc::pid_t,
+        reaped: false,
+    };
+    let producer = feed::feed_producer(&client)?;
     let start_ms = now_ms();
     let config = FeedConfig {
         symbols: feed::symbol_names(symbols),
@@ -513,7 +568,6 @@ async fn latency(args: &[String]) -> Result<()> {
     };
     let end_ms = start_ms + 1000 * seconds as i64;
     let records = Simulator::new(config).take_while(|r| r.sent_ms < end_ms);
-    let producer = feed::feed_producer(&client)?;
     let pacer = Pacer::new(start_ms, Speed::Times(1.0));
     let stop = engine::CancellationToken::new();
     let counts = feed::publish(&producer, &topic, records, &pacer, &stop).await?;
@@ -522,12 +576,7 @@ async fn latency(args: &[String]) -> Result<()> {
     let fed_for = started.elapsed();
     // The last windows the feed closed come out within a moment.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    // SAFETY: `pid` is our child's; SIGINT stops the job cleanly.
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    let mut status = 0;
-    // SAFETY: `usage` is a valid rusage for wait4 to fill; `pid` is our child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let usage = job.stop()?;
     let job_wall = started.elapsed().as_secs_f64();
     reading.cancel();
     let seen = reader.join().expect("reader thread")?;
@@ -544,6 +593,16 @@ async fn latency(args: &[String]) -> Result<()> {
     waits.sort_unstable();
     let at = |q: f64| waits[((waits.len() - 1) as f64 * q).round() as usize];
     let windows: std::collections::BTreeSet<i64> = seen.iter().map(|(_, end)| *end).collect();
+    // Every minute the feed crossed closed a window (the last one stays open).
+    let crossed = (end_ms - WATERMARK_DELAY_MS) / 60_000 - start_ms / 60_000;
+    // (A window closing in the feed's last moment may just miss it.)
+    if (windows.len() as i64) < crossed - 1 || waits.len() != windows.len() * symbols {
+        bail!(
+            "{} candles of {} windows, not {symbols} of each of {crossed}",
+            waits.len(),
+            windows.len()
+        );
+    }
     let sent: u64 = counts.iter().sum();
     println!(
         "{sent} trades of {symbols} symbols at {:.0}/s for {:.0} s, market time = wall time; `jobs/ohlc_1m.sql` without checkpoints",
@@ -565,4 +624,51 @@ async fn latency(args: &[String]) -> Result<()> {
         usage.ru_maxrss as f64 / 1024.0
     );
     Ok(())
+}
+
+/// The live job's process: stopped cleanly by [`LiveChild::stop`], killed
+/// if the bench fails before that (it would run on forever).
+struct LiveChild {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+impl LiveChild {
+    /// SIGINT (a clean stop), then SIGKILL if it has not exited within a
+    /// minute; its resource usage, or an error if it did not exit cleanly.
+    fn stop(&mut self) -> Result<libc::rusage> {
+        // SAFETY: `pid` is our unreaped child, so it cannot have been reused.
+        unsafe { libc::kill(self.pid, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut status = 0;
+        // SAFETY: `usage` is a valid rusage for wait4 to fill.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            let reaped = unsafe { libc::wait4(self.pid, &mut status, libc::WNOHANG, &mut usage) };
+            if reaped == self.pid {
+                break;
+            }
+            if reaped < 0 || Instant::now() > deadline {
+                bail!("the job did not stop within a minute of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.reaped = true;
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            bail!("the job failed (status {status})");
+        }
+        Ok(usage)
+    }
+}
+
+impl Drop for LiveChild {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: as in `stop`.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
 }

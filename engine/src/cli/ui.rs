@@ -1,5 +1,6 @@
 //! `engine ui --topic ohlc_1m`: the live candle page for a job that runs elsewhere.
 
+use clap::builder::TypedValueParser as _;
 use clap::Args;
 use engine::web::ui::{self, UiOptions};
 
@@ -15,8 +16,8 @@ pub struct UiArgs {
     /// Where the page is served.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
     pub listen: String,
-    /// Candles kept per symbol (and read back from each partition at start).
-    #[arg(long, default_value_t = ui::DEFAULT_HISTORY)]
+    /// Candles kept per symbol (and read back from each partition at start), at most 10,000.
+    #[arg(long, default_value_t = ui::DEFAULT_HISTORY, value_parser = clap::value_parser!(u16).range(1..=10_000).map(usize::from))]
     pub history: usize,
 }
 

@@ -77,6 +77,8 @@ pub type FeedProducer = ThreadedProducer<DeliveryCounter>;
 /// A producer tuned for a high-rate feed (batching, lz4).
 pub fn feed_producer(client: &KafkaClientOptions) -> Result<FeedProducer> {
     let config = client.client_config_with(&[
+        // A retried send is not a second copy of the trade.
+        ("enable.idempotence", "true"),
         ("linger.ms", "20"),
         ("batch.size", "1000000"),
         ("compression.type", "lz4"),
