@@ -89,7 +89,7 @@ pub struct CandleBook {
 
 /// Symbols a book keeps: a topic of many more (or a hostile one) must not
 /// grow the page's memory without bound: 10,000 symbols of 240 candles are
-/// about 0.7 GB at worst (a candle and its map entry take ~300 bytes).
+/// an estimated 0.7 GB at worst (a candle and its map entry, ~300 bytes).
 pub const MAX_SYMBOLS: usize = 10_000;
 
 /// The longest symbol the page draws, in bytes (longer rows are unreadable to it).
