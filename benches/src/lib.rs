@@ -14,6 +14,17 @@ use engine::Metrics;
 use engine_sql::{plan_job, JobFile};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
+/// The repository root (job files, the services script).
+pub fn repo_root() -> std::path::PathBuf {
+    // `cargo run` gives the manifest directory at run time; the compiled-in
+    // one may be another clone's that shares the target directory.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    manifest.join("..")
+}
+
 /// The hot path's figures over `trades` simulated payloads.
 #[derive(Debug, Clone, Copy)]
 pub struct HotPath {
@@ -38,13 +49,7 @@ pub struct HotPath {
 /// Decodes and aggregates `trades` trades of `symbols` symbols in batches of
 /// `batch`, timing each stage on this thread.
 pub async fn hot_path(trades: usize, symbols: usize, batch: usize) -> Result<HotPath> {
-    // `cargo run` gives the manifest directory at run time; the compiled-in one may
-    // be another clone's that shares the target directory.
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
-        || env!("CARGO_MANIFEST_DIR").into(),
-        std::path::PathBuf::from,
-    );
-    let text = std::fs::read_to_string(manifest.join("../jobs/ohlc_1m.sql"))?;
+    let text = std::fs::read_to_string(repo_root().join("jobs/ohlc_1m.sql"))?;
     let job = JobFile::parse("jobs/ohlc_1m.sql", &text, &|_| None)?;
     let planned = plan_job(&job).await?;
     let source = job

@@ -30,13 +30,13 @@
 //! and the job's CPU share.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use engine::feed::{self, FeedConfig, Pacer, Simulator, Speed};
 use engine::{CheckpointOptions, Job, KafkaClientOptions, RunOptions};
+use engine_benches::repo_root;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -104,15 +104,6 @@ fn trades(count: usize, symbols: usize) -> impl Iterator<Item = feed::FeedRecord
         bad_fraction: 0.0,
     };
     Simulator::new(config).take(count)
-}
-
-/// The repository root (job files, the services script).
-fn repo_root() -> PathBuf {
-    // `cargo run` gives the manifest directory at run time; the compiled-in
-    // one may be another clone's that shares the target directory.
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
-    manifest.join("..")
 }
 
 /// The services' environment (`scripts/services.sh env`), starting them if

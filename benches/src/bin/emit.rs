@@ -136,11 +136,7 @@ async fn pending(
 
 /// One mode in this process: prints `mode events/s rows ticks rss`.
 async fn run_mode(mode: &str, trades: usize, symbols: usize) -> Result<()> {
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
-        || env!("CARGO_MANIFEST_DIR").into(),
-        std::path::PathBuf::from,
-    );
-    let text = job_text(mode, &manifest.join(".."))?;
+    let text = job_text(mode, &engine_benches::repo_root())?;
     let job = JobFile::parse(mode, &text, &|_| None)?;
     let planned = plan_job(&job).await?;
     let input = batches(trades, symbols)?;

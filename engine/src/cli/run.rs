@@ -93,7 +93,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub ui: Option<String>,
     /// The derived topic the candle page draws (default: `ohlc_1m` if the
-    /// job writes it, else the job's first Kafka output).
+    /// job writes it, else the first of its Kafka outputs whose rows are
+    /// candles, else no page).
     #[arg(long, value_name = "TOPIC")]
     pub ui_topic: Option<String>,
 }
