@@ -1,8 +1,11 @@
 //! Turning Kafka record payloads into Arrow batches.
 //!
 //! - [`json`]: payloads -> one batch per poll, bad records isolated.
+//! - `flat`: the decoder specialised to a table's flat objects, which
+//!   `json` tries first.
 //! - [`rules`]: what a decoded row must satisfy (finite, in range, CHECKs).
 
+pub(crate) mod flat;
 pub(crate) mod json;
 pub(crate) mod rules;
 

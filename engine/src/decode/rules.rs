@@ -256,13 +256,10 @@ impl RowRules {
     /// Rows for which a `CHECK` is false (or cannot be evaluated).
     fn failed_checks(&self, batch: &RecordBatch, reasons: &mut Reasons) -> Result<()> {
         for (label, expr) in &self.checks {
-            let passed = evaluate_check(expr, batch)?;
-            for (row, ok) in passed.iter().enumerate() {
-                if let Some(failure) = ok {
-                    reasons.note(row, BadKind::CheckFailed, || {
-                        format!("{label} failed{failure}")
-                    });
-                }
+            for (row, failure) in evaluate_check(expr, batch)? {
+                reasons.note(row, BadKind::CheckFailed, || {
+                    format!("{label} failed{failure}")
+                });
             }
         }
         Ok(())
@@ -319,29 +316,37 @@ fn timestamps(column: &ArrayRef) -> Option<&TimestampMillisecondArray> {
 fn evaluate_check(
     expr: &Arc<dyn PhysicalExpr>,
     batch: &RecordBatch,
-) -> Result<Vec<Option<String>>> {
-    let as_bools = |b: &RecordBatch| -> Result<Vec<Option<String>>> {
+) -> Result<Vec<(usize, String)>> {
+    // The rows where it is false (unknown passes, as in SQL's CHECK).
+    let failing = |b: &RecordBatch| -> Result<Vec<usize>> {
         let values = expr.evaluate(b)?.into_array(b.num_rows())?;
         let values = cast(&values, &DataType::Boolean)?;
         let values = values
             .as_any()
             .downcast_ref::<BooleanArray>()
             .ok_or_else(|| EngineError::Internal("a CHECK did not give booleans".into()))?;
-        Ok(values
-            .iter()
-            .map(|v| (v == Some(false)).then(String::new))
+        if values.false_count() == 0 {
+            return Ok(Vec::new());
+        }
+        Ok((values.iter().enumerate())
+            .filter_map(|(row, v)| (v == Some(false)).then_some(row))
             .collect())
     };
-    match as_bools(batch) {
-        Ok(v) => Ok(v),
+    match failing(batch) {
+        Ok(rows) => Ok(rows.into_iter().map(|row| (row, String::new())).collect()),
         // A row the expression cannot be evaluated on (e.g. an overflow) fails
         // the check on its own: find it row by row, only on this rare path.
-        Err(_) => (0..batch.num_rows())
-            .map(|row| match as_bools(&batch.slice(row, 1)) {
-                Ok(mut v) => Ok(v.pop().flatten()),
-                Err(e) => Ok(Some(format!(": {}", excerpt(&e.to_string(), 256)))),
-            })
-            .collect(),
+        Err(_) => {
+            let mut failed = Vec::new();
+            for row in 0..batch.num_rows() {
+                match failing(&batch.slice(row, 1)) {
+                    Ok(rows) if rows.is_empty() => {}
+                    Ok(_) => failed.push((row, String::new())),
+                    Err(e) => failed.push((row, format!(": {}", excerpt(&e.to_string(), 256)))),
+                }
+            }
+            Ok(failed)
+        }
     }
 }
 
