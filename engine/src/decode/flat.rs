@@ -86,9 +86,18 @@ impl FlatDecoder {
             };
             Some((f.name().as_bytes().into(), kind))
         });
+        let fields: Vec<(Box<[u8]>, Kind)> = fields.collect::<Option<_>>()?;
+        // Without JSON fields a batch of it would have no columns to count its rows;
+        // with a name twice arrow-json reads only the first (the DDL refuses both anyway).
+        let mut names: Vec<&[u8]> = fields.iter().map(|(n, _)| &**n).collect();
+        names.sort_unstable();
+        names.dedup();
+        if fields.is_empty() || names.len() != fields.len() {
+            return None;
+        }
         Some(Self {
             schema: Arc::clone(schema),
-            fields: fields.collect::<Option<_>>()?,
+            fields,
         })
     }
 
@@ -105,8 +114,15 @@ impl FlatDecoder {
             .collect();
         let mut slots = vec![Slot::Absent; self.fields.len()];
         let (mut read, mut left) = (Vec::with_capacity(idx.len()), Vec::new());
+        // A text column's offsets are `i32`: past that much text, arrow-json says so.
+        let mut text_bytes = 0usize;
         for &i in idx {
             let payload = records[i].payload.unwrap_or_default();
+            text_bytes += payload.len();
+            if text_bytes > i32::MAX as usize {
+                left.push(i);
+                continue;
+            }
             match self.read(payload, &mut slots) {
                 Some(()) => {
                     for (column, slot) in columns.iter_mut().zip(&slots) {
@@ -661,6 +677,22 @@ mod tests {
         assert_eq!((read.len(), left.len()), (100, 0));
         let (expected, _) = d.general_only().decode(&records).unwrap();
         assert_eq!(batch.columns(), &expected.columns()[..8]);
+    }
+
+    #[test]
+    fn a_table_of_metadata_columns_only_still_decodes() {
+        let table = parse_create_table(
+            "CREATE TABLE t (k TEXT METADATA FROM 'key', off BIGINT METADATA FROM 'offset')
+             WITH (connector = 'kafka')",
+            1,
+        )
+        .unwrap();
+        let d = JsonDecoder::new(&table, "t", 1 << 20);
+        assert!(FlatDecoder::for_schema(&d.json_schema_for_tests()).is_none());
+        let payloads = vec![br#"{"a":1}"#.to_vec(), br#"{"b":2}"#.to_vec()];
+        let (batch, bad) = d.decode(&raw(&payloads)).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(batch.num_rows(), 2);
     }
 
     #[test]

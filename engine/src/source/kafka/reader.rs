@@ -31,14 +31,8 @@ use crate::source::{SourceReader, StartupMode};
 ///   2.2-2.5 s, 211-228 MB peak RSS before; 2.1-2.2 s, 129 MB after; with
 ///   `--scale-out` 467 -> 258 MB). 10k records per partition saved a few MB
 ///   more but starved the reader.
-/// - `fetch.wait.max.ms` (500 by default) is how long the broker may hold a
-///   fetch that finds nothing new. A broker that does not answer it as soon
-///   as records arrive (Tansu) then puts up to that much between a trade and
-///   its candle: 10 ms took the candle latency on a live feed from 203-284 ms
-///   to 32-158 ms (`e2e latency`), for a few empty fetches a second when idle.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "10"),
-    ("fetch.wait.max.ms", "10"),
     ("fetch.max.bytes", "1048576"),
     ("queued.min.messages", "30000"),
     ("queued.max.messages.kbytes", "16384"),
