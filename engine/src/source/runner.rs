@@ -256,6 +256,14 @@ impl SourceRunner {
             }
             let room = self.options.batch_size.saturating_sub(buffer.records.len());
             self.reader.poll(POLL_TIMEOUT, room.max(1), &mut buffer)?;
+            if !buffer.ended.is_empty() {
+                // A split's last records go out before it is finished: a
+                // finished split no longer holds the watermark back, so the
+                // next watermark could pass records of it still buffered,
+                // and they would reach the windows late and be dropped.
+                self.flush(&mut buffer, tracker, outputs)?;
+                last_flush = Instant::now();
+            }
             for split in std::mem::take(&mut buffer.ended) {
                 open.remove(&split);
                 tracker.finish(split);
@@ -396,4 +404,131 @@ fn send(outputs: &[mpsc::Sender<Message>], message: Message) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use arrow::array::{Array, TimestampMillisecondArray};
+    use engine_sql::ddl::parse_create_table;
+
+    use super::*;
+
+    /// A reader handing over scripted polls: records (split, event time in
+    /// ms), then the splits that ended.
+    struct Scripted {
+        polls: VecDeque<(Vec<(i32, i64)>, Vec<i32>)>,
+        splits: Vec<i32>,
+    }
+
+    impl SourceReader for Scripted {
+        fn open(&mut self, _: Option<&serde_json::Value>) -> Result<Vec<(i32, bool)>> {
+            Ok(self.splits.iter().map(|&s| (s, false)).collect())
+        }
+
+        fn poll(&mut self, _: Duration, _: usize, out: &mut RecordBuffer) -> Result<()> {
+            let (records, ended) = self.polls.pop_front().expect("the script ends every split");
+            for (offset, (split, ts)) in records.into_iter().enumerate() {
+                let payload = format!(r#"{{"ts": {ts}}}"#);
+                out.push(split, offset as i64, Some(payload.as_bytes()), None, None);
+            }
+            ended.into_iter().for_each(|s| out.end_split(s));
+            Ok(())
+        }
+
+        fn positions(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+
+        fn name(&self) -> &str {
+            "scripted"
+        }
+    }
+
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<String>>);
+
+    impl DeadLetterSink for Kept {
+        fn send(&self, _: &[u8], _: Option<&[u8]>, error: &str, _: Origin<'_>) -> Result<()> {
+            self.0.lock().unwrap().push(error.to_string());
+            Ok(())
+        }
+        fn flush(&self) -> Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "kept".into()
+        }
+    }
+
+    /// Runs `polls` through a bounded runner; returns, in order, each
+    /// record's event time and each watermark (as `Err`).
+    fn run(polls: Vec<(Vec<(i32, i64)>, Vec<i32>)>) -> Vec<std::result::Result<i64, i64>> {
+        let table = parse_create_table(
+            "CREATE TABLE t (ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts)
+             WITH (connector = 'memory', format = 'json', batch.size = '2', batch.linger = '1h')",
+            1,
+        )
+        .unwrap();
+        let options = ReadOptions::from_options(&mut table.options.clone()).unwrap();
+        let reader = Scripted {
+            polls: polls.into(),
+            splits: vec![0, 1],
+        };
+        let dead_letters = Arc::new(Kept::default());
+        let metrics = Arc::new(Metrics::new());
+        let runner = SourceRunner::new(
+            "t.sql",
+            &table,
+            Box::new(reader),
+            dead_letters.clone(),
+            options,
+            metrics,
+            true,
+        )
+        .unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        runner.run(vec![tx], CancellationToken::new()).unwrap();
+        assert!(dead_letters.0.lock().unwrap().is_empty());
+        let mut seen = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            match message {
+                Message::Data(batch) => {
+                    let ts = batch.column(0);
+                    let ts = ts.as_any().downcast_ref::<TimestampMillisecondArray>();
+                    let ts = ts.expect("ts in ms");
+                    seen.extend((0..ts.len()).map(|i| Ok(ts.value(i))));
+                }
+                Message::Signal(Signal::Watermark(wm, _)) => seen.push(Err(wm)),
+                Message::Signal(_) => {}
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn a_splits_last_records_go_out_before_the_watermark_it_no_longer_holds() {
+        // Split 0 trails split 1. Its last record comes with its end, while
+        // the buffer is not full: it must still come before the watermark
+        // that its end lets jump to split 1's time.
+        let seen = run(vec![
+            (vec![(0, 1_000), (1, 100_000)], vec![]),
+            (vec![(0, 2_000)], vec![0]),
+            (vec![(1, 101_000)], vec![1]),
+        ]);
+        let mut watermark = i64::MIN;
+        for item in &seen {
+            match *item {
+                Err(wm) => watermark = watermark.max(wm),
+                Ok(ts) => assert!(
+                    ts >= watermark,
+                    "record at {ts} after watermark {watermark}: {seen:?}"
+                ),
+            }
+        }
+        let records = seen.iter().filter(|i| i.is_ok()).count();
+        assert_eq!(records, 4, "{seen:?}");
+    }
 }
