@@ -199,9 +199,16 @@ impl WatermarkTracker {
     /// The combined watermark if it moved forward since the last call.
     pub fn advance(&mut self, now: Instant) -> Option<EventTime> {
         let (mut combined, mut held): (Option<EventTime>, bool) = (None, false);
-        for clock in self.partitions.values() {
-            let idle = now.duration_since(clock.last_active) >= self.idle_timeout;
-            if clock.finished || idle {
+        let idle = |c: &PartitionClock| now.duration_since(c.last_active) >= self.idle_timeout;
+        let open = || self.partitions.values().filter(|c| !c.finished);
+        // With every open partition idle, those with data still count, as if
+        // the empty ones had turned idle first: otherwise which came first,
+        // seen a poll apart, would decide whether their data's watermark is
+        // ever emitted (a partition that never had data turned idle in the
+        // same poll as the one that had it all, and no window closed).
+        let all_idle = open().all(idle);
+        for clock in open() {
+            if (!all_idle && idle(clock)) || (all_idle && clock.watermark.is_none()) {
                 continue;
             }
             match clock.watermark {
@@ -248,6 +255,32 @@ mod tests {
         w.finish(1);
         w.observe(0, Some(300), t0 + Duration::from_secs(12));
         assert_eq!(w.advance(t0 + Duration::from_secs(12)), Some(300));
+    }
+
+    #[test]
+    fn partitions_turning_idle_together_still_release_their_data() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut w = WatermarkTracker::new(Duration::from_secs(3));
+        w.assign(0, t0);
+        w.assign(1, t0);
+        // All the data is on partition 0, read within 10 ms of the start.
+        w.observe(0, Some(100), t0 + ms(10));
+        assert_eq!(w.advance(t0 + ms(10)), None, "partition 1 has no data yet");
+        // The next look comes when both are idle: partition 0's data counts.
+        assert_eq!(w.advance(t0 + ms(3_050)), Some(100));
+        // Then it holds: all idle, nothing new.
+        assert_eq!(w.advance(t0 + ms(9_000)), None);
+        // An idle partition's older clock does not pull it back either.
+        let mut v = WatermarkTracker::new(Duration::from_secs(3));
+        v.assign(0, t0);
+        v.assign(1, t0);
+        v.observe(0, Some(200), t0);
+        v.observe(1, Some(50), t0);
+        assert_eq!(v.advance(t0), Some(50));
+        v.observe(0, Some(300), t0 + ms(4_000));
+        assert_eq!(v.advance(t0 + ms(4_000)), Some(300), "partition 1 idle");
+        assert_eq!(v.advance(t0 + ms(8_000)), None, "both idle: held");
     }
 
     #[test]

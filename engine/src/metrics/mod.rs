@@ -419,6 +419,20 @@ impl Metrics {
         (h.get_sample_count(), h.get_sample_sum())
     }
 
+    /// The upper bound (s) of the emit-latency bucket of `sink` that holds
+    /// quantile `q` of its rows (`None`: no rows, or past the last bucket).
+    pub fn emit_latency_quantile_bound(&self, sink: &str, q: f64) -> Option<f64> {
+        use prometheus::core::Metric as _;
+        let h = self.emit_latency.with_label_values(&[sink]);
+        let metric = h.metric();
+        let histogram = metric.get_histogram();
+        let rank = (q * h.get_sample_count() as f64).ceil().max(1.0) as u64;
+        (h.get_sample_count() > 0).then_some(())?;
+        (histogram.get_bucket().iter())
+            .find(|b| b.cumulative_count() >= rank)
+            .map(|b| b.upper_bound())
+    }
+
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         format!(

@@ -119,6 +119,16 @@ pub trait SourceReader: Send + Sync {
         Vec::new()
     }
 
+    /// Asked after a poll that handed over fewer records than it could:
+    /// whether every split has been read up to all there is now, as far as
+    /// the reader knows without waiting on the network. A partial batch is
+    /// then decoded at once rather than after `batch.linger`, since nothing
+    /// more is coming to fill it (what keeps candles prompt in a live feed,
+    /// while a backlog is still read in full batches). Default: not known.
+    fn caught_up(&self) -> bool {
+        false
+    }
+
     /// A run without checkpoints ended cleanly: commits `positions` where
     /// the source keeps them (a consumer group). Blocking.
     fn commit(&mut self, positions: &serde_json::Value) -> Result<()> {

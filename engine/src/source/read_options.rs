@@ -48,7 +48,9 @@ pub struct ReadOptions {
     pub max_message_bytes: usize,
     /// `batch.size`: records decoded together (default 8192).
     pub batch_size: usize,
-    /// `batch.linger`: longest wait before a partial batch is decoded (default 100ms).
+    /// `batch.linger`: longest wait before a partial batch is decoded
+    /// (default 100ms), while more records are coming: a reader that has
+    /// caught up with its source has its batch decoded at once.
     pub batch_linger: Duration,
     /// `watermark.idle_timeout`: a split silent this long stops holding the watermark (default 30s).
     pub idle_timeout: Duration,

@@ -254,8 +254,10 @@ impl SourceRunner {
                 self.flush(&mut buffer, tracker, outputs)?;
                 return Ok(false);
             }
-            let room = self.options.batch_size.saturating_sub(buffer.records.len());
-            self.reader.poll(POLL_TIMEOUT, room.max(1), &mut buffer)?;
+            let (room, before) = (self.options.batch_size, buffer.records.len());
+            let room = room.saturating_sub(before).max(1);
+            self.reader.poll(POLL_TIMEOUT, room, &mut buffer)?;
+            let drained = buffer.records.len() - before < room;
             if !buffer.ended.is_empty() {
                 // A split's last records go out before it is finished: a
                 // finished split no longer holds the watermark back, so the
@@ -269,9 +271,11 @@ impl SourceRunner {
                 tracker.finish(split);
             }
             let buffered = buffer.records.len();
-            if buffered >= self.options.batch_size
-                || (buffered > 0 && last_flush.elapsed() >= self.options.batch_linger)
-            {
+            let due = || {
+                last_flush.elapsed() >= self.options.batch_linger
+                    || (drained && self.reader.caught_up())
+            };
+            if buffered >= self.options.batch_size || (buffered > 0 && due()) {
                 self.flush(&mut buffer, tracker, outputs)?;
                 last_flush = Instant::now();
             }

@@ -300,6 +300,19 @@ impl SourceReader for MemoryReader {
         Ok(())
     }
 
+    fn caught_up(&self) -> bool {
+        let lengths = self.stream.lengths();
+        let length = |split: i32| lengths.get(split as usize).copied().unwrap_or(0);
+        (self.next.iter()).all(|(&split, &next)| {
+            let end = self
+                .end
+                .get(&split)
+                .copied()
+                .unwrap_or_else(|| length(split));
+            next >= end
+        })
+    }
+
     fn positions(&self) -> serde_json::Value {
         serde_json::to_value(Positions {
             next: self.next.clone(),
