@@ -28,6 +28,7 @@
 //! - [`web`]: the HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
 //! - [`catalog`], [`query`]: the lake's tables for Glue/Athena, and local queries over them.
 //! - [`failpoint`]: commit-phase crash injection for tests.
+//! - [`logs`]: how the engine's processes log (levels, formats, secrets kept out).
 //! - `error`: the engine's error type.
 #![warn(missing_docs)]
 
@@ -40,6 +41,7 @@ pub mod failpoint;
 pub mod feed;
 pub mod ingest;
 pub(crate) mod kafka;
+pub mod logs;
 pub(crate) mod message;
 pub mod metrics;
 pub mod operator;

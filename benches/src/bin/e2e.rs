@@ -233,6 +233,12 @@ fn field(out: &str, key: &str) -> Result<u64> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--child") {
+        // Jobs log as `engine run` does (at `RUST_LOG`, default here: warn),
+        // which costs what it costs there.
+        if std::env::var_os("RUST_LOG").is_none() {
+            std::env::set_var("RUST_LOG", "warn");
+        }
+        engine::logs::init(false);
         // The jobs run on the runtime `engine run` gives them (multi-thread,
         // a worker per core); the rest needs no more than one thread.
         let runtime = match args.get(1).map(String::as_str) {

@@ -422,6 +422,7 @@ impl Column {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::json::tests::raw;
     use crate::decode::JsonDecoder;
     use engine_sql::ddl::parse_create_table;
     use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -611,18 +612,6 @@ mod tests {
             _ => {}
         }
         bytes
-    }
-
-    fn raw(payloads: &[Vec<u8>]) -> Vec<RawRecord<'_>> {
-        (payloads.iter().enumerate())
-            .map(|(i, p)| RawRecord {
-                payload: Some(p),
-                key: None,
-                partition: 0,
-                offset: i as i64,
-                timestamp: None,
-            })
-            .collect()
     }
 
     /// Over a corpus of hostile records, the decoder with the flat path

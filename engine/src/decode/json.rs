@@ -477,7 +477,7 @@ fn metadata_array<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::{Array, Float64Array};
     use engine_sql::ddl::parse_create_table;
@@ -493,12 +493,11 @@ mod tests {
         JsonDecoder::new(&table, "trades", 100)
     }
 
-    fn raw(payloads: &[&'static str]) -> Vec<RawRecord<'static>> {
-        payloads
-            .iter()
-            .enumerate()
+    /// Records of split 0 at offsets 0, 1, ... with these payloads.
+    pub(crate) fn raw<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<RawRecord<'_>> {
+        (payloads.iter().enumerate())
             .map(|(i, p)| RawRecord {
-                payload: Some(p.as_bytes()),
+                payload: Some(p.as_ref()),
                 key: None,
                 partition: 0,
                 offset: i as i64,
@@ -510,7 +509,7 @@ mod tests {
     #[test]
     fn decodes_good_records_and_isolates_bad_ones() {
         let big = Box::leak(format!("{{\"symbol\":\"{}\"}}", "x".repeat(200)).into_boxed_str());
-        let records = raw(&[
+        let payloads = [
             r#"{"symbol":"AAPL","price":189.12,"size":100,"ts":1763649000123}"#,
             r#"{"symbol":"MSFT","price":"oops","ts":1763649000124}"#,
             r#"{"symbol":"MSFT","price":410.5,"ts":"2025-11-20T14:30:00.125Z"}"#,
@@ -520,7 +519,8 @@ mod tests {
             big,
             r#"{"symbol":"A","price":1,"ts":1}{"symbol":"B","price":2,"ts":2}"#,
             r#"{"symbol":"GOOG","price":170.0,"size":5,"ts":1763649000127,"extra":true}"#,
-        ]);
+        ];
+        let records = raw(&payloads);
         let d = decoder();
         let (batch, bad) = d.decode(&records).unwrap();
         assert_eq!(batch.num_rows(), 3);
@@ -561,14 +561,15 @@ mod tests {
     fn every_record_gives_exactly_one_row() {
         // Decoded together, the whitespace-only record and the one holding two
         // objects give two rows for two records: each must still be bad alone.
-        let records = raw(&[
+        let payloads = [
             r#"{"symbol":"A","price":1,"ts":1}"#,
             "   ",
             r#"{"symbol":"B","price":2,"ts":2}{"symbol":"C","price":3,"ts":3}"#,
             r#"{"symbol":"D","price":"#,
             r#"4,"ts":4}"#,
             r#"{"symbol":"E","price":5,"ts":5}"#,
-        ]);
+        ];
+        let records = raw(&payloads);
         let (batch, bad) = decoder().decode(&records).unwrap();
         let bad_idx: Vec<usize> = bad.iter().map(|b| b.index).collect();
         assert_eq!(bad_idx, vec![1, 2, 3, 4], "{bad:?}");
