@@ -224,6 +224,14 @@ print(f"candles={n} checksum={check:.0f} child_maxrss_kb={resource.getrusage(res
 "#;
 
 /// `key=value` from a child's output line.
+/// A quantile's emit-latency bucket bound in µs as printed (0: none known).
+fn bucket_bound(us: u64) -> String {
+    match us {
+        0 => "past the histogram's last bucket".into(),
+        us => format!("<= {} ms", us as f64 / 1000.0),
+    }
+}
+
 fn field(out: &str, key: &str) -> Result<u64> {
     (out.split_whitespace())
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
@@ -641,10 +649,10 @@ async fn latency(args: &[String]) -> Result<()> {
         waits[0]
     );
     println!(
-        "inside the job, from the watermark passing a window's end to the candle's delivery report: {:.1} ms on average over {emitted} candles, p50 <= {} ms, p99 <= {} ms (the emit-latency histogram's bucket bounds)",
+        "inside the job, from the watermark passing a window's end to the candle's delivery report: {:.1} ms on average over {emitted} candles, p50 {}, p99 {} (the emit-latency histogram's bucket bounds)",
         emit_mean_us as f64 / 1000.0,
-        emit_p50 as f64 / 1000.0,
-        emit_p99 as f64 / 1000.0,
+        bucket_bound(emit_p50),
+        bucket_bound(emit_p99),
     );
     println!(
         "the job: {job_cpu:.1} CPU s over {job_wall:.0} s ({:.2} cores), peak RSS {:.0} MB",

@@ -423,11 +423,12 @@ impl Metrics {
     /// quantile `q` of its rows (`None`: no rows, or past the last bucket).
     pub fn emit_latency_quantile_bound(&self, sink: &str, q: f64) -> Option<f64> {
         use prometheus::core::Metric as _;
-        let h = self.emit_latency.with_label_values(&[sink]);
-        let metric = h.metric();
+        let metric = self.emit_latency.with_label_values(&[sink]).metric();
+        // Counts and buckets from one snapshot: rows observed meanwhile do not skew it.
         let histogram = metric.get_histogram();
-        let rank = (q * h.get_sample_count() as f64).ceil().max(1.0) as u64;
-        (h.get_sample_count() > 0).then_some(())?;
+        let count = histogram.get_sample_count();
+        (count > 0).then_some(())?;
+        let rank = (q * count as f64).ceil().max(1.0) as u64;
         (histogram.get_bucket().iter())
             .find(|b| b.cumulative_count() >= rank)
             .map(|b| b.upper_bound())

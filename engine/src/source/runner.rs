@@ -425,6 +425,7 @@ mod tests {
     struct Scripted {
         polls: VecDeque<(Vec<(i32, i64)>, Vec<i32>)>,
         splits: Vec<i32>,
+        caught_up: bool,
     }
 
     impl SourceReader for Scripted {
@@ -449,6 +450,10 @@ mod tests {
         fn name(&self) -> &str {
             "scripted"
         }
+
+        fn caught_up(&self) -> bool {
+            self.caught_up
+        }
     }
 
     #[derive(Default)]
@@ -467,19 +472,24 @@ mod tests {
         }
     }
 
-    /// Runs `polls` through a bounded runner; returns, in order, each
+    /// Runs `polls` through a bounded runner (batches of `batch_size`, no
+    /// linger, a reader `caught_up` or not); returns, in order, each
     /// record's event time and each watermark (as `Err`).
-    fn run(polls: Vec<(Vec<(i32, i64)>, Vec<i32>)>) -> Vec<std::result::Result<i64, i64>> {
-        let table = parse_create_table(
+    fn run(
+        polls: Vec<(Vec<(i32, i64)>, Vec<i32>)>,
+        batch_size: usize,
+        caught_up: bool,
+    ) -> Vec<std::result::Result<i64, i64>> {
+        let sql = format!(
             "CREATE TABLE t (ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts)
-             WITH (connector = 'memory', format = 'json', batch.size = '2', batch.linger = '1h')",
-            1,
-        )
-        .unwrap();
+             WITH (connector = 'memory', format = 'json', batch.size = '{batch_size}', batch.linger = '1h')"
+        );
+        let table = parse_create_table(&sql, 1).unwrap();
         let options = ReadOptions::from_options(&mut table.options.clone()).unwrap();
         let reader = Scripted {
             polls: polls.into(),
             splits: vec![0, 1],
+            caught_up,
         };
         let dead_letters = Arc::new(Kept::default());
         let metrics = Arc::new(Metrics::new());
@@ -517,11 +527,15 @@ mod tests {
         // Split 0 trails split 1. Its last record comes with its end, while
         // the buffer is not full: it must still come before the watermark
         // that its end lets jump to split 1's time.
-        let seen = run(vec![
-            (vec![(0, 1_000), (1, 100_000)], vec![]),
-            (vec![(0, 2_000)], vec![0]),
-            (vec![(1, 101_000)], vec![1]),
-        ]);
+        let seen = run(
+            vec![
+                (vec![(0, 1_000), (1, 100_000)], vec![]),
+                (vec![(0, 2_000)], vec![0]),
+                (vec![(1, 101_000)], vec![1]),
+            ],
+            2,
+            false,
+        );
         let mut watermark = i64::MIN;
         for item in &seen {
             match *item {
@@ -534,5 +548,27 @@ mod tests {
         }
         let records = seen.iter().filter(|i| i.is_ok()).count();
         assert_eq!(records, 4, "{seen:?}");
+    }
+
+    #[test]
+    fn a_caught_up_reader_has_its_partial_batch_decoded_at_once() {
+        // Half a batch, then the reader has all there is: its records and
+        // their watermark go out before the next poll's records, not after
+        // the linger (an hour here).
+        let polls = || {
+            vec![
+                (vec![(0, 1_000), (1, 2_000)], vec![]),
+                (vec![(0, 3_000), (1, 4_000)], vec![0, 1]),
+            ]
+        };
+        let prompt = run(polls(), 10, true);
+        assert_eq!(
+            prompt[..3],
+            [Ok(1_000), Ok(2_000), Err(1_000)],
+            "{prompt:?}"
+        );
+        let lingering = run(polls(), 10, false);
+        let records: Vec<_> = lingering.iter().take_while(|i| i.is_ok()).collect();
+        assert_eq!(records.len(), 4, "one batch at the end: {lingering:?}");
     }
 }

@@ -69,6 +69,8 @@ pub struct KafkaReader {
     cursors: BTreeMap<i32, PartitionCursor>,
     /// Commits positions after a run without checkpoints.
     committer: Arc<OffsetCommitter>,
+    /// The topic's name for librdkafka's C calls (none: it holds a NUL).
+    topic_name: Option<std::ffi::CString>,
 }
 
 impl KafkaReader {
@@ -81,6 +83,7 @@ impl KafkaReader {
         committer: Arc<OffsetCommitter>,
     ) -> Self {
         Self {
+            topic_name: std::ffi::CString::new(config.topic.as_str()).ok(),
             config,
             startup,
             bounded,
@@ -373,14 +376,13 @@ impl SourceReader for KafkaReader {
         let Some(consumer) = self.consumer.as_ref() else {
             return Vec::new();
         };
-        let topic = &self.config.topic;
-        let Ok(name) = std::ffi::CString::new(topic.as_str()) else {
+        let (topic, Some(name)) = (&self.config.topic, self.topic_name.as_ref()) else {
             return Vec::new();
         };
         let positions = consumer.position().ok();
         (self.cursors.iter())
             .filter_map(|(&p, c)| {
-                let high = cached_high_watermark(consumer, &name, p)?;
+                let high = cached_high_watermark(consumer, name, p)?;
                 let position = positions.as_ref().and_then(|t| offset_in(t, topic, p));
                 let at = position.map_or(c.next, |pos| pos.max(c.next));
                 Some((p, (high - at).max(0)))
@@ -389,29 +391,18 @@ impl SourceReader for KafkaReader {
     }
 
     /// Every partition still read is at the high watermark of its last
-    /// fetch response (librdkafka's cache; none yet: not caught up). The
-    /// consumer's position is asked only when the last record read is short
-    /// of it: transaction markers can sit at the end.
+    /// fetch response (librdkafka's cache; none yet: not caught up). Only
+    /// the last record read counts, not the consumer's position, which
+    /// would cost a round trip to librdkafka's main thread per poll: after
+    /// a transaction's marker a partition looks one short, and its batch
+    /// waits for `batch.linger` as before.
     fn caught_up(&self) -> bool {
-        let Some(consumer) = self.consumer.as_ref() else {
+        let (Some(consumer), Some(name)) = (self.consumer.as_ref(), self.topic_name.as_ref())
+        else {
             return false;
         };
-        let Ok(name) = std::ffi::CString::new(self.config.topic.as_str()) else {
-            return false;
-        };
-        let mut positions = None;
         (self.cursors.iter().filter(|(_, c)| !c.finished)).all(|(&p, c)| {
-            let Some(high) = cached_high_watermark(consumer, &name, p) else {
-                return false;
-            };
-            if c.next >= high {
-                return true;
-            }
-            let positions = positions.get_or_insert_with(|| consumer.position().ok());
-            let position = positions
-                .as_ref()
-                .and_then(|t| offset_in(t, &self.config.topic, p));
-            position.is_some_and(|pos| pos >= high)
+            cached_high_watermark(consumer, name, p).is_some_and(|high| c.next >= high)
         })
     }
 

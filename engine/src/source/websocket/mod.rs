@@ -296,12 +296,6 @@ impl SourceReader for WebsocketReader {
         Ok(())
     }
 
-    /// A feed has no backlog to wait for: a poll that found the queue
-    /// empty has everything received so far.
-    fn caught_up(&self) -> bool {
-        true
-    }
-
     fn positions(&self) -> serde_json::Value {
         serde_json::json!({ "received": self.next })
     }
