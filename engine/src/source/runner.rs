@@ -472,8 +472,8 @@ mod tests {
         }
     }
 
-    /// Runs `polls` through a bounded runner (batches of `batch_size`, no
-    /// linger, a reader `caught_up` or not); returns, in order, each
+    /// Runs `polls` through a bounded runner (batches of `batch_size`, a
+    /// linger of an hour, a reader `caught_up` or not); returns, in order, each
     /// record's event time and each watermark (as `Err`).
     fn run(
         polls: Vec<(Vec<(i32, i64)>, Vec<i32>)>,
